@@ -1,0 +1,82 @@
+"""The Dataset interface the QSL reads from, and an in-memory implementation."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from mlperf_ext.errors import DatasetError
+
+
+class Dataset(ABC):
+    """An indexable set of preprocessed samples, each ready to feed the model, with optional labels."""
+
+    name: str = "dataset"
+    #: one line shown next to results, e.g. "MNIST padded to 32x32 (not CIFAR-10)"
+    description: str = ""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def sample_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    @abstractmethod
+    def dtype(self) -> np.dtype: ...
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """int64 class index per sample, or None when the dataset carries no labels."""
+        return None
+
+    @abstractmethod
+    def load(self, indices: np.ndarray) -> np.ndarray:
+        """Samples at `indices`, stacked: shape (len(indices), *sample_shape)."""
+
+
+class ArrayDataset(Dataset):
+    """Samples already in memory as one array (what the small shipped datasets use)."""
+
+    def __init__(self, name: str, samples: np.ndarray, labels: np.ndarray | None = None,
+                 description: str = ""):
+        if samples.ndim < 2:
+            raise DatasetError(f"dataset '{name}' must be an array of samples (N, ...), got shape "
+                               f"{samples.shape}; fix: stack the samples along a first axis")
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != (samples.shape[0],):
+                raise DatasetError(f"dataset '{name}' has {samples.shape[0]} samples but labels of shape "
+                                   f"{labels.shape}; fix: give one label per sample")
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise DatasetError(f"dataset '{name}' labels must be integers, got {labels.dtype}; "
+                                   "fix: store class indices")
+            labels = labels.astype(np.int64)
+        self.name = name
+        self.description = description
+        self._samples = samples
+        self._labels = labels
+
+    def __len__(self) -> int:
+        return int(self._samples.shape[0])
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self._samples.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._samples.dtype
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        return self._labels
+
+    @property
+    def samples(self) -> np.ndarray:
+        return self._samples
+
+    def load(self, indices: np.ndarray) -> np.ndarray:
+        return self._samples[np.asarray(indices, dtype=np.int64)]
