@@ -1,0 +1,170 @@
+"""What a backend needs to know about an ONNX file before handing it to its runtime.
+
+Both ONNX Runtime and OpenVINO read the same `.onnx` artefact. Checking the file here first gives
+one-line user errors (missing, unreadable, corrupt) instead of a runtime's multi-line C++ trace, and
+gives both backends the same view of the input tensor and of the model's float precision (which
+OpenVINO needs to pick an honest INFERENCE_PRECISION_HINT).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlperf_ext.errors import ModelError
+from sut.base import TensorSpec, batch_dimension_ok
+
+# ONNX float element types -> the precision name used in results; integer types -> their bit width.
+_FLOAT_PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The parts of an ONNX graph a backend checks before it compiles the model."""
+
+    path: Path
+    input: TensorSpec
+    output_names: tuple[str, ...]
+    float_precision: str  # "fp32" | "fp16" | "bf16" | "fp64": type of most floating-point weight elements
+    weight_types: tuple[str, ...]  # distinct initializer element types, e.g. ("float32", "int2")
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The leading input dimension when the model fixes it, else None (dynamic batch)."""
+        return self.input.shape[0] if self.input.shape else None
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The most informative single line of a runtime exception (runtimes put C++ file:line first)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    # OpenVINO/ORT messages start with "Exception from src/...cpp:NN:" or "Check ... failed at ...";
+    # the reason itself is on the last line.
+    text = lines[-1] if len(lines) > 1 else lines[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_model_path(path: Path | str) -> Path:
+    """Return the path if it names a readable file; otherwise raise ModelError with a fix."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model file {p} does not exist; fix: check the path or build the model variant first")
+    if not p.is_file():
+        raise ModelError(f"model path {p} is not a file; fix: pass the .onnx file itself")
+    try:
+        with p.open("rb"):
+            pass
+    except OSError as exc:
+        raise ModelError(f"model file {p} cannot be read ({exc.strerror}); fix: check its permissions") from exc
+    return p
+
+
+def _np_dtype_name(elem_type: int) -> str:
+    from onnx import helper
+
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
+    except (KeyError, TypeError, ValueError):
+        from onnx import TensorProto
+
+        return TensorProto.DataType.Name(elem_type).lower()
+
+
+def _type_name(elem_type: int) -> str:
+    """ONNX element type as a lower-case name that keeps sub-byte types apart (int2, int4, ...)."""
+    from onnx import TensorProto
+
+    name = TensorProto.DataType.Name(elem_type).lower()
+    return {"float": "float32", "double": "float64", "float16": "float16"}.get(name, name)
+
+
+def _input_spec(model, path: Path) -> TensorSpec:
+    initializer_names = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializer_names]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise ModelError(f"model {path} has {len(inputs)} inputs ({names}); fix: export a model with exactly one "
+                         f"input tensor")
+    tensor_type = inputs[0].type.tensor_type
+    if not tensor_type.HasField("shape"):
+        raise ModelError(f"model {path} input '{inputs[0].name}' has no shape; fix: export the model with input "
+                         f"shapes (dynamic batch allowed)")
+    shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                  for d in tensor_type.shape.dim)
+    return TensorSpec(name=inputs[0].name, shape=shape, dtype=_np_dtype_name(tensor_type.elem_type))
+
+
+def _weight_census(model) -> tuple[str, tuple[str, ...]]:
+    """(float precision, distinct initializer types): weights decide precision, not the I/O types.
+
+    An FP16 model exported with keep_io_types has float32 I/O but float16 weights; a quantized (QDQ)
+    model has integer weights with float32 scales and biases, so its float precision is fp32.
+    """
+    float_elements: Counter[str] = Counter()
+    types: set[str] = set()
+    for t in model.graph.initializer:
+        name = _type_name(t.data_type)
+        types.add(name)
+        if name in _FLOAT_PRECISION:
+            float_elements[name] += int(np.prod(t.dims)) if len(t.dims) else 1
+    for node in model.graph.node:  # Constant nodes carry weights too in some exporters
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    name = _type_name(attr.t.data_type)
+                    types.add(name)
+                    if name in _FLOAT_PRECISION:
+                        float_elements[name] += int(np.prod(attr.t.dims)) if len(attr.t.dims) else 1
+    precision = _FLOAT_PRECISION[float_elements.most_common(1)[0][0]] if float_elements else "fp32"
+    return precision, tuple(sorted(types))
+
+
+def inspect_model(path: Path | str) -> ModelInfo:
+    """Parse the ONNX file (weights left on disk) and describe its input, outputs and precision."""
+    p = check_model_path(path)
+    import onnx
+
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, ValueError, OSError... all mean "not an ONNX model"
+        raise ModelError(f"model file {p} is not a readable ONNX model ({type(exc).__name__}: "
+                         f"{first_line(exc)}); fix: re-export or re-download the model") from exc
+    if not model.graph.node or not model.graph.output:
+        raise ModelError(f"model file {p} holds no ONNX graph (no nodes or outputs); fix: re-export or "
+                         f"re-download the model")
+    precision, types = _weight_census(model)
+    return ModelInfo(path=p, input=_input_spec(model, p),
+                     output_names=tuple(o.name for o in model.graph.output),
+                     float_precision=precision, weight_types=types)
+
+
+def refuse_batch(info: ModelInfo, max_batch: int) -> None:
+    """Raise ModelError when a model with a fixed leading dimension cannot take `max_batch`."""
+    if not batch_dimension_ok(info.input, max_batch):
+        fixed = info.fixed_batch
+        if fixed is None:
+            raise ModelError(f"model {info.path} input '{info.input.name}' is a scalar; fix: export the model with "
+                             f"a batch dimension")
+        raise ModelError(f"model {info.path} takes batch {fixed} only; fix: use --batch {fixed} or export the model "
+                         f"with a dynamic batch dimension")
+
+
+def fit_batch(batch: np.ndarray, info: ModelInfo) -> tuple[np.ndarray, int]:
+    """Pad a short last batch up to a fixed model batch; returns (array to run, rows to keep).
+
+    Only a model with a fixed batch larger than the batch handed in needs this; padding is real work a
+    deployed system does, so it belongs on the system path.
+    """
+    n = batch.shape[0]
+    fixed = info.fixed_batch
+    if fixed is None or n == fixed:
+        return batch, n
+    if n > fixed:
+        raise ModelError(f"batch of {n} handed to model {info.path}, which takes batch {fixed} only; fix: use "
+                         f"--batch {fixed}")
+    pad = np.zeros((fixed - n, *batch.shape[1:]), dtype=batch.dtype)
+    return np.concatenate([batch, pad]), n

@@ -1,0 +1,221 @@
+"""OpenVINO backend: an ONNX model compiled for one OpenVINO device (CPU here) behind the Backend protocol.
+
+Compute boundary (ARCHITECTURE.md, "Definitions"): `time_compute` uses an InferRequest of its own,
+sets the input tensor once with `set_input_tensor`, runs one untimed warm-up, then times only
+`request.infer()` (no inputs passed, so nothing is copied in or out) with `time.perf_counter_ns`;
+the interval is the plugin's synchronous execution plus the Python call. The system path `infer`
+passes the host array to `request.infer({0: batch})` (input copied in, output copied out).
+
+Streams: `streams` InferRequests are created and `infer(batch, stream=k)` runs request k
+synchronously; `InferRequest.infer` releases the GIL, so k Python threads execute concurrently.
+NUM_STREAMS is set to `streams` explicitly; explicit low-level properties take precedence over
+PERFORMANCE_HINT (checked by reading NUM_STREAMS back from the compiled model), so the streams column
+always means what ran.
+
+Precision: INFERENCE_PRECISION_HINT is set to the model's own float precision. On a CPU with BF16
+support OpenVINO's default is bf16 (shared/notes/offline-models-and-data.md §5), which would quietly
+turn an FP32 run into a bf16 one. FP32 and quantized (QDQ, float32 scales) models get f32. An FP16 model
+gets f16 only where the device lists FP16 in OPTIMIZATION_CAPABILITIES (native f16 kernels, e.g.
+AVX512-FP16/AMX-FP16 CPUs); elsewhere it gets f32 and describe() says that the fp16 weights were
+upcast. All effective values are read back from the compiled model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlperf_ext.errors import BackendUnavailable, ConfigError, UnsupportedVariant
+from sut.base import BackendDescription, DeploymentOptions, TensorSpec
+from sut.model_file import ModelInfo, first_line, fit_batch, inspect_model, refuse_batch
+
+_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+_PRECISION_HINT = {"fp32": "f32", "fp64": "f32", "bf16": "bf16", "fp16": "f16"}
+# Capability OpenVINO reports (OPTIMIZATION_CAPABILITIES) for native execution at a given hint.
+_HINT_CAPABILITY = {"f16": "FP16", "bf16": "BF16"}
+# Effective settings read back from the compiled model into describe().settings (when supported).
+_READ_BACK = ("NUM_STREAMS", "INFERENCE_NUM_THREADS", "PERFORMANCE_HINT", "INFERENCE_PRECISION_HINT",
+              "EXECUTION_MODE_HINT", "OPTIMAL_NUMBER_OF_INFER_REQUESTS", "PERFORMANCE_HINT_NUM_REQUESTS",
+              "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE")
+
+
+def _device_name(device: str) -> str:
+    """'cpu' -> 'CPU', 'gpu.1' -> 'GPU.1'. Virtual devices that choose for the user are refused."""
+    name = device.upper()
+    if name.split(":")[0] in ("AUTO", "MULTI", "HETERO", "BATCH"):
+        raise ConfigError(f"openvino device '{device}' lets the runtime pick or fall back between devices; fix: name "
+                          f"one device such as cpu or gpu")
+    return name
+
+
+def _plain(value) -> object:
+    """A compiled-model property as a JSON-friendly value."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    text = str(value)
+    # OpenVINO enums print as "<Type: 'float32'>" / "PerformanceMode.LATENCY"
+    if text.startswith("<Type: '"):
+        return text[len("<Type: '"): -2]
+    return text.rsplit(".", 1)[-1] if "." in text and " " not in text else text
+
+
+class OpenVinoBackend:
+    """One ONNX model compiled by OpenVINO, with one InferRequest per stream."""
+
+    name = "openvino"
+
+    def __init__(self) -> None:
+        self._ov = None
+        self._compiled = None
+        self._requests: list = []
+        self._compute_request = None
+        self._info: ModelInfo | None = None
+        self._options: DeploymentOptions | None = None
+        self._device = ""
+        self._config: dict = {}
+        self._notes: list[str] = []
+
+    # -- loading -------------------------------------------------------------------------------
+    def load(self, model_path: Path, options: DeploymentOptions) -> None:
+        device = _device_name(options.device)
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise BackendUnavailable(self.name, "openvino", detail=str(exc)) from exc
+        info = inspect_model(model_path)
+        refuse_batch(info, options.max_batch)
+
+        core = ov.Core()
+        available = list(core.available_devices)
+        if device not in available and not any(d.startswith(device + ".") for d in available):
+            raise ConfigError(f"openvino has no device '{options.device}' here (available: {', '.join(available)}); "
+                              f"fix: use --device {available[0].lower() if available else 'cpu'} or install the "
+                              f"device's OpenVINO plugin and driver")
+
+        config, notes = self._compile_config(core, device, info, options)
+        try:
+            model = core.read_model(str(info.path))
+        except Exception as exc:  # RuntimeError "Unsupported type" for INT2 weights, unknown ops, ...
+            raise self._unsupported(info, exc) from exc
+        try:
+            compiled = core.compile_model(model, device, config)
+        except Exception as exc:
+            raise self._unsupported(info, exc) from exc
+
+        self._ov, self._compiled, self._info, self._options = ov, compiled, info, options
+        self._device, self._config, self._notes = device, config, notes
+        self._requests = [compiled.create_infer_request() for _ in range(options.streams)]
+        self._compute_request = None
+
+    @staticmethod
+    def _compile_config(core, device: str, info: ModelInfo, options: DeploymentOptions) -> tuple[dict, list[str]]:
+        """The properties requested from OpenVINO, and notes on anything that is not what it seems."""
+        notes: list[str] = []
+        config: dict = {"NUM_STREAMS": options.streams}
+        if options.threads is not None:
+            config["INFERENCE_NUM_THREADS"] = options.threads
+        if options.operating_mode and options.operating_mode.upper() in _HINTS:
+            config["PERFORMANCE_HINT"] = options.operating_mode.upper()
+        elif options.operating_mode:
+            notes.append(f"operating_mode '{options.operating_mode}' is not an OpenVINO performance hint; "
+                         f"the runtime was not told about it")
+        hint = _PRECISION_HINT.get(info.float_precision, "f32")
+        needed = _HINT_CAPABILITY.get(hint)
+        if needed:
+            capabilities = list(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
+            if needed not in capabilities:
+                notes.append(f"model weights are {info.float_precision} but {device} has no native {needed} "
+                             f"kernels; weights upcast and run at f32")
+                hint = "f32"
+        config["INFERENCE_PRECISION_HINT"] = hint
+        return config, notes
+
+    @staticmethod
+    def _unsupported(info: ModelInfo, exc: BaseException) -> UnsupportedVariant:
+        low_bit = [t for t in info.weight_types if t in ("int2", "uint2", "int4", "uint4")]
+        if any(t.endswith("int2") for t in low_bit):
+            fix = "use onnxruntime for INT2 variants"
+        else:
+            fix = "use onnxruntime for this model, or export it with operators and types OpenVINO supports"
+        return UnsupportedVariant(f"openvino cannot run {info.path}: {first_line(exc)}; fix: {fix}")
+
+    def _require(self):
+        if self._compiled is None:
+            raise RuntimeError("OpenVinoBackend used before load()")
+        return self._compiled
+
+    # -- description ---------------------------------------------------------------------------
+    def describe(self) -> BackendDescription:
+        compiled = self._require()
+        assert self._ov is not None and self._info is not None and self._options is not None
+        supported = set(compiled.get_property("SUPPORTED_PROPERTIES"))
+        settings: dict = {key: _plain(compiled.get_property(key)) for key in _READ_BACK if key in supported}
+        settings["requested"] = {k: _plain(v) for k, v in self._config.items()}
+        settings["infer_requests"] = len(self._requests)
+        settings["model_float_precision"] = self._info.float_precision
+        settings["model_weight_types"] = list(self._info.weight_types)
+        settings["runtime_precisions"] = self._runtime_precisions(compiled)
+        settings["compute_boundary"] = "InferRequest.infer() with the input tensor preset by set_input_tensor"
+        if self._notes:
+            settings["notes"] = list(self._notes)
+        devices = (_plain(compiled.get_property("EXECUTION_DEVICES")) if "EXECUTION_DEVICES" in supported
+                   else [self._device])
+        return BackendDescription(runtime="openvino", version=self._ov.get_version(), device=self._device,
+                                  providers=list(devices), settings=settings)
+
+    @staticmethod
+    def _runtime_precisions(compiled) -> list[str]:
+        """Element precisions the plugin actually executes layers in (evidence of bf16/f16/i8 use)."""
+        try:
+            ops = compiled.get_runtime_model().get_ops()
+        except Exception:  # not every plugin exposes a runtime model
+            return []
+        found = set()
+        for op in ops:
+            info = op.get_rt_info()
+            if "runtimePrecision" in info:
+                found.add(info["runtimePrecision"].astype(str))
+        return sorted(found)
+
+    def input_spec(self) -> TensorSpec:
+        self._require()
+        assert self._info is not None
+        return self._info.input
+
+    # -- system path ---------------------------------------------------------------------------
+    def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
+        self._require()
+        assert self._info is not None
+        if not 0 <= stream < len(self._requests):
+            raise ValueError(f"stream {stream} outside 0..{len(self._requests) - 1}")
+        run_batch, keep = fit_batch(batch, self._info)
+        out = self._requests[stream].infer({0: run_batch})[0]
+        return out[:keep] if keep != run_batch.shape[0] else out
+
+    # -- compute path --------------------------------------------------------------------------
+    def time_compute(self, batch: np.ndarray, iterations: int) -> list[float]:
+        compiled = self._require()
+        assert self._ov is not None and self._info is not None
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        if self._compute_request is None:
+            self._compute_request = compiled.create_infer_request()
+        request = self._compute_request
+        run_batch, _ = fit_batch(batch, self._info)
+        request.set_input_tensor(self._ov.Tensor(np.ascontiguousarray(run_batch)))
+        request.infer()  # warm-up: shapes the output tensor and primes the plugin's caches
+        times: list[float] = []
+        for _ in range(iterations):
+            t0 = time.perf_counter_ns()
+            request.infer()
+            times.append((time.perf_counter_ns() - t0) / 1e9)
+        return times
+
+    def close(self) -> None:
+        self._requests = []
+        self._compute_request = None
+        self._compiled = None
