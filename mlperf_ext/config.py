@@ -1,0 +1,242 @@
+"""Run points and run specs: a YAML spec's lists expand into a grid of fully resolved points.
+
+A `RunPoint` holds everything that decides a measurement; its `key` (a hash of the resolved config,
+the model file's sha256 and the user.conf's contents) is what the results store uses to skip points
+already measured.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlperf_ext.errors import ConfigError
+
+SCENARIO_NAMES = ("SingleStream", "MultiStream", "Server", "Offline")
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One LoadGen run: a model on a backend in one scenario and mode with one set of deployment knobs."""
+
+    model: str  # ONNX file path
+    dataset: str  # .npy directory or built-in dataset name
+    backend: str
+    scenario: str
+    mode: str = "performance"  # performance | accuracy | submission
+    profile: str = "quick"  # quick (never compliant) | submission (LoadGen's official settings)
+    batch: int = 1
+    threads: int | None = None
+    streams: int = 1
+    device: str = "cpu"
+    operating_mode: str | None = None
+    platform: str = "host"
+    user_conf: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # explicit TestSettings overrides
+    max_wait_us: int = 1000  # Server dynamic-batching window
+    mlperf_model: str | None = None  # model name for mlperf.conf/user.conf lookups (default: file stem)
+    model_name: str | None = None  # display name (zoo name or file stem)
+    timeout_s: float = 600.0  # watchdog for the child process; not part of the key
+
+    def __post_init__(self):
+        if self.scenario not in SCENARIO_NAMES:
+            raise ConfigError(f"unknown scenario '{self.scenario}'; fix: use one of {', '.join(SCENARIO_NAMES)}")
+        for name in ("batch", "streams"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}; fix: use 1 or more")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads must be a positive integer, got {self.threads!r}; fix: use 1 or more")
+        if self.scenario == "SingleStream" and self.batch != 1:
+            # a SingleStream query holds one sample: any other batch would be a label, not a fact
+            object.__setattr__(self, "batch", 1)
+        if self.model_name is None:
+            object.__setattr__(self, "model_name", Path(self.model).stem)
+        if self.mlperf_model is None:
+            object.__setattr__(self, "mlperf_model", self.model_name)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunPoint:
+        return cls(**data)
+
+    def key(self) -> str:
+        """Hash of everything that decides the measurement, including the bytes of its inputs."""
+        data = self.to_dict()
+        data.pop("timeout_s")
+        data["model_sha256"] = file_sha256(Path(self.model)) if Path(self.model).is_file() else None
+        data["user_conf_sha256"] = (file_sha256(Path(self.user_conf))
+                                    if self.user_conf and Path(self.user_conf).is_file() else None)
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def label(self) -> str:
+        parts = [self.model_name, self.backend, self.scenario, self.mode, f"b{self.batch}",
+                 f"t{self.threads or 'auto'}", f"s{self.streams}"]
+        if self.operating_mode:
+            parts.append(self.operating_mode)
+        return " ".join(str(p) for p in parts)
+
+
+_SHA_CACHE: dict[tuple[str, float, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    stat = path.stat()
+    cache_key = (str(path.resolve()), stat.st_mtime, stat.st_size)
+    if cache_key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _SHA_CACHE[cache_key] = digest.hexdigest()
+    return _SHA_CACHE[cache_key]
+
+
+# spec key -> (RunPoint field, is a grid axis)
+SPEC_AXES = {
+    "models": "model", "model": "model",
+    "datasets": "dataset", "dataset": "dataset",
+    "backends": "backend", "backend": "backend",
+    "scenarios": "scenario", "scenario": "scenario",
+    "modes": "mode", "mode": "mode",
+    "batch": "batch", "batches": "batch",
+    "threads": "threads",
+    "streams": "streams",
+    "devices": "device", "device": "device",
+    "operating_modes": "operating_mode", "operating_mode": "operating_mode",
+}
+SPEC_SCALARS = {"profile", "platform", "user_conf", "settings", "max_wait_us", "mlperf_model", "timeout_s"}
+SPEC_KEYS = set(SPEC_AXES) | SPEC_SCALARS
+
+
+@dataclass
+class ModelEntry:
+    """A spec's model: a file or a zoo name, optionally with its own dataset."""
+
+    ref: str
+    dataset: str | None = None
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _unknown_key_error(key: str, valid, where: str) -> ConfigError:
+    hint = difflib.get_close_matches(key, sorted(valid), n=1)
+    return ConfigError(f"unknown key '{key}' in {where}" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                       + f"; fix: use one of {', '.join(sorted(valid))}")
+
+
+def load_spec(path: Path) -> dict:
+    """Read and check a YAML run spec; relative paths are taken relative to the spec's folder."""
+    if not path.is_file():
+        raise ConfigError(f"run spec {path} does not exist; fix: pass an existing YAML file")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}; fix: correct the syntax") from exc
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path} must be a mapping of keys (models, backends, scenarios, ...); "
+                          "fix: write 'key: value' lines")
+    for key in spec:
+        if key not in SPEC_KEYS:
+            raise _unknown_key_error(str(key), SPEC_KEYS, str(path))
+    spec = dict(spec)
+    spec["_base_dir"] = str(path.parent.resolve())
+    return spec
+
+
+def _resolve_path(value: str | None, base: Path) -> str | None:
+    if value is None:
+        return None
+    candidate = Path(value)
+    if not candidate.is_absolute() and (base / candidate).exists():
+        return str((base / candidate).resolve())
+    return str(candidate.resolve()) if candidate.exists() else value
+
+
+def model_entries(spec: dict) -> list[ModelEntry]:
+    raw = spec.get("models", spec.get("model"))
+    if raw is None:
+        raise ConfigError("the spec names no model; fix: add 'models: [path.onnx or zoo name, ...]'")
+    entries = []
+    for item in _as_list(raw):
+        if isinstance(item, dict):
+            extra = set(item) - {"model", "dataset"}
+            if extra or "model" not in item:
+                raise ConfigError(f"model entry {item} must have 'model' and optionally 'dataset'; "
+                                  "fix: write {model: ..., dataset: ...}")
+            entries.append(ModelEntry(str(item["model"]), item.get("dataset")))
+        else:
+            entries.append(ModelEntry(str(item)))
+    return entries
+
+
+def expand(spec: dict, resolve_model) -> list[RunPoint]:
+    """The grid of points a spec describes.
+
+    `resolve_model(ref) -> (onnx_path, display_name, default_dataset)` turns a file path or zoo name
+    into a file (building zoo models as needed).
+    """
+    base = Path(spec.get("_base_dir", "."))
+    axes: dict[str, list] = {}
+    for key, field_name in SPEC_AXES.items():
+        if key in spec and field_name not in ("model", "dataset"):
+            if field_name in axes:
+                raise ConfigError(f"the spec sets '{field_name}' twice; fix: keep one of the two keys")
+            axes[field_name] = _as_list(spec[key])
+    if "backend" not in axes:
+        raise ConfigError("the spec names no backend; fix: add 'backends: [onnxruntime, ...]'")
+    if "scenario" not in axes:
+        raise ConfigError("the spec names no scenario; fix: add 'scenarios: [Offline, ...]'")
+    settings = spec.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise ConfigError("'settings' must be a mapping of LoadGen TestSettings fields; fix: write "
+                          "'settings: {min_duration_ms: 500}'")
+    scalars = {k: spec[k] for k in SPEC_SCALARS - {"settings", "user_conf"} if k in spec}
+    user_conf = _resolve_path(spec.get("user_conf"), base)
+    datasets = _as_list(spec["datasets"] if "datasets" in spec else spec.get("dataset"))
+    points = []
+    names = list(axes)
+    for entry in model_entries(spec):
+        model_path, display, default_dataset = resolve_model(_resolve_path(entry.ref, base))
+        entry_datasets = [entry.dataset] if entry.dataset else [d for d in datasets if d] or [default_dataset]
+        for dataset in entry_datasets:
+            if dataset is None:
+                raise ConfigError(f"no dataset for model '{entry.ref}'; fix: add 'dataset: DIR_OR_NAME'")
+            dataset = _resolve_path(str(dataset), base)
+            for combo in itertools.product(*(axes[n] for n in names)):
+                values = dict(zip(names, combo))
+                try:
+                    point = RunPoint(model=model_path, dataset=dataset, model_name=display,
+                                     user_conf=user_conf, settings=dict(settings), **values, **scalars)
+                except TypeError as exc:
+                    raise ConfigError(f"bad value in spec: {exc}; fix: check the types of the values") from exc
+                points.append(point)
+    unique = list(dict.fromkeys(_point_identity(p) for p in points))
+    by_identity = {_point_identity(p): p for p in points}
+    return [by_identity[i] for i in unique]
+
+
+def _point_identity(point: RunPoint) -> str:
+    return json.dumps(point.to_dict(), sort_keys=True, default=str)
+
+
+def with_overrides(point: RunPoint, **changes) -> RunPoint:
+    valid = {f.name for f in fields(RunPoint)}
+    for key in changes:
+        if key not in valid:
+            raise _unknown_key_error(key, valid, "run point")
+    return replace(point, **changes)

@@ -1,0 +1,55 @@
+"""The query sample library: holds in memory exactly the samples LoadGen asked to load.
+
+Loaded samples live in one contiguous array so that gathering a batch is a single numpy take
+(the issue path must stay cheap); `_row_of[index]` maps a dataset index to its row, -1 if unloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mlperf_ext.datasets.base import Dataset
+from mlperf_ext.errors import DatasetError
+
+#: performance set size when the dataset is larger (MLPerf's resnet50 uses 1024 via mlperf.conf)
+DEFAULT_PERFORMANCE_COUNT = 1024
+
+
+class SampleLibrary:
+    """LoadGen's load/unload callbacks plus `gather` for the SUT."""
+
+    def __init__(self, dataset: Dataset, performance_count: int | None = None):
+        if len(dataset) == 0:
+            raise DatasetError(f"dataset '{dataset.name}' is empty; fix: point at a dataset with samples")
+        self.dataset = dataset
+        self.total_count = len(dataset)
+        self.performance_count = min(performance_count or DEFAULT_PERFORMANCE_COUNT, self.total_count)
+        self._row_of = np.full(self.total_count, -1, dtype=np.int64)
+        self._data = np.empty((0, *dataset.sample_shape), dtype=dataset.dtype)
+
+    def load(self, indices: Sequence[int]) -> None:
+        """LoadGen callback: bring these samples into memory (replacing any previous set)."""
+        wanted = np.unique(np.asarray(indices, dtype=np.int64))
+        self._data = np.ascontiguousarray(self.dataset.load(wanted))
+        self._row_of[:] = -1
+        self._row_of[wanted] = np.arange(wanted.size)
+
+    def unload(self, indices: Sequence[int]) -> None:
+        """LoadGen callback: forget these samples."""
+        self._row_of[np.asarray(indices, dtype=np.int64)] = -1
+        if not (self._row_of >= 0).any():
+            self._data = self._data[:0]
+
+    def gather(self, indices: Sequence[int]) -> np.ndarray:
+        """A batch of loaded samples, in the order given."""
+        rows = self._row_of[np.asarray(indices, dtype=np.int64)]
+        if rows.min() < 0:
+            raise RuntimeError("LoadGen issued a sample that is not loaded")
+        return self._data[rows]
+
+    def first_batch(self, size: int) -> np.ndarray:
+        """`size` samples from the start of the dataset (for warm-up and compute timing)."""
+        idx = np.arange(size) % self.total_count
+        return np.ascontiguousarray(self.dataset.load(idx))

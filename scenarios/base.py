@@ -1,0 +1,120 @@
+"""What every scenario module provides, and the stream workers they share.
+
+A scenario module decides *how* issued samples reach the backend (inline on LoadGen's issue thread,
+split into batches, or queued and dynamically batched) and which LoadGen hints to derive from a
+compute-time estimate when the user gave none.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from mlperf_ext.errors import ConfigError
+
+RunBatch = Callable[[Sequence[int], Sequence[int], int], None]
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    """Deployment knobs the dispatch policy needs."""
+
+    batch: int = 1  # the largest batch handed to the backend
+    streams: int = 1  # concurrent executions, one worker thread each
+    samples_per_query: int = 8  # MultiStream query size
+    max_wait_us: int = 1000  # Server: how long a partial batch may wait for more samples
+
+    def __post_init__(self):
+        if self.batch < 1 or self.streams < 1 or self.samples_per_query < 1:
+            raise ConfigError("batch, streams and samples_per_query must be >= 1; fix: pass positive values")
+        if self.max_wait_us < 0:
+            raise ConfigError("max_wait_us must be >= 0; fix: pass 0 or more microseconds")
+
+
+@dataclass(frozen=True)
+class ComputeEstimate:
+    """Mean pure-execution latency (s) of one batch of `batch` samples, measured before the run."""
+
+    batch: int
+    latency_s: float
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.batch / self.latency_s if self.latency_s > 0 else float("inf")
+
+
+class Dispatcher(Protocol):
+    def issue(self, ids: list[int], indices: list[int]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Scenario(Protocol):
+    name: str
+
+    def nominal_batch(self, config: DispatchConfig) -> int:
+        """The batch size this scenario's backend calls normally have (for compute timing)."""
+
+    def auto_settings(self, estimate: ComputeEstimate, config: DispatchConfig) -> dict:
+        """LoadGen hints (TestSettings fields) derived from the estimate, used when the user set none."""
+
+    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig) -> Dispatcher: ...
+
+
+def chunks(ids: Sequence[int], indices: Sequence[int], size: int):
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size], indices[start:start + size]
+
+
+class Inline:
+    """Runs every issued query on LoadGen's issue thread, split into batches: no hand-off cost."""
+
+    def __init__(self, run_batch: RunBatch, batch: int):
+        self._run, self._batch = run_batch, batch
+
+    def issue(self, ids: list[int], indices: list[int]) -> None:
+        if len(ids) <= self._batch:
+            self._run(ids, indices, 0)
+            return
+        for part_ids, part_idx in chunks(ids, indices, self._batch):
+            self._run(part_ids, part_idx, 0)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class StreamPool:
+    """`streams` worker threads; worker k runs its batches on backend stream k."""
+
+    def __init__(self, run_batch: RunBatch, streams: int, batch: int):
+        self._run, self._batch = run_batch, batch
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._workers = [threading.Thread(target=self._work, args=(k,), daemon=True,
+                                          name=f"stream-{k}") for k in range(streams)]
+        for worker in self._workers:
+            worker.start()
+
+    def _work(self, stream: int) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._run(job[0], job[1], stream)
+
+    def issue(self, ids: list[int], indices: list[int]) -> None:
+        for job in chunks(ids, indices, self._batch):
+            self._jobs.put(job)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        for _ in self._workers:
+            self._jobs.put(None)
+        for worker in self._workers:
+            worker.join()

@@ -1,0 +1,23 @@
+"""Offline: one query holding every sample; split into batches, run inline with one stream or by
+`streams` workers."""
+
+from __future__ import annotations
+
+from scenarios.base import ComputeEstimate, DispatchConfig, Inline, RunBatch, StreamPool
+
+
+class Offline:
+    name = "Offline"
+
+    def nominal_batch(self, config: DispatchConfig) -> int:
+        return config.batch
+
+    def auto_settings(self, estimate: ComputeEstimate, config: DispatchConfig) -> dict:
+        # Under-estimating QPS makes the query too small to reach min_duration (INVALID); the compute
+        # rate times the streams is an upper bound on what the system path can do.
+        return {"offline_expected_qps": estimate.samples_per_s * config.streams}
+
+    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig):
+        if config.streams == 1:
+            return Inline(run_batch, config.batch)
+        return StreamPool(run_batch, config.streams, config.batch)

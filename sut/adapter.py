@@ -1,0 +1,46 @@
+"""The LoadGen SUT adapter: issued samples -> backend batches -> completed samples.
+
+`run_batch` is the whole system path of one batch: gather the loaded samples, run the backend,
+reduce logits to the top-1 class and complete the samples with it (4 bytes each, what the accuracy
+log and TEST01 read). A failure completes the samples empty and is recorded, never raised: an
+exception escaping into LoadGen aborts the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mlperf_ext import loadgen
+from mlperf_ext.qsl import SampleLibrary
+from sut.base import Backend
+
+
+def top1(logits: np.ndarray) -> np.ndarray:
+    """Class index per sample as contiguous little-endian int32 (the response payload)."""
+    if logits.ndim == 1:
+        logits = logits[:, None]
+    return np.ascontiguousarray(logits.reshape(logits.shape[0], -1).argmax(axis=1), dtype="<i4")
+
+
+class SutAdapter:
+    """Runs batches for a dispatcher; completes every sample exactly once."""
+
+    def __init__(self, backend: Backend, library: SampleLibrary, errors: loadgen.CallbackErrors):
+        self.backend = backend
+        self.library = library
+        self.errors = errors
+        self.batches = 0
+        self.samples = 0
+
+    def run_batch(self, ids: Sequence[int], indices: Sequence[int], stream: int = 0) -> None:
+        try:
+            result = top1(self.backend.infer(self.library.gather(indices), stream))
+        except BaseException as exc:  # noqa: BLE001 - recorded, samples still completed
+            self.errors.record(exc, f"infer(stream {stream})")
+            loadgen.complete_empty(ids)
+            return
+        loadgen.complete(ids, result)
+        self.batches += 1
+        self.samples += len(ids)

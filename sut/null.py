@@ -1,0 +1,50 @@
+"""The null backend: returns a fixed answer at once, so a run measures the harness alone."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlperf_ext.host import package_version
+from sut.base import BackendDescription, DeploymentOptions, TensorSpec
+
+
+class NullBackend:
+    """No model is executed; `load` only records the options (the model path may be anything)."""
+
+    name = "null"
+
+    def __init__(self, sample_shape: tuple[int, ...] = (1,), dtype: str = "float32"):
+        self._spec = TensorSpec("input", (None, *sample_shape), dtype)
+        self._options = DeploymentOptions()
+        self._answers = np.zeros((1, 1), dtype=np.float32)
+
+    def load(self, model_path: Path, options: DeploymentOptions) -> None:
+        self._options = options
+        self._answers = np.zeros((max(options.max_batch, 1), 1), dtype=np.float32)
+
+    def describe(self) -> BackendDescription:
+        return BackendDescription("null", package_version("mlperf-ext") or "dev", "none", [],
+                                  {"streams": self._options.streams})
+
+    def input_spec(self) -> TensorSpec:
+        return self._spec
+
+    def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
+        n = len(batch)
+        if n > len(self._answers):
+            self._answers = np.zeros((n, 1), dtype=np.float32)
+        return self._answers[:n]
+
+    def time_compute(self, batch: np.ndarray, iterations: int) -> list[float]:
+        out = []
+        for _ in range(iterations):
+            start = time.perf_counter_ns()
+            self.infer(batch)
+            out.append((time.perf_counter_ns() - start) * 1e-9)
+        return out
+
+    def close(self) -> None:
+        pass
