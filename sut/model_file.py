@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mlperf_ext.errors import ModelError
-from sut.base import TensorSpec, batch_dimension_ok
+from sut.base import TensorSpec
 
 # ONNX float element types -> the precision name used in results; integer types -> their bit width.
 _FLOAT_PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
@@ -144,11 +144,11 @@ def inspect_model(path: Path | str) -> ModelInfo:
 
 def refuse_batch(info: ModelInfo, max_batch: int) -> None:
     """Raise ModelError when a model with a fixed leading dimension cannot take `max_batch`."""
-    if not batch_dimension_ok(info.input, max_batch):
-        fixed = info.fixed_batch
-        if fixed is None:
-            raise ModelError(f"model {info.path} input '{info.input.name}' is a scalar; fix: export the model with "
-                             f"a batch dimension")
+    if not info.input.shape:
+        raise ModelError(f"model {info.path} input '{info.input.name}' is a scalar; fix: export the model with "
+                         f"a batch dimension")
+    fixed = info.fixed_batch
+    if fixed is not None and fixed != max_batch:
         raise ModelError(f"model {info.path} takes batch {fixed} only; fix: use --batch {fixed} or export the model "
                          f"with a dynamic batch dimension")
 

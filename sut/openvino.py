@@ -9,8 +9,11 @@ passes the host array to `request.infer({0: batch})` (input copied in, output co
 Streams: `streams` InferRequests are created and `infer(batch, stream=k)` runs request k
 synchronously; `InferRequest.infer` releases the GIL, so k Python threads execute concurrently.
 NUM_STREAMS is set to `streams` explicitly; explicit low-level properties take precedence over
-PERFORMANCE_HINT (checked by reading NUM_STREAMS back from the compiled model), so the streams column
-always means what ran.
+PERFORMANCE_HINT (checked by reading NUM_STREAMS back from the compiled model). INFERENCE_NUM_THREADS
+is OpenVINO's total over all streams, and the CPU plugin caps both at the core count: on this 2-core
+machine NUM_STREAMS 4 or 8 -> 2, and threads=1 with 2 streams -> 1 stream (OpenVINO 2026.4, read back
+with get_property). Such caps are not refused, so a streams sweep still runs, but describe() reports
+the effective values and a note for every cap.
 
 Precision: INFERENCE_PRECISION_HINT is set to the model's own float precision. On a CPU with BF16
 support OpenVINO's default is bf16 (shared/notes/offline-models-and-data.md §5), which would quietly
@@ -106,6 +109,7 @@ class OpenVinoBackend:
         except Exception as exc:
             raise self._unsupported(info, exc) from exc
 
+        notes += self._capped(compiled, config)
         self._ov, self._compiled, self._info, self._options = ov, compiled, info, options
         self._device, self._config, self._notes = device, config, notes
         self._requests = [compiled.create_infer_request() for _ in range(options.streams)]
@@ -133,6 +137,20 @@ class OpenVinoBackend:
                 hint = "f32"
         config["INFERENCE_PRECISION_HINT"] = hint
         return config, notes
+
+    @staticmethod
+    def _capped(compiled, config: dict) -> list[str]:
+        """Notes for every stream/thread count the plugin lowered (it caps both at the core count)."""
+        notes = []
+        for key in ("NUM_STREAMS", "INFERENCE_NUM_THREADS"):
+            if key in config:
+                effective = int(compiled.get_property(key))
+                if effective != config[key]:
+                    notes.append(f"openvino set {key} to {effective} instead of the requested {config[key]}")
+        if "NUM_STREAMS" in config and int(compiled.get_property("NUM_STREAMS")) < config["NUM_STREAMS"]:
+            notes.append(f"{config['NUM_STREAMS']} infer requests share {compiled.get_property('NUM_STREAMS')} "
+                         f"execution streams")
+        return notes
 
     @staticmethod
     def _unsupported(info: ModelInfo, exc: BaseException) -> UnsupportedVariant:

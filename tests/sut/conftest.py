@@ -1,0 +1,160 @@
+"""Small real ONNX models built with onnx.helper, plus the numpy reference each one computes.
+
+Every model is written to pytest's tmp_path so the backends read real files from disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+@dataclass
+class BuiltModel:
+    """An ONNX file and a numpy function computing the same outputs from the same weights."""
+
+    path: Path
+    reference: object  # Callable[[np.ndarray], np.ndarray]
+    input_shape: tuple[int, ...]  # one sample, without the batch dimension
+
+    def batch(self, n: int, seed: int = 3) -> np.ndarray:
+        """A float32 batch of n random samples."""
+        return np.random.default_rng(seed).standard_normal((n, *self.input_shape)).astype(np.float32)
+
+
+def _save(nodes, inputs, outputs, inits, path: Path, opset: int = OPSET, ir_version: int | None = None) -> Path:
+    graph = helper.make_graph(nodes, path.stem, inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    if ir_version is not None:
+        model.ir_version = ir_version
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def build_mlp(path: Path, batch: int | str = "N", dims=(32, 64, 10), seed: int = 0) -> BuiltModel:
+    """MatMul+Add+Relu layers; `batch` is a dim_param (dynamic) or a fixed size."""
+    rng = np.random.default_rng(seed)
+    ws = [(rng.standard_normal((dims[i], dims[i + 1])) / np.sqrt(dims[i])).astype(np.float32)
+          for i in range(len(dims) - 1)]
+    bs = [rng.standard_normal(dims[i + 1]).astype(np.float32) * 0.1 for i in range(len(dims) - 1)]
+    nodes, inits, prev = [], [], "x"
+    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes += [helper.make_node("MatMul", [prev, f"w{i}"], [f"mm{i}"]),
+                  helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"add{i}"])]
+        prev = f"add{i}"
+        if i < len(ws) - 1:
+            nodes.append(helper.make_node("Relu", [prev], [f"relu{i}"]))
+            prev = f"relu{i}"
+    nodes.append(helper.make_node("Identity", [prev], ["logits"]))
+    _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, dims[0]])],
+          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, dims[-1]])], inits, path)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        h = x.astype(np.float64)
+        for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
+            h = h @ w + b
+            if i < len(ws) - 1:
+                h = np.maximum(h, 0.0)
+        return h
+
+    return BuiltModel(path, reference, (dims[0],))
+
+
+def build_convnet(path: Path, seed: int = 1) -> BuiltModel:
+    """Conv 3x3 (3->8, pad 1) -> Relu -> GlobalAveragePool -> Flatten -> Gemm(8->5), dynamic batch."""
+    rng = np.random.default_rng(seed)
+    k = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
+    kb = (rng.standard_normal(8) * 0.1).astype(np.float32)
+    w = rng.standard_normal((8, 5)).astype(np.float32)
+    b = (rng.standard_normal(5) * 0.1).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "k", "kb"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "w", "b"], ["logits"])]
+    inits = [numpy_helper.from_array(a, n) for a, n in ((k, "k"), (kb, "kb"), (w, "w"), (b, "b"))]
+    _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])], inits, path)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+        n, _, h, wd = x.shape
+        conv = np.zeros((n, 8, h, wd))
+        for i in range(3):
+            for j in range(3):
+                conv += np.einsum("nchw,oc->nohw", xp[:, :, i:i + h, j:j + wd], k[:, :, i, j])
+        conv = np.maximum(conv + kb[None, :, None, None], 0.0)
+        return conv.mean(axis=(2, 3)) @ w + b
+
+    return BuiltModel(path, reference, (3, 8, 8))
+
+
+def build_int2_matmul(path: Path, seed: int = 2) -> BuiltModel:
+    """x @ DequantizeLinear(W_int2, per-column scale): the INT2 QDQ pattern OpenVINO cannot read.
+
+    INT2 initializers need opset 25 / IR 11 (shared/notes/offline-models-and-data.md §4).
+    """
+    rng = np.random.default_rng(seed)
+    wq = rng.integers(-2, 2, size=(16, 4)).astype(np.int8)  # INT2 range is [-2, 1]
+    scale = np.array([0.5, 0.25, 1.0, 0.125], np.float32)
+    inits = [helper.make_tensor("w_q", TensorProto.INT2, list(wq.shape), wq.flatten().tolist()),
+             numpy_helper.from_array(scale, "w_scale")]
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_scale"], ["w"], axis=1),
+             helper.make_node("MatMul", ["x", "w"], ["y"])]
+    _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits, path, opset=25, ir_version=11)
+    return BuiltModel(path, lambda x: x.astype(np.float64) @ (wq * scale), (16,))
+
+
+@pytest.fixture
+def mlp_model(tmp_path) -> BuiltModel:
+    return build_mlp(tmp_path / "mlp.onnx")
+
+
+@pytest.fixture
+def conv_model(tmp_path) -> BuiltModel:
+    return build_convnet(tmp_path / "conv.onnx")
+
+
+@pytest.fixture
+def fixed_batch_model(tmp_path) -> BuiltModel:
+    return build_mlp(tmp_path / "mlp_b1.onnx", batch=1)
+
+
+@pytest.fixture
+def int2_model(tmp_path) -> BuiltModel:
+    return build_int2_matmul(tmp_path / "int2.onnx")
+
+
+@pytest.fixture
+def fp16_model(tmp_path) -> BuiltModel:
+    """The MLP with float16 weights (float32 I/O), as onnxconverter-common's FP16 recipe makes it."""
+    from onnxconverter_common import float16
+
+    built = build_mlp(tmp_path / "mlp32.onnx")
+    model = float16.convert_float_to_float16(onnx.load(str(built.path)), keep_io_types=True)
+    path = tmp_path / "mlp16.onnx"
+    onnx.save(model, str(path))
+    return BuiltModel(path, built.reference, built.input_shape)
+
+
+@pytest.fixture
+def corrupt_model(tmp_path) -> Path:
+    path = tmp_path / "corrupt.onnx"
+    path.write_bytes(b"\x08\x07this is not a protobuf" + bytes(range(256)) * 4)
+    return path
+
+
+@pytest.fixture
+def missing_model(tmp_path) -> Path:
+    return tmp_path / "does_not_exist.onnx"
+
