@@ -131,6 +131,11 @@ def fixed_batch_model(tmp_path) -> BuiltModel:
 
 
 @pytest.fixture
+def fixed_batch4_model(tmp_path) -> BuiltModel:
+    return build_mlp(tmp_path / "mlp_b4.onnx", batch=4)
+
+
+@pytest.fixture
 def int2_model(tmp_path) -> BuiltModel:
     return build_int2_matmul(tmp_path / "int2.onnx")
 

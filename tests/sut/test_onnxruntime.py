@@ -153,3 +153,15 @@ def test_fp16_model_runs_and_is_recorded(fp16_model):
     assert backend.describe().settings["model_float_precision"] == "fp16"
     x = fp16_model.batch(4)
     np.testing.assert_allclose(backend.infer(x), fp16_model.reference(x), rtol=2e-2, atol=2e-2)
+
+
+
+def test_short_last_batch_is_padded_for_a_fixed_batch_model(fixed_batch4_model):
+    backend = _loaded(fixed_batch4_model, max_batch=4)
+    x = fixed_batch4_model.batch(3)
+    out = backend.infer(x)
+    assert out.shape == (3, 10)
+    np.testing.assert_allclose(out, fixed_batch4_model.reference(x), rtol=1e-4, atol=1e-4)
+    assert len(backend.time_compute(x, iterations=2)) == 2
+    with pytest.raises(ModelError):
+        backend.infer(fixed_batch4_model.batch(5))
