@@ -56,3 +56,28 @@ def host_metadata() -> dict:
         "python_implementation": platform.python_implementation(),
         "packages": {name: v for name in TRACKED_PACKAGES if (v := package_version(name))},
     }
+
+
+#: SIMD/matrix extensions that set a CPU's peak ops per cycle (x86 and Arm flag names)
+SIMD_FLAGS = ("sse2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
+              "avx512_fp16", "amx_bf16", "amx_int8", "amx_fp16", "amx_tile", "neon", "asimd", "asimddp", "sve", "sve2")
+
+
+def cpu_simd_features() -> list[str]:
+    """The SIMD/matrix extensions this CPU reports, in SIMD_FLAGS order."""
+    flags = cpu_flags()
+    return [f for f in SIMD_FLAGS if f in flags]
+
+
+def cpu_clock_mhz() -> float | None:
+    """Maximum core clock in MHz: cpufreq's cpuinfo_max_freq when exposed, else /proc/cpuinfo 'cpu MHz'."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as fh:
+            return int(fh.read().strip()) / 1000.0
+    except (OSError, ValueError):
+        pass
+    mhz = _cpuinfo_field("cpu MHz")
+    try:
+        return float(mhz) if mhz else None
+    except ValueError:
+        return None

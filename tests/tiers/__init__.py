@@ -1,0 +1,1 @@
+"""Tests of the level-0 tier (graph analysis, platforms, predictions, efficiency, CLI)."""

@@ -1,0 +1,227 @@
+"""Level-0 subcommands: ``platforms list|show|detect``, ``predict`` and ``efficiency``.
+
+Why: the main CLI (mlperf_ext/cli.py) registers these lazily through ``register(subparsers)``, so the
+core never imports the tiers at module import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+from mlperf_ext.errors import ConfigError
+from tiers.platforms import DATATYPES, load_catalog
+from tiers.roofline import PREDICTORS, fit_efficiency, predict, roofline_point
+
+DEFAULT_WORKDIR = Path("work")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                   help="work dir holding host_platform.yaml, models/ and results.sqlite (default: ./work)")
+    p.add_argument("--platforms-file", action="append", default=[], type=Path,
+                   help="extra platform YAML file (same format as tiers/platforms.yaml); repeatable")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    plat = subparsers.add_parser("platforms", help="level-0 platform catalog: list, show NAME, detect this host")
+    plat.add_argument("action", choices=("list", "show", "detect"))
+    plat.add_argument("name", nargs="?", help="platform to show")
+    plat.add_argument("--quick", action="store_true", help="detect: short measurements (a few seconds)")
+    _add_common(plat)
+    plat.set_defaults(func=cmd_platforms)
+
+    pred = subparsers.add_parser("predict", help="level-0 predicted inputs/s (heatmap: model x precision by platform x mode)")
+    pred.add_argument("--model", action="append", default=[], type=Path, help="ONNX model file; repeatable")
+    pred.add_argument("--zoo", action="append", default=[], help="model zoo name (built under <workdir>/models); repeatable")
+    pred.add_argument("--models-file", action="append", default=[], type=Path,
+                      help="model requirement YAML (ops_g, params_m, precisions); repeatable")
+    pred.add_argument("--platform", action="append", default=[], help="platform name; repeatable (default: all)")
+    pred.add_argument("--precision", action="append", default=[],
+                      help="precision(s) to predict (default: the model's stored precision / listed precisions)")
+    pred.add_argument("--batch", type=int, default=1, help="batch size (weights read once per batch)")
+    pred.add_argument("--predictor", choices=PREDICTORS, default="roofline")
+    pred.add_argument("--results", type=Path, help="results DB for the fitted predictor (default: <workdir>/results.sqlite)")
+    pred.add_argument("--csv", type=Path, help="write the heatmap table (long format) to this CSV")
+    pred.add_argument("--roofline-csv", type=Path, help="write roofline points (OI, attainable TOP/s) to this CSV")
+    _add_common(pred)
+    pred.set_defaults(func=cmd_predict)
+
+    eff = subparsers.add_parser("efficiency", help="compute efficiency of measured rows and prediction correlation")
+    eff.add_argument("--results", type=Path, help="results DB (default: <workdir>/results.sqlite)")
+    eff.add_argument("--mode", help="platform mode for rows that name none (e.g. 'measured' for host)")
+    eff.add_argument("--csv", type=Path, help="write per-row efficiency to this CSV")
+    _add_common(eff)
+    eff.set_defaults(func=cmd_efficiency)
+
+
+# ---- platforms ----------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def cmd_platforms(args) -> int:
+    if args.action == "detect":
+        from tiers.host_ceilings import host_platform_entry, measure, write_host_platform
+
+        c = measure(quick=args.quick)
+        path = write_host_platform(c, args.workdir)
+        print(f"wrote {path}")
+        entry = host_platform_entry(c)
+        print(entry["description"])
+        args.name = "host"
+    cat = load_catalog(args.platforms_file, args.workdir)
+    if args.action == "list":
+        print(f"{'name':18} {'kind':5} {'modes':22} {'peak TOP/s':44} {'GB/s':>8} {'on-chip MB':>10} {'TDP W':>6}")
+        for p in cat:
+            peaks = ", ".join(f"{k} {v:g}" for k, v in p.peak_tops.items())
+            print(f"{p.name:18} {p.kind:5} {','.join(p.modes) or '-':22} {peaks:44} {p.memory_bandwidth_gbs:>8g} "
+                  f"{_fmt(p.onchip_memory_mb):>10} {_fmt(p.tdp_w):>6}")
+        return 0
+    if not args.name:
+        raise ConfigError("'platforms show' needs a platform name; fix: mlperf-ext platforms show NAME")
+    p = cat.get(args.name)
+    pts = p.points() if not p.modes else [p.point(None)] + p.points()
+    print(f"{p.name} ({p.kind}) {p.description}")
+    head = ["field"] + [pt.mode or "base" for pt in pts]
+    rows = [[f"peak_tops.{d}"] + [_fmt(pt.peak_tops.get(d)) for pt in pts] for d in DATATYPES
+            if any(d in pt.peak_tops for pt in pts)]
+    for f in ("memory_bandwidth_gbs", "memory_capacity_gb", "onchip_memory_mb", "tdp_w"):
+        rows.append([f] + [_fmt(getattr(pt, f)) for pt in pts])
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    for r in [head] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print(f"source: {p.source}")
+    for k, v in p.extra.items():
+        print(f"{k}: {v}")
+    return 0
+
+
+# ---- predict ------------------------------------------------------------------------------------
+def _models(args) -> list[tuple[str, object, list[str]]]:
+    """(label, cost, default precisions) for every model named on the command line."""
+    from tiers.graph import analyze
+    from tiers.requirements import load_requirements
+
+    out = []
+    paths = list(args.model)
+    if args.zoo:
+        from mlperf_ext.zoo import registry
+
+        paths += registry.build(list(args.zoo), args.workdir / "models")
+    for path in paths:
+        a = analyze(path)
+        out.append((Path(path).stem, a, [a.stored_precision]))
+    for f in args.models_file:
+        for r in load_requirements(f):
+            out.append((r.name, r, r.precisions))
+    if not out:
+        raise ConfigError("no model given; fix: pass --model M.onnx, --zoo NAME or --models-file F.yaml")
+    return out
+
+
+def _results_rows(args) -> list[dict]:
+    from mlperf_ext.store import ResultsStore
+
+    path = args.results or args.workdir / "results.sqlite"
+    if not Path(path).is_file():
+        raise ConfigError(f"results DB '{path}' not found; fix: run 'mlperf-ext run' first or pass --results")
+    return ResultsStore(Path(path)).rows(status="ok")
+
+
+def cmd_predict(args) -> int:
+    cat = load_catalog(args.platforms_file, args.workdir)
+    platforms = [cat.get(n) for n in args.platform] if args.platform else list(cat)
+    points = [pt for p in platforms for pt in p.points()]
+    models = _models(args)
+    fits = None
+    if args.predictor == "fitted":
+        from tiers.efficiency import row_efficiencies
+
+        effs, _ = row_efficiencies(_results_rows(args), cat)
+        fits = fit_efficiency([(e.platform, e.predicted_fps, e.measured_fps) for e in effs])
+        if not fits:
+            raise ConfigError("no measured rows to fit efficiency factors; fix: run measurements first or use "
+                              "--predictor roofline")
+        for f in fits.values():
+            print(f"fit {f.platform}: eta = {f.factor:.4g} from n = {f.n} points (sd of log ratio {f.log_sd:.3g})")
+    table: list[dict] = []
+    roof: list[dict] = []
+    for label, cost, default_precs in models:
+        for prec in [p.lower() for p in args.precision] or default_precs:
+            for pt in points:
+                pr = predict(cost, pt, prec, args.batch, args.predictor, fits, name=label)
+                table.append({"model": label, "precision": prec, "platform": pt.platform, "mode": pt.mode,
+                              "batch": args.batch, "predictor": args.predictor,
+                              "inputs_per_s": None if pr is None else pr.inputs_per_s,
+                              "bound": None if pr is None else pr.bound, "carrier": None if pr is None else pr.carrier})
+                rp = roofline_point(cost, pt, prec, args.batch, name=label)
+                if rp is not None:
+                    roof.append(asdict(rp))
+    _print_heatmap(table, points, args.predictor)
+    if args.csv:
+        _write_csv(args.csv, table)
+        print(f"wrote {args.csv}")
+    if args.roofline_csv:
+        _write_csv(args.roofline_csv, roof)
+        print(f"wrote {args.roofline_csv}")
+    return 0
+
+
+def _print_heatmap(table: list[dict], points, predictor: str) -> None:
+    cols = [pt.label for pt in points]
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for r in table:
+        key = (r["model"], r["precision"])
+        label = f"{r['platform']}/{r['mode']}" if r["mode"] else r["platform"]
+        v = r["inputs_per_s"]
+        cells.setdefault(key, {})[label] = "" if v is None else (f"{v:.4g}" + ("*" if r["bound"] == "memory" else ""))
+    print(f"predicted inputs/s ({predictor}; * = memory-bound; empty = precision not supported)")
+    head = ["model", "precision"] + cols
+    rows = [[m, p] + [c.get(col, "") for col in cols] for (m, p), c in cells.items()]
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    for r in [head] + rows:
+        print("  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        if not rows:
+            return
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+# ---- efficiency ---------------------------------------------------------------------------------
+def cmd_efficiency(args) -> int:
+    from tiers.efficiency import correlations, row_efficiencies
+
+    cat = load_catalog(args.platforms_file, args.workdir)
+    effs, skipped = row_efficiencies(_results_rows(args), cat, default_mode=args.mode)
+    print(f"{'model':24} {'platform':16} {'prec':5} {'batch':>5} {'measured/s':>11} {'predicted/s':>11} "
+          f"{'bound':7} {'efficiency':>10} {'of peak':>8}")
+    for e in effs:
+        label = f"{e.platform}/{e.mode}" if e.mode else e.platform
+        print(f"{e.model[:24]:24} {label[:16]:16} {e.precision:5} {e.batch:>5} {e.measured_fps:>11.4g} "
+              f"{e.predicted_fps:>11.4g} {e.bound:7} {e.efficiency:>10.2%} {e.peak_fraction:>8.2%}")
+    for s in skipped:
+        print(f"skipped row {s.row_index}: {s.reason}")
+    print("\nprediction quality (predicted vs measured compute fps, per platform)")
+    for c in correlations(effs):
+        def f(x: float) -> str:
+            return "n/a" if math.isnan(x) else f"{x:.3f}"
+        print(f"{c.platform:16} n={c.n:<4} pearson r={f(c.pearson_r)} (p={f(c.pearson_p)})  "
+              f"spearman rho={f(c.spearman_r)} (p={f(c.spearman_p)})")
+    if args.csv:
+        _write_csv(args.csv, [asdict(e) for e in effs])
+        print(f"wrote {args.csv}")
+    return 0

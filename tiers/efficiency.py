@@ -1,0 +1,128 @@
+"""Compute efficiency of measured points and how well level-0 predictions track measurements.
+
+Why: a measurement means little without the ceiling it is measured against. For each stored row
+(keys of ``mlperf_ext.store.ResultsStore.rows``): efficiency = measured compute fps / roofline fps,
+and peak fraction = measured compute ops/s / peak(dtype); per platform, Pearson and Spearman
+correlation of predicted vs measured fps, with the number of points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlperf_ext.errors import MlperfExtError
+from tiers.graph import PRECISION_BITS, GraphAnalysis, analyze
+from tiers.platforms import Catalog
+from tiers.roofline import predict
+
+
+@dataclass(frozen=True)
+class EfficiencyRow:
+    model: str
+    platform: str
+    mode: str
+    precision: str
+    batch: int
+    measured_fps: float
+    predicted_fps: float
+    predictor: str
+    bound: str
+    efficiency: float  # measured / predicted
+    peak_fraction: float  # measured ops/s / peak(carrier dtype)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    row_index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Correlation:
+    platform: str
+    n: int
+    pearson_r: float
+    pearson_p: float
+    spearman_r: float
+    spearman_p: float
+
+
+def normalise_precision(label: str | None) -> str | None:
+    """Map a row's precision label ('INT8', 'int8-qdq', 'fp16') to a datatype name, or None."""
+    if not label:
+        return None
+    s = str(label).lower()
+    for p in sorted(PRECISION_BITS, key=len, reverse=True):
+        if s == p or s.startswith(p):
+            return p
+    return None
+
+
+def row_efficiencies(rows: Iterable[dict], catalog: Catalog, default_mode: str | None = None,
+                     analyse: Callable[[str], GraphAnalysis] | None = None
+                     ) -> tuple[list[EfficiencyRow], list[Skipped]]:
+    """Efficiency of every row that names a known model file, platform and precision; others are skipped
+    with the reason (never guessed)."""
+    cache: dict[str, GraphAnalysis] = {}
+    analyse = analyse or analyze
+    out: list[EfficiencyRow] = []
+    skipped: list[Skipped] = []
+    for i, row in enumerate(rows):
+        try:
+            path = row.get("model_path")
+            if not path or not Path(path).is_file():
+                skipped.append(Skipped(i, f"model file {path!r} not found"))
+                continue
+            key = row.get("model_sha256") or str(path)
+            if key not in cache:
+                cache[key] = analyse(str(path))
+            cost = cache[key]
+            prec = normalise_precision(row.get("precision")) or cost.stored_precision
+            platform = catalog.get(row.get("platform") or "host")
+            mode = row.get("operating_mode") or ""
+            if mode and mode not in platform.modes:
+                skipped.append(Skipped(i, f"platform {platform.name} has no mode {mode!r}"))
+                continue
+            if not mode and platform.modes and default_mode:
+                mode = default_mode
+            point = platform.point(mode or None)
+            batch = int(row.get("batch") or 1)
+            pred = predict(cost, point, prec, batch, "roofline", name=Path(path).stem)
+            measured = float(row.get("compute_throughput") or 0.0)
+            if pred is None or measured <= 0:
+                skipped.append(Skipped(i, "no prediction for this precision" if pred is None else "no compute throughput"))
+                continue
+            peak_ops = point.peak_tops[pred.carrier] * 1e12
+            out.append(EfficiencyRow(
+                model=Path(path).stem, platform=point.platform, mode=point.mode, precision=prec, batch=batch,
+                measured_fps=measured, predicted_fps=pred.inputs_per_s, predictor=pred.predictor, bound=pred.bound,
+                efficiency=measured / pred.inputs_per_s, peak_fraction=measured * cost.ops / peak_ops))
+        except MlperfExtError as exc:
+            skipped.append(Skipped(i, str(exc)))
+    return out, skipped
+
+
+def correlations(rows: list[EfficiencyRow]) -> list[Correlation]:
+    """Pearson and Spearman r (and p) of predicted vs measured fps per platform; NaN below 3 points or for
+    constant inputs, where a correlation is undefined."""
+    from scipy import stats
+
+    by: dict[str, list[EfficiencyRow]] = {}
+    for r in rows:
+        by.setdefault(r.platform, []).append(r)
+    out = []
+    for platform, rs in sorted(by.items()):
+        pred = [r.predicted_fps for r in rs]
+        meas = [r.measured_fps for r in rs]
+        nan = math.nan
+        if len(rs) < 3 or len(set(pred)) < 2 or len(set(meas)) < 2:
+            out.append(Correlation(platform, len(rs), nan, nan, nan, nan))
+            continue
+        pr = stats.pearsonr(pred, meas)
+        sr = stats.spearmanr(pred, meas)
+        out.append(Correlation(platform, len(rs), float(pr.statistic), float(pr.pvalue),
+                               float(sr.statistic), float(sr.pvalue)))
+    return out

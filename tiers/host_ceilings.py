@@ -1,0 +1,267 @@
+"""This machine as a platform: nominal peaks from the CPU's features, and measured ceilings.
+
+Why: predictions for CPU rows need a ``host`` platform; nominal numbers from a spec formula and the
+ceilings the installed runtimes actually reach show how much of the datasheet is reachable at all.
+
+Nominal peak (TOP/s) = usable cores × max clock (GHz) × ops/cycle/core / 1000, with ops/cycle/core
+from the widest unit the CPU reports (2 FMA ports assumed for AVX-512/AVX2, as on Xeon Gold/Platinum;
+sources: Intel 64 and IA-32 Architectures Optimization Reference Manual, AMX and VNNI chapters):
+
+=========  ===================================================================
+fp32       AVX-512 FMA: 2 ports × 16 lanes × 2 = 64; AVX2 FMA: 32; SSE2: 8
+fp16       AVX512-FP16 FMA: 2 × 32 × 2 = 128
+bf16       AMX-BF16: 1024; AVX512-BF16 (vdpbf16ps): 2 × 32 × 2 = 128
+int8       AMX-INT8: 2048; AVX512-VNNI (vpdpbusd): 2 × 64 × 2 = 256; AVX-VNNI: 128; AVX2: 64
+=========  ===================================================================
+
+Measured: square GEMMs (2·N³ ops) through ONNX Runtime (MatMul fp32, MatMulInteger u8×s8, MatMul fp16)
+and OpenVINO (fp32, bf16 via INFERENCE_PRECISION_HINT, int8 from a QDQ graph); best of the runtimes
+per datatype. Memory bandwidth: a STREAM-like triad ``a = b + s·c`` over float64 arrays far larger
+than the last-level cache, one slice per thread, counted as STREAM does: 3 × 8 bytes per element
+(the write-allocate read of ``a`` is not counted).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+from mlperf_ext import host
+from mlperf_ext.errors import BackendUnavailable
+from tiers.platforms import HOST_PLATFORM_FILE
+
+#: ops per cycle per core: (cpu flag, ops) in order of preference, per datatype
+OPS_PER_CYCLE = {
+    "fp32": (("avx512f", 64), ("fma", 32), ("avx2", 32), ("sse2", 8), ("asimd", 8), ("neon", 8)),
+    "fp16": (("avx512_fp16", 128),),
+    "bf16": (("amx_bf16", 1024), ("avx512_bf16", 128)),
+    "int8": (("amx_int8", 2048), ("avx512_vnni", 256), ("avx_vnni", 128), ("avx2", 64), ("asimddp", 32)),
+}
+
+
+@dataclass
+class HostSpec:
+    cpu_model: str
+    cores: int
+    clock_mhz: float | None
+    simd: list[str]
+    ops_per_cycle: dict[str, int]
+    nominal_peak_tops: dict[str, float]
+
+
+@dataclass
+class GemmResult:
+    runtime: str
+    dtype: str
+    n: int
+    tops: float | None
+    error: str = ""
+
+
+@dataclass
+class HostCeilings:
+    spec: HostSpec
+    gemm: list[GemmResult] = field(default_factory=list)
+    triad_gbs: float | None = None
+    triad_bytes: int = 0
+
+    def measured_peak_tops(self) -> dict[str, float]:
+        best: dict[str, float] = {}
+        for g in self.gemm:
+            if g.tops:
+                best[g.dtype] = max(best.get(g.dtype, 0.0), g.tops)
+        return best
+
+
+def detect() -> HostSpec:
+    """CPU model, usable cores, clock, SIMD features and the nominal peaks they imply."""
+    flags = host.cpu_flags()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    clock = host.cpu_clock_mhz()
+    opc: dict[str, int] = {}
+    for dt, table in OPS_PER_CYCLE.items():
+        for flag, ops in table:
+            if flag in flags:
+                opc[dt] = ops
+                break
+    peaks = {dt: cores * (clock or 0) / 1000 * ops / 1000 for dt, ops in opc.items()} if clock else {}
+    return HostSpec(host.cpu_model(), cores, clock, host.cpu_simd_features(), opc, peaks)
+
+
+def _matmul_model(n: int, dtype: str) -> onnx.ModelProto:
+    """Y = A·B with B as a constant initializer, in the given datatype (fp32, fp16, int8, int8-qdq)."""
+    rng = np.random.default_rng(0)
+    if dtype in ("fp32", "fp16", "bf16", "int8-qdq"):
+        np_t, onnx_t = (np.float16, TensorProto.FLOAT16) if dtype == "fp16" else (np.float32, TensorProto.FLOAT)
+        nodes = [helper.make_node("MatMul", ["A", "B"], ["Y"])]
+        inits = [numpy_helper.from_array(rng.standard_normal((n, n)).astype(np_t), "B")]
+        if dtype == "int8-qdq":
+            inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+                     numpy_helper.from_array(np.array(0, np.int8), "z"),
+                     numpy_helper.from_array(rng.integers(-127, 127, (n, n)).astype(np.int8), "Bq")]
+            nodes = [helper.make_node("QuantizeLinear", ["A", "s", "z"], ["Aq"]),
+                     helper.make_node("DequantizeLinear", ["Aq", "s", "z"], ["Ad"]),
+                     helper.make_node("DequantizeLinear", ["Bq", "s", "z"], ["Bd"]),
+                     helper.make_node("MatMul", ["Ad", "Bd"], ["Y"])]
+        graph = helper.make_graph(nodes, f"gemm_{dtype}", [helper.make_tensor_value_info("A", onnx_t, [n, n])],
+                                  [helper.make_tensor_value_info("Y", onnx_t, [n, n])], inits)
+    elif dtype == "int8":
+        b = numpy_helper.from_array(rng.integers(-127, 127, (n, n)).astype(np.int8), "B")
+        graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "gemm_int8",
+                                  [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
+                                  [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])], [b])
+    else:
+        raise ValueError(dtype)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _input(n: int, dtype: str) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    if dtype == "int8":
+        return rng.integers(0, 255, (n, n)).astype(np.uint8)
+    return rng.standard_normal((n, n)).astype(np.float16 if dtype == "fp16" else np.float32)
+
+
+def _time(fn, budget_s: float) -> float:
+    """Median seconds of fn() after one warm-up, repeating until budget_s is spent (at least 3 runs)."""
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < budget_s:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 200:
+            break
+    return statistics.median(times)
+
+
+def gemm_ort(dtype: str, n: int, budget_s: float, threads: int) -> GemmResult:
+    import onnxruntime as ort
+
+    model = _matmul_model(n, dtype)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises NOT_IMPLEMENTED for kernels the CPU EP lacks (e.g. fp16 MatMul)
+        return GemmResult("onnxruntime", dtype, n, None, str(exc).splitlines()[0][:160])
+    feed = {"A": _input(n, dtype)}
+    sec = _time(lambda: sess.run(None, feed), budget_s)
+    return GemmResult("onnxruntime", dtype, n, 2 * n**3 / sec / 1e12)
+
+
+def gemm_openvino(dtype: str, n: int, budget_s: float, threads: int) -> GemmResult:
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise BackendUnavailable("openvino", "openvino", str(exc)) from exc
+    src = "int8-qdq" if dtype == "int8" else "fp32"
+    hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}[dtype]
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "gemm.onnx"
+        onnx.save(_matmul_model(n, src), str(path))
+        try:
+            compiled = core.compile_model(core.read_model(str(path)), "CPU",
+                                          {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads,
+                                           "PERFORMANCE_HINT": "LATENCY"})
+        except Exception as exc:
+            return GemmResult("openvino", dtype, n, None, str(exc).splitlines()[0][:160])
+    req = compiled.create_infer_request()
+    req.set_input_tensor(ov.Tensor(_input(n, "fp32")))
+    sec = _time(req.infer, budget_s)
+    return GemmResult("openvino", dtype, n, 2 * n**3 / sec / 1e12)
+
+
+def triad_bandwidth(n_elements: int, threads: int, repeats: int = 3) -> float:
+    """STREAM-like triad GB/s (best of repeats), 24 bytes counted per element."""
+    a = np.zeros(n_elements)
+    b = np.ones(n_elements)
+    c = np.full(n_elements, 2.0)
+    s = 3.0
+    chunk = 1 << 16  # 512 KB temporaries stay in L2, so only a, b, c move through memory
+    bounds = np.linspace(0, n_elements, threads + 1, dtype=np.int64)
+
+    def work(lo: int, hi: int) -> None:
+        tmp = np.empty(chunk)
+        for i in range(lo, hi, chunk):
+            j = min(i + chunk, hi)
+            t = tmp[: j - i]
+            np.multiply(c[i:j], s, out=t)
+            np.add(b[i:j], t, out=a[i:j])
+
+    best = 0.0
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(repeats + 1):  # the first pass faults the pages in
+            t0 = time.perf_counter()
+            list(pool.map(lambda r: work(*r), zip(bounds[:-1], bounds[1:], strict=True)))
+            dt = time.perf_counter() - t0
+            best = max(best, 3 * 8 * n_elements / dt / 1e9)
+    if not np.allclose(a[:: max(1, n_elements // 7)], 1.0 + s * 2.0):
+        raise RuntimeError("triad produced wrong values")
+    return best
+
+
+def measure(quick: bool = True, threads: int | None = None) -> HostCeilings:
+    """Detect the host and measure GEMM and triad ceilings (quick: a few seconds in all)."""
+    spec = detect()
+    threads = threads or spec.cores
+    n = 1024 if quick else 2048
+    budget = 0.3 if quick else 2.0
+    res = HostCeilings(spec)
+    for dt in ("fp32", "int8", "fp16"):
+        res.gemm.append(gemm_ort(dt, n, budget, threads))
+    try:
+        for dt in ("fp32", "bf16", "int8", "fp16"):
+            res.gemm.append(gemm_openvino(dt, n, budget, threads))
+    except BackendUnavailable as exc:
+        res.gemm.append(GemmResult("openvino", "-", n, None, str(exc)))
+    # 0.8 GB (quick) or 1.6 GB in all: above the LLC a VM reports (up to hundreds of MB)
+    res.triad_bytes = 3 * 8 * ((1 << 25) if quick else (1 << 26))
+    res.triad_gbs = triad_bandwidth(res.triad_bytes // 24, threads, repeats=2 if quick else 5)
+    return res
+
+
+def host_platform_entry(c: HostCeilings) -> dict:
+    """The ``host`` platform in catalog format: base = nominal peaks, mode ``measured`` = measured ceilings.
+
+    No nominal DRAM bandwidth is readable from inside a VM, so the base bandwidth is the measured triad too.
+    """
+    measured = c.measured_peak_tops()
+    nominal = {k: round(v, 4) for k, v in c.spec.nominal_peak_tops.items()} or {k: v for k, v in measured.items()}
+    return {
+        "name": "host", "kind": "cpu",
+        "description": f"{c.spec.cpu_model}, {c.spec.cores} usable cores, {c.spec.clock_mhz} MHz, "
+                       f"SIMD: {' '.join(c.spec.simd)}",
+        "peak_tops": nominal,
+        "memory_bandwidth_gbs": round(c.triad_gbs or 0.0, 2),
+        "modes": {"nominal": {}, "measured": {"peak_tops": {k: round(v, 4) for k, v in measured.items()},
+                                               "memory_bandwidth_gbs": round(c.triad_gbs or 0.0, 2)}},
+        "nominal_formula": {"cores": c.spec.cores, "clock_mhz": c.spec.clock_mhz, "ops_per_cycle": c.spec.ops_per_cycle,
+                            "formula": "cores x clock_GHz x ops_per_cycle / 1000 (TOP/s)"},
+        "measured_with": {"gemm": [{"runtime": g.runtime, "dtype": g.dtype, "n": g.n,
+                                    "tops": None if g.tops is None else round(g.tops, 4),
+                                    **({"error": g.error} if g.error else {})} for g in c.gemm],
+                          "triad": {"bytes_per_iteration": c.triad_bytes, "gbs": round(c.triad_gbs or 0.0, 2)}},
+        "source": "mlperf-ext platforms detect: nominal from CPU flags (docs/level0.md), measured GEMM/triad on this machine",
+    }
+
+
+def write_host_platform(c: HostCeilings, workdir: str | Path) -> Path:
+    path = Path(workdir) / HOST_PLATFORM_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump({"platforms": [host_platform_entry(c)]}, sort_keys=False))
+    tmp.replace(path)
+    return path
