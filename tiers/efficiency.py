@@ -89,7 +89,7 @@ def row_efficiencies(rows: Iterable[dict], catalog: Catalog, default_mode: str |
             if not mode and platform.modes and default_mode:
                 mode = default_mode
             point = platform.point(mode or None)
-            batch = int(row.get("batch") or 1)
+            batch = int(row.get("compute_batch") or row.get("batch") or 1)  # compute fps is per compute batch
             pred = predict(cost, point, prec, batch, "roofline", name=Path(path).stem)
             measured = float(row.get("compute_throughput") or 0.0)
             if pred is None or measured <= 0:

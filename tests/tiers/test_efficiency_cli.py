@@ -1,0 +1,126 @@
+"""Efficiency of measured rows, correlations, and the level-0 CLI (parser built here)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+import onnx
+import pytest
+import yaml
+
+from mlperf_ext.errors import ConfigError
+from mlperf_ext.store import ResultsStore
+from tests.tiers.test_graph import conv_model, dense_model
+from tiers import cli
+from tiers.efficiency import correlations, normalise_precision, row_efficiencies
+from tiers.platforms import Catalog, parse_platform
+
+MEM_FPS = 1e9 / 31400  # dense on TOY: memory-bound roofline
+TOY = {"name": "toy", "kind": "cpu", "peak_tops": {"fp32": 1e-3}, "memory_bandwidth_gbs": 1.0,
+       "source": "hand-made for tests"}
+
+
+@pytest.fixture()
+def dense_path(tmp_path):
+    p = tmp_path / "dense.onnx"
+    onnx.save(dense_model(), str(p))
+    return p
+
+
+def _row(path, fps, batch=1, platform="toy", precision="fp32"):
+    return {"model_path": str(path), "model_sha256": None, "precision": precision, "platform": platform,
+            "operating_mode": None, "batch": batch, "compute_throughput": fps, "backend": "onnxruntime"}
+
+
+def test_row_efficiency_hand_computed(dense_path):
+    # dense: 15680 ops, 31400 B -> compute 1e9/15680 = 63776/s, memory 1e9/31400 = 31847/s (memory-bound)
+    cat = Catalog([parse_platform(TOY, "t")])
+    effs, skipped = row_efficiencies([_row(dense_path, MEM_FPS / 2), _row("missing.onnx", 1.0),
+                                      _row(dense_path, 1.0, platform="nope")], cat)
+    (e,) = effs
+    assert e.predicted_fps == pytest.approx(1e9 / 31400) and e.bound == "memory"
+    assert e.efficiency == pytest.approx(0.5)
+    assert e.peak_fraction == pytest.approx(MEM_FPS / 2 * 15680 / 1e9)
+    assert [s.row_index for s in skipped] == [1, 2] and "unknown platform" in skipped[1].reason
+
+
+def test_correlations_need_three_points(tmp_path, dense_path):
+    cat = Catalog([parse_platform(TOY, "t")])
+    paths = []
+    for i, cout in enumerate((4, 8, 16)):
+        p = tmp_path / f"conv{i}.onnx"
+        onnx.save(conv_model(cout=cout), str(p))
+        paths.append(p)
+    rows = [_row(p, 100.0 / (i + 1)) for i, p in enumerate(paths)]
+    effs, _ = row_efficiencies(rows, cat)
+    (c,) = correlations(effs)
+    assert c.n == 3 and c.spearman_r == pytest.approx(1.0) and c.pearson_r > 0.9
+    (c2,) = correlations(effs[:2])
+    assert c2.n == 2 and c2.pearson_r != c2.pearson_r  # NaN: undefined with 2 points
+
+
+def test_normalise_precision():
+    assert normalise_precision("INT8") == "int8"
+    assert normalise_precision("int8-qdq") == "int8"
+    assert normalise_precision("weird") is None
+
+
+def _parser():
+    p = argparse.ArgumentParser()
+    cli.register(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def _run(argv):
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_platforms_list_and_show(capsys, tmp_path):
+    assert _run(["platforms", "list", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ultra96-dpu" in out and "h100-sxm" in out
+    assert _run(["platforms", "show", "jetson-tx2", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "maxq" in out and "0.87" in out and "source:" in out
+    with pytest.raises(ConfigError, match="platforms detect"):
+        _run(["platforms", "show", "host", "--workdir", str(tmp_path)])
+
+
+def test_cli_predict_heatmap_and_csv(capsys, tmp_path, dense_path):
+    models = tmp_path / "m.yaml"
+    models.write_text(yaml.safe_dump({"models": [{"name": "GoogLeNetv1", "ops_g": 3.13, "params_m": 6.0,
+                                                  "precisions": ["int8", "fp32"]}]}))
+    out_csv, roof_csv = tmp_path / "h.csv", tmp_path / "r.csv"
+    rc = _run(["predict", "--models-file", str(models), "--model", str(dense_path), "--platform", "ultra96-dpu",
+               "--platform", "jetson-tx2", "--csv", str(out_csv), "--roofline-csv", str(roof_csv),
+               "--workdir", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "jetson-tx2/maxq" in out and "306.7" in out
+    rows = list(csv.DictReader(open(out_csv)))
+    cell = {(r["model"], r["precision"], r["platform"], r["mode"]): r["inputs_per_s"] for r in rows}
+    assert float(cell[("GoogLeNetv1", "int8", "ultra96-dpu", "")]) == pytest.approx(306.7092652)
+    assert cell[("GoogLeNetv1", "fp32", "ultra96-dpu", "")] == ""  # DPU cannot run fp32
+    # int8 on TX2 runs on its fp16 units (carrier): 1.15e12 / 3.13e9 in maxp
+    assert float(cell[("GoogLeNetv1", "int8", "jetson-tx2", "maxp")]) == pytest.approx(1.15e12 / 3.13e9)
+    roof = list(csv.DictReader(open(roof_csv)))
+    assert {"operational_intensity", "attainable_tops", "peak_tops"} <= set(roof[0])
+    with pytest.raises(ConfigError, match="no model given"):
+        _run(["predict", "--workdir", str(tmp_path)])
+
+
+def test_cli_efficiency_and_fitted_from_results_store(capsys, tmp_path, dense_path):
+    plat = tmp_path / "p.yaml"
+    plat.write_text(yaml.safe_dump({"platforms": [TOY]}))
+    store = ResultsStore(tmp_path / "results.sqlite")
+    for i, fps in enumerate((MEM_FPS / 2, MEM_FPS / 4, MEM_FPS)):
+        store.append({**_row(dense_path, fps, batch=1), "point_key": f"k{i}", "run_id": f"r{i}", "status": "ok"})
+    assert _run(["efficiency", "--workdir", str(tmp_path), "--platforms-file", str(plat)]) == 0
+    out = capsys.readouterr().out
+    assert "50.00%" in out and "25.00%" in out and "n=3" in out
+    assert _run(["predict", "--model", str(dense_path), "--platform", "toy", "--predictor", "fitted",
+                 "--workdir", str(tmp_path), "--platforms-file", str(plat)]) == 0
+    out = capsys.readouterr().out
+    assert "fit toy: eta = 0.5 from n = 3" in out  # geometric mean of 0.5, 0.25, 1.0
