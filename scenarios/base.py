@@ -17,6 +17,17 @@ from mlperf_ext.errors import ConfigError
 
 RunBatch = Callable[[Sequence[int], Sequence[int], int], None]
 
+# Caps on hints derived from compute timing. LoadGen pre-generates every query of a run up front
+# (~400 B each), so a hint taken from a near-zero compute time (the null backend) would ask for
+# millions of queries and exhaust memory. The caps sit at what a Python SUT can reach at all on a
+# small host (shared/notes/mlperf-loadgen.md §1.6: FastSUT Offline 0.84-1.03 M samples/s; Server
+# ~50 k QPS with a worker thread; SingleStream inline ~2.4 us per query). The Server cap is lower
+# still: an MLP at 50 k QPS through the dynamic batcher measured INVALID (p99 far above 10 ms) on
+# 2 cores, 20 k QPS VALID.
+MAX_OFFLINE_QPS = 1_000_000.0
+MAX_SERVER_QPS = 20_000.0
+MIN_EXPECTED_LATENCY_NS = 5_000
+
 
 @dataclass(frozen=True)
 class DispatchConfig:

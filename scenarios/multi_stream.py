@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import math
 
-from scenarios.base import ComputeEstimate, DispatchConfig, Inline, RunBatch, StreamPool
+from scenarios.base import (
+    MIN_EXPECTED_LATENCY_NS,
+    ComputeEstimate,
+    DispatchConfig,
+    Inline,
+    RunBatch,
+    StreamPool,
+)
 
 
 class MultiStream:
@@ -17,7 +24,7 @@ class MultiStream:
     def auto_settings(self, estimate: ComputeEstimate, config: DispatchConfig) -> dict:
         parts = math.ceil(config.samples_per_query / self.nominal_batch(config))
         rounds = math.ceil(parts / config.streams)
-        return {"multi_stream_expected_latency_ns": max(int(estimate.latency_s * rounds * 1e9), 1000)}
+        return {"multi_stream_expected_latency_ns": max(int(estimate.latency_s * rounds * 1e9), MIN_EXPECTED_LATENCY_NS)}
 
     def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig):
         batch = self.nominal_batch(config)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from scenarios.base import ComputeEstimate, DispatchConfig, Inline, RunBatch, StreamPool
+from scenarios.base import MAX_OFFLINE_QPS, ComputeEstimate, DispatchConfig, Inline, RunBatch, StreamPool
 
 
 class Offline:
@@ -15,7 +15,7 @@ class Offline:
     def auto_settings(self, estimate: ComputeEstimate, config: DispatchConfig) -> dict:
         # Under-estimating QPS makes the query too small to reach min_duration (INVALID); the compute
         # rate times the streams is an upper bound on what the system path can do.
-        return {"offline_expected_qps": estimate.samples_per_s * config.streams}
+        return {"offline_expected_qps": min(estimate.samples_per_s * config.streams, MAX_OFFLINE_QPS)}
 
     def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig):
         if config.streams == 1:

@@ -3,7 +3,7 @@ thread so nothing but the backend sits between LoadGen's timestamps."""
 
 from __future__ import annotations
 
-from scenarios.base import ComputeEstimate, DispatchConfig, Inline, RunBatch
+from scenarios.base import MIN_EXPECTED_LATENCY_NS, ComputeEstimate, DispatchConfig, Inline, RunBatch
 
 
 class SingleStream:
@@ -15,7 +15,7 @@ class SingleStream:
     def auto_settings(self, estimate: ComputeEstimate, config: DispatchConfig) -> dict:
         # An expected latency below the real one only makes LoadGen pre-generate more queries;
         # one above it can run out of queries, so the compute (lower) latency is the safe hint.
-        return {"single_stream_expected_latency_ns": max(int(estimate.latency_s * 1e9), 1000)}
+        return {"single_stream_expected_latency_ns": max(int(estimate.latency_s * 1e9), MIN_EXPECTED_LATENCY_NS)}
 
     def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig) -> Inline:
         return Inline(run_batch, 1)

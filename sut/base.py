@@ -10,13 +10,14 @@ The LoadGen side (turning callbacks into batches) lives in `sut.adapter`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from mlperf_ext.errors import ConfigError
+from mlperf_ext.errors import BackendUnavailable, ConfigError
 
 
 @dataclass(frozen=True)
@@ -86,35 +87,46 @@ class Backend(Protocol):
         """Release runtime resources."""
 
 
-# name -> (module, class, pip extra that installs its runtime)
-BACKENDS: dict[str, tuple[str, str, str]] = {
-    "null": ("sut.null", "NullBackend", ""),
-    "onnxruntime": ("sut.onnxruntime", "OnnxRuntimeBackend", ""),
-    "openvino": ("sut.openvino", "OpenVinoBackend", "openvino"),
-    "tensorrt": ("sut.tensorrt", "TensorRtBackend", "tensorrt"),
-    "coral": ("sut.coral", "CoralBackend", "coral"),
-    "pynq": ("sut.pynq", "PynqBackend", "pynq"),
+# name -> (module, class, pip extra that installs its runtime, runtime import name)
+BACKENDS: dict[str, tuple[str, str, str, str | None]] = {
+    "null": ("sut.null", "NullBackend", "", None),
+    "onnxruntime": ("sut.onnxruntime", "OnnxRuntimeBackend", "onnxruntime", "onnxruntime"),
+    "openvino": ("sut.openvino", "OpenVinoBackend", "openvino", "openvino"),
 }
+
+
+def _load_class(module_name: str, class_name: str, ref: str):
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"backend '{ref}' cannot be imported ({exc}); fix: use one of "
+                          f"{', '.join(sorted(BACKENDS))} or an importable 'module:Class'") from exc
+    if not hasattr(module, class_name):
+        raise ConfigError(f"backend '{ref}': module {module_name} has no class {class_name}; "
+                          "fix: name an existing class")
+    return getattr(module, class_name)
+
+
+def check_backend(name: str) -> None:
+    """Fail early, before any run, on an unknown backend or one whose runtime is not installed.
+
+    Besides the built-in names, `module:Class` names a backend class importable from Python (used
+    for out-of-tree backends and for the fault-injection backends of the test suite).
+    """
+    if ":" in name:
+        _load_class(*name.split(":", 1), name)
+        return
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend '{name}'; fix: use one of {', '.join(sorted(BACKENDS))}")
+    _module, _cls, extra, runtime = BACKENDS[name]
+    if runtime is not None and importlib.util.find_spec(runtime) is None:
+        raise BackendUnavailable(name, extra, f"python module '{runtime}' not found")
 
 
 def create_backend(name: str) -> Backend:
     """Instantiate a backend by name; the runtime itself is imported by the backend's load()."""
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown backend '{name}'; fix: use one of {', '.join(sorted(BACKENDS))}")
-    module_name, class_name, _extra = BACKENDS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise ConfigError(f"backend '{name}' is not part of this build; fix: use one of "
-                              f"{', '.join(sorted(BACKENDS))}") from exc
-        raise
-    return getattr(module, class_name)()
-
-
-def batch_dimension_ok(spec: TensorSpec, batch: int) -> bool:
-    """True when the model's leading dimension accepts `batch` (dynamic, or fixed to that size)."""
-    if not spec.shape:
-        return False
-    lead = spec.shape[0]
-    return lead is None or lead == batch
+    check_backend(name)
+    if ":" in name:
+        return _load_class(*name.split(":", 1), name)()
+    module_name, class_name, _extra, _runtime = BACKENDS[name]
+    return _load_class(module_name, class_name, name)()

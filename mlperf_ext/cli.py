@@ -1,0 +1,179 @@
+"""`mlperf-ext` command line. User errors print one line (problem and fix) and exit 2.
+
+The CLI is the composition root: it imports the tiers (sweep driver, level 0) lazily inside the
+commands that need them, so the core stays importable without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mlperf_ext.errors import ConfigError, MlperfExtError
+
+DEFAULT_WORKDIR = Path("work")
+
+
+def _setting(text: str) -> tuple[str, float | int]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        number: float | int = int(value)
+    except ValueError:
+        try:
+            number = float(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"value of {key} must be a number, got {value!r}") from exc
+    return key.strip(), number
+
+
+def _add_workdir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                        help="where results.sqlite, runs/ and models/ live (default: ./work)")
+
+
+def cmd_run(args) -> int:
+    from mlperf_ext.config import RunPoint, expand, load_spec
+    from tiers.sweep import model_resolver, run_points
+
+    resolve = model_resolver(args.workdir / "models", say=lambda msg: print(msg, file=sys.stderr))
+    if args.spec:
+        single = [a for a in ("model", "backend", "scenario") if getattr(args, a)]
+        if single:
+            raise ConfigError(f"--{single[0]} cannot be combined with a spec file; fix: put it in the spec")
+        spec = load_spec(args.spec)
+        if args.profile:
+            spec["profile"] = args.profile
+        points = expand(spec, resolve)
+    else:
+        missing = [a for a in ("model", "dataset", "backend", "scenario") if not getattr(args, a)]
+        if missing:
+            raise ConfigError(f"missing --{missing[0]}; fix: give --model, --dataset, --backend and "
+                              "--scenario, or a spec.yaml")
+        model, name, default_dataset = resolve(args.model)
+        points = [RunPoint(model=model, model_name=name, dataset=args.dataset or default_dataset,
+                           backend=args.backend, scenario=args.scenario, mode=args.mode,
+                           profile=args.profile or "quick", batch=args.batch, threads=args.threads,
+                           streams=args.streams, device=args.device, operating_mode=args.operating_mode,
+                           platform=args.platform,
+                           user_conf=str(args.user_conf.resolve()) if args.user_conf else None,
+                           settings=dict(args.setting or []), max_wait_us=args.max_wait_us,
+                           timeout_s=args.timeout)]
+    if args.timeout is not None and args.spec:
+        points = [p.__class__(**{**p.to_dict(), "timeout_s": args.timeout}) for p in points]
+    rows = run_points(points, args.workdir, force=args.force)
+    failed = [r for r in rows if r["status"] not in ("ok", "refused")]
+    return 1 if failed else 0
+
+
+def cmd_results(args) -> int:
+    from mlperf_ext.report import print_results
+    from mlperf_ext.store import ResultsStore
+
+    path = args.workdir / "results.sqlite"
+    if not path.exists():
+        raise ConfigError(f"no results in {args.workdir}; fix: run 'mlperf-ext run' first or pass --workdir")
+    store = ResultsStore(path)
+    rows = store.rows(latest_only=not args.all)
+    print_results(rows)
+    if args.csv:
+        count = store.export_csv(args.csv, latest_only=not args.all)
+        print(f"wrote {count} rows to {args.csv}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from mlperf_ext.report import print_models
+    from mlperf_ext.zoo import registry
+
+    models_dir = args.workdir / "models"
+    if args.action == "list":
+        print_models(registry.list_models(), models_dir)
+        return 0
+    paths = registry.build(args.names or None, models_dir,
+                           progress=lambda msg: print(msg, file=sys.stderr), force=args.force)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from mlperf_ext.demo import run_demo
+
+    return run_demo(args.workdir, full=args.full)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlperf-ext", description="MLPerf-LoadGen-compatible "
+                                     "inference benchmark with theoretical, micro and sweep tiers")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one point, or the grid of a YAML spec")
+    run.add_argument("spec", nargs="?", type=Path, help="run spec (YAML); omit to give one point by options")
+    run.add_argument("--model", help="ONNX file or zoo model name")
+    run.add_argument("--dataset", help=".npy directory or built-in dataset name (e.g. mnist)")
+    run.add_argument("--backend", help="onnxruntime, openvino, null, or module:Class")
+    run.add_argument("--scenario", help="SingleStream, MultiStream, Server or Offline")
+    run.add_argument("--mode", default="performance", help="performance, accuracy or submission")
+    run.add_argument("--profile", default=None, help="quick (default; never compliant) or submission")
+    run.add_argument("--batch", type=int, default=1)
+    run.add_argument("--threads", type=int, default=None)
+    run.add_argument("--streams", type=int, default=1)
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--operating-mode", default=None, help="power/clock mode or runtime hint (e.g. LATENCY)")
+    run.add_argument("--platform", default="host", help="platform catalog name for level-0 comparisons")
+    run.add_argument("--user-conf", type=Path, default=None, help="LoadGen user.conf")
+    run.add_argument("--setting", type=_setting, action="append", metavar="KEY=VALUE",
+                     help="TestSettings override, e.g. server_target_qps=500 (repeatable)")
+    run.add_argument("--max-wait-us", type=int, default=1000, help="Server dynamic-batching window")
+    run.add_argument("--timeout", type=float, default=None, help="seconds before a point is killed (600)")
+    run.add_argument("--force", action="store_true", help="re-run points already stored")
+    _add_workdir(run)
+    run.set_defaults(func=cmd_run)
+
+    results = sub.add_parser("results", help="print stored results; --csv exports them")
+    results.add_argument("--csv", type=Path, default=None)
+    results.add_argument("--all", action="store_true", help="every row, not only the newest per point")
+    _add_workdir(results)
+    results.set_defaults(func=cmd_results)
+
+    models = sub.add_parser("models", help="the model zoo: list or build")
+    models.add_argument("action", choices=("list", "build"))
+    models.add_argument("names", nargs="*", help="models to build (default: all)")
+    models.add_argument("--force", action="store_true", help="rebuild even if cached")
+    _add_workdir(models)
+    models.set_defaults(func=cmd_models)
+
+    demo = sub.add_parser("demo", help="build the MLP family and run it on both backends in all scenarios")
+    demo.add_argument("--full", action="store_true", help="all four widths (default: a reduced grid)")
+    _add_workdir(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    try:
+        from tiers import cli as tiers_cli
+    except ImportError:  # level 0 not present in this build
+        tiers_cli = None
+    if tiers_cli is not None and hasattr(tiers_cli, "register"):
+        tiers_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "timeout", None) is None and args.command == "run":
+            args.timeout = 600.0
+        return args.func(args)
+    except MlperfExtError as exc:
+        print(f"mlperf-ext: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mlperf-ext: interrupted; stored rows are kept, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
