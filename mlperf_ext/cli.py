@@ -43,10 +43,11 @@ def cmd_run(args) -> int:
         single = [a for a in ("model", "backend", "scenario") if getattr(args, a)]
         if single:
             raise ConfigError(f"--{single[0]} cannot be combined with a spec file; fix: put it in the spec")
-        spec = load_spec(args.spec)
-        if args.profile:
-            spec["profile"] = args.profile
-        points = expand(spec, resolve)
+        points = []
+        for grid in load_spec(args.spec):
+            if args.profile:
+                grid["profile"] = args.profile
+            points.extend(expand(grid, resolve))
     else:
         missing = [a for a in ("model", "dataset", "backend", "scenario") if not getattr(args, a)]
         if missing:

@@ -137,25 +137,33 @@ def _unknown_key_error(key: str, valid, where: str) -> ConfigError:
                        + f"; fix: use one of {', '.join(sorted(valid))}")
 
 
-def load_spec(path: Path) -> dict:
-    """Read and check a YAML run spec; relative paths are taken relative to the spec's folder."""
+def load_spec(path: Path) -> list[dict]:
+    """Read and check a YAML run spec: one grid (a mapping) or several (a list of mappings).
+
+    Relative paths inside are taken relative to the spec's folder.
+    """
     if not path.is_file():
         raise ConfigError(f"run spec {path} does not exist; fix: pass an existing YAML file")
     try:
-        spec = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path} is not valid YAML{where}; fix: correct the syntax") from exc
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{path} must be a mapping of keys (models, backends, scenarios, ...); "
-                          "fix: write 'key: value' lines")
-    for key in spec:
-        if key not in SPEC_KEYS:
-            raise _unknown_key_error(str(key), SPEC_KEYS, str(path))
-    spec = dict(spec)
-    spec["_base_dir"] = str(path.parent.resolve())
-    return spec
+    grids = data if isinstance(data, list) else [data]
+    out = []
+    for number, grid in enumerate(grids, 1):
+        where = str(path) if len(grids) == 1 else f"{path} grid {number}"
+        if not isinstance(grid, dict):
+            raise ConfigError(f"{where} must be a mapping of keys (models, backends, scenarios, ...); "
+                              "fix: write 'key: value' lines")
+        for key in grid:
+            if key not in SPEC_KEYS:
+                raise _unknown_key_error(str(key), SPEC_KEYS, where)
+        grid = dict(grid)
+        grid["_base_dir"] = str(path.parent.resolve())
+        out.append(grid)
+    return out
 
 
 def _resolve_path(value: str | None, base: Path) -> str | None:
