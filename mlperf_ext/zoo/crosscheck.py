@@ -55,7 +55,8 @@ def crosscheck(names: list[str] | None, models_dir: Path) -> list[CrossResult]:
             try:
                 acc, err = accuracy(path, x, y, backend), None
             except Exception as exc:  # noqa: BLE001 - the point is to record what each runtime says
-                acc, err = None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+                acc, err = None, f"{type(exc).__name__}: {' / '.join(lines[-2:])[:160]}"
             results.append(CrossResult(path.stem, backend, acc, err, ok, why))
     return results
 

@@ -131,7 +131,8 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
         out = float16.convert_float_to_float16(model, keep_io_types=True)
     return out, {"tool": f"onnxconverter-common {_tool_version('onnxconverter-common')}",
                  "recipe": "float16.convert_float_to_float16(keep_io_types=True)",
-                 "weights": "fp16", "activations": "fp16 (fp32 I/O)", "method": "cast"}
+                 "weights": "fp16", "activations": "fp16 (fp32 I/O)", "method": "cast",
+                 "weight_bits": 16, "activation_bits": 16, "block_size": None, "calibration_samples": 0}
 
 
 class _ArrayReader:
@@ -170,6 +171,7 @@ def to_int8_qdq(model: onnx.ModelProto, calib: np.ndarray, input_name: str) -> t
                  "recipe": "quant_pre_process + quantize_static(QDQ, per_channel=True, weight QInt8, "
                            "activation QUInt8, calibrate=MinMax)",
                  "method": "PTQ", "weights": "int8 per-channel", "activations": "uint8",
+                 "weight_bits": 8, "activation_bits": 8, "block_size": None,
                  "calibration_samples": int(len(calib)), "calibration_source": "training split"}
 
 
@@ -181,6 +183,7 @@ def to_int4_qdq(model: onnx.ModelProto, calib: np.ndarray, input_name: str) -> t
                  "recipe": "quant_pre_process + quantize_static(QDQ, per_channel=True, weight QInt4, "
                            "activation QUInt8, calibrate=MinMax)",
                  "method": "PTQ", "weights": "int4 per-channel", "activations": "uint8",
+                 "weight_bits": 4, "activation_bits": 8, "block_size": None,
                  "calibration_samples": int(len(calib)), "calibration_source": "training split"}
 
 
@@ -210,7 +213,8 @@ def to_int4_matmulnbits(model: onnx.ModelProto, block_size: int = INT4_BLOCK_SIZ
                  "recipe": f"gemm_to_matmul ({rewritten} Gemm rewritten) + MatMulNBitsQuantizer("
                            f"DefaultWeightOnlyQuantConfig(bits=4, block_size={block_size}, is_symmetric=True))",
                  "method": "PTQ (weight-only, round-to-nearest)", "weights": "int4 blockwise",
-                 "block_size": block_size, "activations": "fp32", "format": "com.microsoft.MatMulNBits",
+                 "weight_bits": 4, "activation_bits": 32, "block_size": block_size, "activations": "fp32",
+                 "format": "com.microsoft.MatMulNBits",
                  "quantized_nodes": n_nbits, "calibration_samples": 0}
 
 
@@ -282,6 +286,7 @@ def to_int2_qdq(model: onnx.ModelProto, scale_rule: str = "twn", qat: dict | Non
                           f"DequantizeLinear, opset {INT2_OPSET}, IR {INT2_IR_VERSION}",
                 "method": "QAT" if qat else "PTQ", "weights": "int2 per-channel (narrow range)",
                 "activations": "fp32", "format": "QDQ INT2 initializers", "calibration_samples": 0,
+                "weight_bits": 2, "activation_bits": 32, "block_size": None,
                 "quantized_weights": len(axes), "max_abs_weight_rounding_error": max_err}
     if qat:
         producer["qat"] = qat
@@ -297,7 +302,8 @@ def make_variant(fp32: onnx.ModelProto, precision: str, calib: np.ndarray | None
     """Dispatch to the recipe for `precision` (int4 = MatMulNBits; int2 = PTQ, see to_int2_qdq)."""
     if precision == "fp32":
         return fp32, {"tool": "identity", "recipe": "trained FP32 weights", "method": "none",
-                      "weights": "fp32", "activations": "fp32", "calibration_samples": 0}
+                      "weights": "fp32", "activations": "fp32", "calibration_samples": 0,
+                      "weight_bits": 32, "activation_bits": 32, "block_size": None}
     if precision == "fp16":
         return to_fp16(fp32)
     if precision == "int8":

@@ -43,6 +43,7 @@ def test_precision_variant_runs_close_to_fp32(trained, precision, max_drop):
     acc = _acc(model, trained)
     assert acc >= trained["acc"] - max_drop, (precision, acc, trained["acc"])
     facts = onnx_facts(model)
+    assert producer["weight_bits"] == {"fp16": 16, "int8": 8, "int4": 4}[precision]
     if precision == "fp16":
         assert "FLOAT16" in facts["initializer_types"]
         inp = model.graph.input[0].type.tensor_type.elem_type
