@@ -15,6 +15,7 @@ class NullBackend:
     """No model is executed; `load` only records the options (the model path may be anything)."""
 
     name = "null"
+    runs_model = False  # validation skips the model file and shape checks
 
     def __init__(self, sample_shape: tuple[int, ...] = (1,), dtype: str = "float32"):
         self._spec = TensorSpec("input", (None, *sample_shape), dtype)

@@ -10,7 +10,7 @@ from mlperf_ext import loadgen
 from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import Dataset, open_dataset
 from mlperf_ext.errors import ConfigError, DatasetError
-from sut.base import TensorSpec, check_backend
+from sut.base import TensorSpec, check_backend, create_backend
 
 
 def check_shapes(dataset: Dataset, spec: TensorSpec) -> None:
@@ -60,7 +60,7 @@ class PointValidator:
         if point.mode in ("accuracy", "submission") and dataset.labels is None:
             raise DatasetError(f"dataset '{point.dataset}' has no labels, so mode '{point.mode}' cannot score "
                                "accuracy; fix: add a labels file or use --mode performance")
-        if point.backend == "null":
+        if not getattr(create_backend(point.backend), "runs_model", True):
             return  # the null backend runs no model: only the harness is measured
         info = self.model(point.model)
         refuse_batch(info, point.batch)

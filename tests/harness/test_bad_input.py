@@ -1,0 +1,129 @@
+"""Every bad input: one line naming the problem and the fix, exit code 2, no row stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlperf_ext import cli
+from sut import base
+
+
+def run_cli(args, workdir: Path, capsys) -> tuple[int, str]:
+    code = cli.main([*args, "--workdir", str(workdir)])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def assert_refused(code: int, err: str, workdir: Path, *needles: str) -> None:
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mlperf-ext: error: ")
+    assert "fix:" in lines[0]
+    for needle in needles:
+        assert needle in lines[0]
+    assert not (workdir / "results.sqlite").exists()  # nothing half-written
+    assert not (workdir / "runs").exists()
+
+
+def point_args(model, **over) -> list[str]:
+    opts = {"--model": str(model), "--dataset": "mnist", "--backend": "onnxruntime", "--scenario": "Offline"}
+    opts.update(over)
+    return ["run", *[x for kv in opts.items() for x in kv]]
+
+
+def test_unknown_backend(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli(point_args(mlp_model, **{"--backend": "onnxruntim"}), tmp_path, capsys),
+                   tmp_path, "unknown backend 'onnxruntim'")
+
+
+def test_unknown_scenario(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli(point_args(mlp_model, **{"--scenario": "Ofline"}), tmp_path, capsys),
+                   tmp_path, "unknown scenario 'Ofline'")
+
+
+def test_missing_model(tmp_path, capsys):
+    assert_refused(*run_cli(point_args(tmp_path / "nope.onnx"), tmp_path, capsys), tmp_path, "nope.onnx")
+
+
+def test_corrupt_model(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage that is not protobuf" * 10)
+    work = tmp_path / "w"
+    assert_refused(*run_cli(point_args(bad), work, capsys), work, "bad.onnx")
+
+
+def test_dataset_shape_mismatch(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli(point_args(mlp_model, **{"--dataset": "digits"}), tmp_path, capsys),
+                   tmp_path, "(64,)", "(784,)")
+
+
+def test_missing_dataset(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli(point_args(mlp_model, **{"--dataset": str(tmp_path / "nodata")}), tmp_path, capsys),
+                   tmp_path, "nodata")
+
+
+def test_batch_the_model_cannot_take(fixed_batch_model, tmp_path, capsys):
+    assert_refused(*run_cli(point_args(fixed_batch_model, **{"--batch": "8"}), tmp_path, capsys),
+                   tmp_path, "takes batch 1 only")
+
+
+def test_unknown_yaml_key(mlp_model, tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"models: [{mlp_model}]\ndataset: mnist\nbackends: [onnxruntime]\n"
+                    "scenarios: [Offline]\nbatchsize: [1, 2]\n")
+    work = tmp_path / "w"
+    assert_refused(*run_cli(["run", str(spec)], work, capsys), work, "unknown key 'batchsize'", "batches")
+
+
+def test_invalid_yaml(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("models: [a, b\nbackends: x\n")
+    work = tmp_path / "w"
+    assert_refused(*run_cli(["run", str(spec)], work, capsys), work, "not valid YAML")
+
+
+def test_unknown_user_conf_key(mlp_model, tmp_path, capsys):
+    conf = tmp_path / "user.conf"
+    conf.write_text("*.Offline.target_qsp = 100\n")  # a typo LoadGen would silently ignore
+    work = tmp_path / "w"
+    assert_refused(*run_cli(point_args(mlp_model, **{"--user-conf": str(conf)}), work, capsys), work,
+                   "unknown key 'target_qsp'", "target_qps")
+
+
+def test_user_conf_for_another_model(mlp_model, tmp_path, capsys):
+    conf = tmp_path / "user.conf"
+    conf.write_text("resnet50.Offline.target_qps = 100\n")
+    work = tmp_path / "w"
+    assert_refused(*run_cli(point_args(mlp_model, **{"--user-conf": str(conf)}), work, capsys), work,
+                   "model 'resnet50'")
+
+
+def test_unknown_loadgen_setting(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli([*point_args(mlp_model), "--setting", "min_duraton_ms=5"], tmp_path, capsys),
+                   tmp_path, "min_duraton_ms", "min_duration_ms")
+
+
+def test_runtime_not_installed(mlp_model, tmp_path, capsys, monkeypatch):
+    # a backend whose runtime module is absent here: the check is the real find_spec lookup
+    monkeypatch.setitem(base.BACKENDS, "tensorrt", ("sut.tensorrt", "TensorRtBackend", "tensorrt", "tensorrt"))
+    assert_refused(*run_cli(point_args(mlp_model, **{"--backend": "tensorrt"}), tmp_path, capsys), tmp_path,
+                   "pip install 'mlperf-ext[tensorrt]'")
+
+
+def test_accuracy_mode_needs_labels(mlp_model, tmp_path, capsys):
+    import numpy as np
+
+    data = tmp_path / "unlabelled"
+    data.mkdir()
+    np.save(data / "samples.npy", np.zeros((4, 784), dtype=np.float32))
+    work = tmp_path / "w"
+    assert_refused(*run_cli(point_args(mlp_model, **{"--dataset": str(data), "--mode": "accuracy"}), work,
+                            capsys), work, "no labels")
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_non_positive_batch(mlp_model, tmp_path, capsys, value):
+    assert_refused(*run_cli(point_args(mlp_model, **{"--batch": value}), tmp_path, capsys), tmp_path, "batch")
