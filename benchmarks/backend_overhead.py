@@ -1,0 +1,180 @@
+"""Does the harness slow the runtime? Offline samples/s through the SUT (LoadGen + adapter + backend)
+divided by a plain loop over a runtime session with the same model, batch and threads.
+
+Models: an MLP (784-1024-1024-1024-10) and ResNet-50 v1.5 (random weights: speed only), on ONNX
+Runtime and OpenVINO. Every measurement runs in its own process (LoadGen runs one test per process),
+the SUT and loop variants interleaved; the ratio is of medians over --rounds. Goal: >= 0.95.
+
+Usage: python benchmarks/backend_overhead.py [--rounds 3] [--threads 2] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODELS = {"mlp": {"batch": 64, "samples": 1024}, "resnet50": {"batch": 8, "samples": 64}}
+
+
+def _mlp(path: Path) -> Path:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    sizes = [784, 1024, 1024, 1024, 10]
+    nodes, inits, x = [], [], "input"
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        inits += [numpy_helper.from_array((rng.standard_normal((n_in, n_out)) * 0.03).astype(np.float32), f"w{i}"),
+                  numpy_helper.from_array(np.zeros(n_out, np.float32), f"b{i}")]
+        out = "logits" if i == len(sizes) - 2 else f"h{i}"
+        nodes.append(helper.make_node("Gemm", [x, f"w{i}", f"b{i}"], [out if out == "logits" else f"g{i}"]))
+        if out != "logits":
+            nodes.append(helper.make_node("Relu", [f"g{i}"], [out]))
+        x = out
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 784])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def prepare(directory: Path) -> dict[str, Path]:
+    import onnx
+
+    from mlperf_ext.zoo.archs import build_resnet50
+
+    paths = {"mlp": _mlp(directory / "mlp.onnx"), "resnet50": directory / "resnet50.onnx"}
+    onnx.save(build_resnet50(seed=0), paths["resnet50"])
+    return paths
+
+
+def samples_for(model_path: Path, count: int):
+    import numpy as np
+
+    from sut.model_file import inspect_model
+
+    shape = tuple(inspect_model(model_path).input.shape[1:])
+    return np.random.default_rng(1).random((count, *shape), dtype=np.float32)
+
+
+def run_sut(backend_name: str, model_path: Path, batch: int, threads: int, seconds: float, count: int) -> float:
+    """Offline through the harness (the same objects tiers.execute wires together)."""
+    import mlperf_loadgen as lg
+
+    from mlperf_ext import loadgen
+    from mlperf_ext.datasets import ArrayDataset
+    from mlperf_ext.logs import parse_run_dir
+    from mlperf_ext.qsl import SampleLibrary
+    from scenarios import DispatchConfig, get_scenario
+    from sut.adapter import SutAdapter
+    from sut.base import DeploymentOptions, create_backend
+
+    backend = create_backend(backend_name)
+    backend.load(model_path, DeploymentOptions(threads=threads, max_batch=batch))
+    library = SampleLibrary(ArrayDataset("synthetic", samples_for(model_path, count)))
+    warm = library.first_batch(batch)
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.5:
+        backend.infer(warm)
+    rate = batch / statistics.mean(backend.time_compute(warm, 5))
+    settings = lg.TestSettings()
+    outdir = Path(tempfile.mkdtemp())
+    (outdir / "user.conf").write_text("")
+    settings.FromConfig(str(outdir / "user.conf"), "bench", "Offline")
+    settings.scenario = lg.TestScenario.Offline
+    settings.mode = lg.TestMode.PerformanceOnly
+    settings.min_duration_ms = int(seconds * 1000)
+    settings.offline_expected_qps = rate
+    errors = loadgen.CallbackErrors()
+    adapter = SutAdapter(backend, library, errors)
+    dispatcher = get_scenario("Offline").make_dispatcher(adapter.run_batch, DispatchConfig(batch=batch))
+    loadgen.LoadGenTest(dispatcher.issue, dispatcher.flush, library.total_count, library.performance_count,
+                        library.load, library.unload, errors).run(settings, outdir)
+    dispatcher.close()
+    assert errors.count == 0, errors.first
+    return parse_run_dir(outdir).throughput
+
+
+def run_loop(backend_name: str, model_path: Path, batch: int, threads: int, seconds: float, count: int) -> float:
+    """A plain loop over a runtime session: same model, batch and threads; no LoadGen, no adapter."""
+    import numpy as np
+
+    data = samples_for(model_path, count)
+    batches = [np.ascontiguousarray(data[i:i + batch]) for i in range(0, count - batch + 1, batch)]
+    if backend_name == "onnxruntime":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+
+        def step(x):
+            return session.run(None, {name: x})[0].argmax(axis=1)
+    else:
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(model_path), "CPU", {
+            "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+
+        def step(x):
+            return request.infer({0: x})[0].argmax(axis=1)
+    for x in batches[:3]:
+        step(x)
+    done, start, k = 0, time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        step(batches[k % len(batches)])
+        done += batch
+        k += 1
+    return done / (time.perf_counter() - start)
+
+
+def measure(kind: str, backend: str, model: str, path: Path, threads: int, seconds: float) -> float:
+    cfg = MODELS[model]
+    proc = subprocess.run([sys.executable, __file__, "--child", kind, backend, str(path), str(cfg["batch"]),
+                           str(threads), str(seconds), str(cfg["samples"])], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} {backend} {model} failed:\n{proc.stderr[-2000:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, backend, path, batch, threads, seconds, count = args.child
+        fn = run_sut if kind == "sut" else run_loop
+        print(fn(backend, Path(path), int(batch), int(threads), float(seconds), int(count)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = prepare(Path(tmp))
+        print(f"{'backend':<12} {'model':<9} {'batch':>5} {'SUT samples/s':>14} {'loop samples/s':>15} {'ratio':>7}")
+        for backend in ("onnxruntime", "openvino"):
+            for model, path in paths.items():
+                sut, loop = [], []
+                for _ in range(args.rounds):
+                    sut.append(measure("sut", backend, model, path, args.threads, args.seconds))
+                    loop.append(measure("loop", backend, model, path, args.threads, args.seconds))
+                s, lp = statistics.median(sut), statistics.median(loop)
+                verdict = "OK" if s / lp >= 0.95 else "BELOW GOAL"
+                print(f"{backend:<12} {model:<9} {MODELS[model]['batch']:>5} {s:>14,.1f} {lp:>15,.1f} "
+                      f"{s / lp:>7.3f}  (goal >= 0.95) {verdict}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
