@@ -50,12 +50,12 @@ def variant_of(point: RunPoint) -> dict | None:
 
 
 def runnable(meta: dict | None, backend: str) -> tuple[bool, str]:
+    """The zoo's compatibility facts (e.g. no INT2 on OpenVINO); the backend re-checks when it loads."""
     if not meta:
         return True, ""
-    from mlperf_ext.zoo import registry
+    from mlperf_ext.zoo.compat import runnable_on
 
-    check = getattr(registry, "runnable_on", None)
-    return check(meta, backend) if check else (True, "")
+    return runnable_on(meta, backend)
 
 
 def summary_line(row: dict) -> str:
