@@ -22,10 +22,11 @@ RunBatch = Callable[[Sequence[int], Sequence[int], int], None]
 # millions of queries and exhaust memory. The caps sit at what a Python SUT can reach at all on a
 # small host (shared/notes/mlperf-loadgen.md §1.6: FastSUT Offline 0.84-1.03 M samples/s; Server
 # ~50 k QPS with a worker thread; SingleStream inline ~2.4 us per query). The Server cap is lower
-# still: an MLP at 50 k QPS through the dynamic batcher measured INVALID (p99 far above 10 ms) on
-# 2 cores, 20 k QPS VALID.
+# still: through the dynamic batcher on 2 cores, MLP claims of 50 k QPS measured INVALID, and 18-20 k
+# QPS was VALID or INVALID depending on the load of the host; 10 k was VALID throughout the demo.
 MAX_OFFLINE_QPS = 1_000_000.0
-MAX_SERVER_QPS = 20_000.0
+MAX_SERVER_QPS = 10_000.0
+OFFLINE_QPS_MARGIN = 1.5
 MIN_EXPECTED_LATENCY_NS = 5_000
 
 

@@ -214,8 +214,13 @@ class OpenVinoBackend:
         if not 0 <= stream < len(self._requests):
             raise ValueError(f"stream {stream} outside 0..{len(self._requests) - 1}")
         run_batch, keep = fit_batch(batch, self._info)
-        out = self._requests[stream].infer({0: run_batch})[0]
-        return out[:keep] if keep != run_batch.shape[0] else out
+        request = self._requests[stream]
+        # set_input_tensor + infer + get_output_tensor: ~20 us less per call than infer({0: x}), which
+        # builds a dict of inputs and an OVDict of outputs (measured on an MLP at batch 1: 35 vs 56 us)
+        request.set_input_tensor(self._ov.Tensor(np.ascontiguousarray(run_batch), shared_memory=True))
+        request.infer()
+        out = request.get_output_tensor(0).data[:keep].copy()  # the request reuses its output buffer
+        return out
 
     # -- compute path --------------------------------------------------------------------------
     def time_compute(self, batch: np.ndarray, iterations: int) -> list[float]:

@@ -99,7 +99,7 @@ def run_points(points: Sequence[RunPoint], workdir: Path, force: bool = False,
             progress.update(task, description=f"[{number}/{len(points)}] {point.label()}")
             if not force and store.has_ok(key):
                 progress.console.print(f"[{number}/{len(points)}] {point.label()}: stored, skipped "
-                                       "(use --force to re-run)")
+                                       "(use --force to re-run)", soft_wrap=True)
                 progress.advance(task)
                 continue
             meta = variant_of(point)
@@ -107,6 +107,6 @@ def run_points(points: Sequence[RunPoint], workdir: Path, force: bool = False,
             row = launch(point, workdir, key, meta) if ok else refused_row(point, workdir, key, reason, meta)
             store.append(row)
             rows.append(row)
-            progress.console.print(f"[{number}/{len(points)}] {summary_line(row)}", markup=False)
+            progress.console.print(f"[{number}/{len(points)}] {summary_line(row)}", markup=False, soft_wrap=True)
             progress.advance(task)
     return rows
