@@ -1,0 +1,69 @@
+"""The demo's own run spec on a reduced grid: a tiny MLP family stands in for the full-size one."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from mlperf_ext.config import expand, load_spec
+from mlperf_ext.demo import SPECS
+from mlperf_ext.report import print_results
+from mlperf_ext.zoo import registry
+from mlperf_ext.zoo.mlp import MlpFamily, MlpRecipe, register
+from tests.harness.conftest import SHORT
+from tiers.sweep import model_resolver, run_points
+
+TINY = MlpRecipe(widths=(64, 32), epochs=2, batch_size=64, finetune_epochs=1, qat_epochs=1)
+KEEP = {  # demo model -> tiny stand-in; the rest of the demo grid is dropped
+    "mlp-w2048-fp32": "mlpdemo-w64-fp32", "mlp-w2048-int8": "mlpdemo-w64-int8",
+    "mlp-w2048-int2": "mlpdemo-w64-int2", "mlp-w256-fp32": "mlpdemo-w32-fp32", "mlp-w256-int2": "mlpdemo-w32-int2",
+}
+
+
+@pytest.fixture(scope="module")
+def demo_rows(tmp_path_factory):
+    register(MlpFamily(TINY, prefix="mlpdemo"))
+    try:
+        work = tmp_path_factory.mktemp("demo")
+        grids = load_spec(SPECS / "demo.yaml")
+        points = []
+        for grid in grids:
+            grid["models"] = [KEEP[m] for m in grid["models"] if m in KEEP]
+            grid["settings"] = dict(SHORT)
+            points += expand(grid, model_resolver(work / "models"))
+        yield grids, points, run_points(points, work)
+    finally:
+        registry.unregister_family("mlpdemo")
+
+
+def test_demo_spec_covers_both_backends_and_all_scenarios(demo_rows):
+    grids, points, rows = demo_rows
+    assert {g["mode"] for g in grids} == {"submission", "performance"}
+    assert {p.scenario for p in points} == {"SingleStream", "MultiStream", "Server", "Offline"}
+    assert {p.backend for p in points} == {"onnxruntime", "openvino"}
+    assert len(rows) == len(points) == 5 * 2 + 2 * 2 * 3
+
+
+def test_demo_rows(demo_rows):
+    _grids, points, rows = demo_rows
+    for point, row in zip(points, rows):
+        if point.backend == "openvino" and point.model_name.endswith("int2"):
+            assert row["status"] == "refused" and "INT2" in row["error"]
+            continue
+        assert row["status"] == "ok", row["error"]
+        assert row["precision"] == point.model_name.rsplit("-", 1)[1]
+        assert row["sys_throughput"] > 0 and row["compute_throughput"] > 0
+        if point.mode == "submission":
+            assert row["accuracy_total"] == 1000 and row["accuracy"] > 0.5  # trained, far above chance
+
+
+def test_demo_table_prints_every_row(demo_rows):
+    rows = demo_rows[2]
+    out = io.StringIO()
+    print_results(rows, Console(file=out, width=250))
+    text = out.getvalue()
+    for header in ("accuracy", "sys samples/s", "compute samples/s", "compute ms/batch"):
+        assert header in text
+    assert text.count("mlpdemo-w") >= len(rows)
