@@ -207,11 +207,12 @@ def cmd_efficiency(args) -> int:
 
     cat = load_catalog(args.platforms_file, args.workdir)
     effs, skipped = row_efficiencies(_results_rows(args), cat, default_mode=args.mode)
-    print(f"{'model':24} {'platform':16} {'prec':5} {'batch':>5} {'measured/s':>11} {'predicted/s':>11} "
-          f"{'bound':7} {'efficiency':>10} {'of peak':>8}")
+    print(f"{'model':24} {'backend':11} {'scenario':12} {'platform':16} {'prec':5} {'batch':>5} {'measured/s':>11} "
+          f"{'predicted/s':>11} {'bound':7} {'efficiency':>10} {'of peak':>8}")
     for e in effs:
         label = f"{e.platform}/{e.mode}" if e.mode else e.platform
-        print(f"{e.model[:24]:24} {label[:16]:16} {e.precision:5} {e.batch:>5} {e.measured_fps:>11.4g} "
+        print(f"{e.model[:24]:24} {e.backend[:11]:11} {e.scenario[:12]:12} {label[:16]:16} {e.precision:5} "
+              f"{e.batch:>5} {e.measured_fps:>11.4g} "
               f"{e.predicted_fps:>11.4g} {e.bound:7} {e.efficiency:>10.2%} {e.peak_fraction:>8.2%}")
     for s in skipped:
         print(f"skipped row {s.row_index}: {s.reason}")

@@ -32,6 +32,8 @@ class EfficiencyRow:
     bound: str
     efficiency: float  # measured / predicted
     peak_fraction: float  # measured ops/s / peak(carrier dtype)
+    backend: str = ""  # which runtime measured it (rows of one model differ by backend)
+    scenario: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ def row_efficiencies(rows: Iterable[dict], catalog: Catalog, default_mode: str |
             out.append(EfficiencyRow(
                 model=Path(path).stem, platform=point.platform, mode=point.mode, precision=prec, batch=batch,
                 measured_fps=measured, predicted_fps=pred.inputs_per_s, predictor=pred.predictor, bound=pred.bound,
-                efficiency=measured / pred.inputs_per_s, peak_fraction=measured * cost.ops / peak_ops))
+                efficiency=measured / pred.inputs_per_s, peak_fraction=measured * cost.ops / peak_ops,
+                backend=str(row.get("backend") or ""), scenario=str(row.get("scenario") or "")))
         except MlperfExtError as exc:
             skipped.append(Skipped(i, str(exc)))
     return out, skipped

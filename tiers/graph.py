@@ -248,9 +248,13 @@ def _node_ops(node: onnx.NodeProto, t: _Tensors) -> int | None:
             return None
         return 2 * out_n * a[-1]
     if op == "MatMulNBits":
-        if out is None:
-            return None
-        return 2 * out_n * int(_attr(node, "K"))
+        k, n = int(_attr(node, "K")), int(_attr(node, "N"))
+        if out is None:  # ONNX shape inference does not know this com.microsoft op: output is A[..., :K] -> N
+            a = t.shape(node.input[0])
+            if a is None:
+                return None
+            return 2 * _prod(a[:-1]) * n * k
+        return 2 * out_n * k
     if op in _ZERO_OPS:
         return 0
     if op in _ELEMENTWISE:
@@ -270,6 +274,17 @@ def _node_ops(node: onnx.NodeProto, t: _Tensors) -> int | None:
     return None
 
 
+def _contrib_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference stops at ONNX Runtime's contrib ops (MatMulNBits...); ORT's symbolic shape
+    inference knows them, so every later node keeps its shapes (and its op count)."""
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception:  # noqa: BLE001 - keep ONNX's partial shapes; the nodes left are listed as unsupported
+        return model
+
+
 def analyze(model: str | Path | onnx.ModelProto) -> GraphAnalysis:
     """Count ops, parameters, weight bytes and activations of an ONNX graph, per node and per input.
 
@@ -282,6 +297,8 @@ def analyze(model: str | Path | onnx.ModelProto) -> GraphAnalysis:
         inferred = shape_inference.infer_shapes(proto, data_prop=True)
     except Exception as exc:
         raise ModelError(f"shape inference failed for '{label}' ({exc}); fix: run onnx.checker on the model") from exc
+    if any(n.domain == "com.microsoft" for n in inferred.graph.node):
+        inferred = _contrib_shapes(inferred)
     g = inferred.graph
     t = _Tensors(inferred)
     inits = set(t.init)

@@ -159,3 +159,24 @@ def test_missing_file_is_a_model_error(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="fix:"):
         analyze(bad)
+
+
+def test_chained_matmulnbits_keep_their_op_counts():
+    """ONNX shape inference stops after a contrib op; a second MatMulNBits must still be counted."""
+    from mlperf_ext.zoo.quantize import to_int4_matmulnbits
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((32, 16)).astype(np.float32), "w2")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["y"])], "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])], [w1, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    q = to_int4_matmulnbits(model)[0]
+    assert [n.op_type for n in q.graph.node].count("MatMulNBits") == 2
+    a = analyze(q)
+    assert a.unsupported == []
+    assert a.mac_ops == 2 * (64 * 32 + 32 * 16)  # both MatMulNBits counted
