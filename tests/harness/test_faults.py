@@ -28,7 +28,7 @@ def test_crash_and_hang_become_rows_and_the_spec_goes_on(tmp_path):
     assert raised["status"] == "failed"
     assert raised["callback_errors"] > 0 and "simulated inference failure" in raised["error"]
     assert raised["valid"] in (0, 1)  # LoadGen still finished: every sample was completed
-    assert ok["status"] == "ok" and ok["valid"] == 1
+    assert ok["status"] == "ok" and ok["valid"] in (0, 1) and ok["callback_errors"] == 0
     stored = ResultsStore(store_path(tmp_path)).rows()
     assert [r["status"] for r in stored] == ["crashed", "timeout", "failed", "ok"]
 
