@@ -35,7 +35,7 @@ def _add_workdir(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from mlperf_ext.config import RunPoint, expand, load_spec
+    from mlperf_ext.config import RunPoint, expand, load_spec, with_overrides
     from tiers.sweep import model_resolver, run_points
 
     resolve = model_resolver(args.workdir / "models", say=lambda msg: print(msg, file=sys.stderr))
@@ -60,10 +60,9 @@ def cmd_run(args) -> int:
                            streams=args.streams, device=args.device, operating_mode=args.operating_mode,
                            platform=args.platform,
                            user_conf=str(args.user_conf.resolve()) if args.user_conf else None,
-                           settings=dict(args.setting or []), max_wait_us=args.max_wait_us,
-                           timeout_s=args.timeout)]
-    if args.timeout is not None and args.spec:
-        points = [p.__class__(**{**p.to_dict(), "timeout_s": args.timeout}) for p in points]
+                           settings=dict(args.setting or []), max_wait_us=args.max_wait_us)]
+    if args.timeout is not None:  # overrides the spec's timeout_s (default 600 s)
+        points = [with_overrides(p, timeout_s=args.timeout) for p in points]
     rows = run_points(points, args.workdir, force=args.force)
     failed = [r for r in rows if r["status"] not in ("ok", "refused")]
     return 1 if failed else 0
@@ -129,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--setting", type=_setting, action="append", metavar="KEY=VALUE",
                      help="TestSettings override, e.g. server_target_qps=500 (repeatable)")
     run.add_argument("--max-wait-us", type=int, default=1000, help="Server dynamic-batching window")
-    run.add_argument("--timeout", type=float, default=None, help="seconds before a point is killed (600)")
+    run.add_argument("--timeout", type=float, default=None, help="seconds before a point is killed (default: the spec's timeout_s, else 600)")
     run.add_argument("--force", action="store_true", help="re-run points already stored")
     _add_workdir(run)
     run.set_defaults(func=cmd_run)
@@ -165,8 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if getattr(args, "timeout", None) is None and args.command == "run":
-            args.timeout = 600.0
         return args.func(args)
     except MlperfExtError as exc:
         print(f"mlperf-ext: error: {exc}", file=sys.stderr)

@@ -1,0 +1,33 @@
+"""CLI wiring that the other tests do not reach: timeouts, results printing and CSV export."""
+
+from __future__ import annotations
+
+from mlperf_ext import cli
+from mlperf_ext.store import ResultsStore
+
+
+def test_spec_timeout_is_kept_unless_overridden(tmp_path, monkeypatch):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("models: [m.onnx]\ndataset: mnist\nbackend: null\nscenario: Offline\ntimeout_s: 42\n")
+    seen = []
+    monkeypatch.setattr("tiers.sweep.run_points", lambda points, workdir, force=False: seen.append(points) or [])
+    assert cli.main(["run", str(spec), "--workdir", str(tmp_path)]) == 0
+    assert cli.main(["run", str(spec), "--workdir", str(tmp_path), "--timeout", "7"]) == 0
+    assert [p.timeout_s for p in seen[0]] == [42] and [p.timeout_s for p in seen[1]] == [7]
+
+
+def test_results_table_and_csv(tmp_path, capsys):
+    store = ResultsStore(tmp_path / "results.sqlite")
+    store.append({"point_key": "k", "run_id": "r", "status": "ok", "model_name": "mlp-x", "backend": "openvino",
+                  "scenario": "Offline", "profile": "quick", "valid": 1, "sys_throughput": 1234.0, "batch": 8,
+                  "streams": 1})
+    out = tmp_path / "out.csv"
+    assert cli.main(["results", "--workdir", str(tmp_path), "--csv", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "mlp-x" in text and "VALID*" in text and "1,234" in text
+    assert "mlp-x" in out.read_text()
+
+
+def test_results_without_a_store_is_a_user_error(tmp_path, capsys):
+    assert cli.main(["results", "--workdir", str(tmp_path / "none")]) == 2
+    assert "fix:" in capsys.readouterr().err
