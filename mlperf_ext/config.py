@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mlperf_ext.errors import ConfigError
+from mlperf_ext.yaml_file import read_yaml
 
 SCENARIO_NAMES = ("SingleStream", "MultiStream", "Server", "Offline")
 
@@ -142,14 +141,7 @@ def load_spec(path: Path) -> list[dict]:
 
     Relative paths inside are taken relative to the spec's folder.
     """
-    if not path.is_file():
-        raise ConfigError(f"run spec {path} does not exist; fix: pass an existing YAML file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{where}; fix: correct the syntax") from exc
+    data = read_yaml(path, "run spec")
     grids = data if isinstance(data, list) else [data]
     out = []
     for number, grid in enumerate(grids, 1):

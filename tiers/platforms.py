@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from mlperf_ext.errors import ConfigError
+from mlperf_ext.yaml_file import read_yaml
 
 BUILTIN_CATALOG = Path(__file__).with_name("platforms.yaml")
 HOST_PLATFORM_FILE = "host_platform.yaml"
@@ -146,12 +145,7 @@ def parse_platform(entry: dict, origin: str) -> Platform:
 
 def load_platform_file(path: str | Path) -> list[Platform]:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"platform file '{path}' not found; fix: pass an existing YAML file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"platform file '{path}' is not valid YAML ({str(exc).splitlines()[0]}); fix: correct the syntax") from exc
+    data = read_yaml(path, "platform file")
     entries = data.get("platforms") if isinstance(data, dict) else data
     if not isinstance(entries, list):
         raise ConfigError(f"platform file '{path}' must hold a list under 'platforms:'; fix: see tiers/platforms.yaml")

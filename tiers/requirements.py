@@ -20,9 +20,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from mlperf_ext.errors import ConfigError
+from mlperf_ext.yaml_file import read_yaml
 from tiers.graph import PRECISION_BITS
 
 
@@ -84,12 +83,7 @@ def parse_requirement(entry: dict, origin: str) -> ModelRequirement:
 
 def load_requirements(path: str | Path) -> list[ModelRequirement]:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"models file '{path}' not found; fix: pass an existing YAML file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"models file '{path}' is not valid YAML ({str(exc).splitlines()[0]}); fix: correct the syntax") from exc
+    data = read_yaml(path, "models file")
     entries = data.get("models") if isinstance(data, dict) else data
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"models file '{path}' must hold a non-empty list under 'models:'; fix: see docs/level0.md")
