@@ -56,6 +56,10 @@ class RunPoint:
         if self.scenario == "SingleStream" and self.batch != 1:
             # a SingleStream query holds one sample: any other batch would be a label, not a fact
             object.__setattr__(self, "batch", 1)
+        for name in ("model", "dataset", "user_conf"):  # children run elsewhere: keep no relative path
+            value = getattr(self, name)
+            if value and Path(value).exists():
+                object.__setattr__(self, name, str(Path(value).resolve()))
         if self.model_name is None:
             object.__setattr__(self, "model_name", Path(self.model).stem)
         if self.mlperf_model is None:

@@ -34,7 +34,7 @@ def _tail(path: Path, chars: int = STDERR_TAIL_CHARS) -> str:
 def new_run_dir(workdir: Path, point_key: str) -> tuple[str, Path]:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     run_id = f"{stamp}-{point_key[:10]}"
-    run_dir = workdir / "runs" / run_id
+    run_dir = (workdir / "runs" / run_id).resolve()  # the child runs in it, so no relative path
     run_dir.mkdir(parents=True)
     return run_id, run_dir
 

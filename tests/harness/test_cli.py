@@ -31,3 +31,24 @@ def test_results_table_and_csv(tmp_path, capsys):
 def test_results_without_a_store_is_a_user_error(tmp_path, capsys):
     assert cli.main(["results", "--workdir", str(tmp_path / "none")]) == 2
     assert "fix:" in capsys.readouterr().err
+
+
+def test_relative_paths_work_from_any_directory(mlp_model, tmp_path, monkeypatch, capsys):
+    """The child runs in its run directory: relative workdir, model and dataset paths must survive."""
+    import shutil
+
+    import numpy as np
+
+    from mlperf_ext.datasets import open_dataset
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(mlp_model, tmp_path / "model.onnx")
+    data = open_dataset("mnist")
+    (tmp_path / "data").mkdir()
+    np.save(tmp_path / "data" / "samples.npy", data.samples[:64])
+    np.save(tmp_path / "data" / "labels.npy", data.labels[:64])
+    code = cli.main(["run", "--model", "model.onnx", "--dataset", "data", "--backend", "onnxruntime",
+                     "--scenario", "Offline", "--mode", "accuracy", "--batch", "8", "--workdir", "work"])
+    assert code == 0, capsys.readouterr().err
+    [row] = ResultsStore(tmp_path / "work" / "results.sqlite").rows()
+    assert row["status"] == "ok" and row["accuracy_total"] == 64
