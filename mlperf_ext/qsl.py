@@ -31,7 +31,9 @@ class SampleLibrary:
 
     def load(self, indices: Sequence[int]) -> None:
         """LoadGen callback: bring these samples into memory (replacing any previous set)."""
-        wanted = np.unique(np.asarray(indices, dtype=np.int64))
+        asked = np.asarray(indices, dtype=np.int64)
+        _, first = np.unique(asked, return_index=True)
+        wanted = asked[np.sort(first)]  # LoadGen's order, so in-order issue maps to consecutive rows
         self._data = np.ascontiguousarray(self.dataset.load(wanted))
         self._row_of[:] = -1
         self._row_of[wanted] = np.arange(wanted.size)
@@ -43,8 +45,16 @@ class SampleLibrary:
             self._data = self._data[:0]
 
     def gather(self, indices: Sequence[int]) -> np.ndarray:
-        """A batch of loaded samples, in the order given."""
+        """A batch of loaded samples, in the order given.
+
+        When the rows are consecutive (Offline issues the loaded set in order) the batch is a view of
+        the resident buffer, not a copy: copying 64 MNIST samples from a buffer larger than the
+        cache cost ~55 us per batch, 4 % of an MLP batch's compute (measured through LoadGen).
+        """
         rows = self._row_of[np.asarray(indices, dtype=np.int64)]
+        first = rows[0]
+        if first >= 0 and rows[-1] - first == len(rows) - 1 and (np.diff(rows) == 1).all():
+            return self._data[first:first + len(rows)]
         if rows.min() < 0:
             raise RuntimeError("LoadGen issued a sample that is not loaded")
         return self._data[rows]
