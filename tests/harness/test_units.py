@@ -132,3 +132,15 @@ def test_auto_hints_are_capped():
     assert get_scenario("Offline").auto_settings(est, DispatchConfig(batch=64))["offline_expected_qps"] == MAX_OFFLINE_QPS
     hint = get_scenario("SingleStream").auto_settings(est, DispatchConfig())["single_stream_expected_latency_ns"]
     assert hint >= 5000
+
+
+def test_qsl_keeps_loadgen_order_and_serves_runs_as_views():
+    data = ArrayDataset("d", np.arange(40, dtype=np.float32).reshape(10, 4), np.arange(10))
+    qsl = SampleLibrary(data)
+    qsl.load([5, 1, 8, 3])  # LoadGen's order; Offline then issues the loaded set in this order
+    run = qsl.gather([1, 8, 3])
+    np.testing.assert_array_equal(run, data.samples[[1, 8, 3]])
+    assert np.shares_memory(run, qsl.gather([5, 1, 8, 3]))  # consecutive rows: no copy
+    shuffled = qsl.gather([3, 5])
+    np.testing.assert_array_equal(shuffled, data.samples[[3, 5]])
+    assert not np.shares_memory(shuffled, qsl.gather([5, 1, 8, 3]))
