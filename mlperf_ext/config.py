@@ -200,7 +200,13 @@ def expand(spec: dict, resolve_model) -> list[RunPoint]:
         if key in spec and field_name not in ("model", "dataset"):
             if field_name in axes:
                 raise ConfigError(f"the spec sets '{field_name}' twice; fix: keep one of the two keys")
-            axes[field_name] = _as_list(spec[key])
+            values = _as_list(spec[key])
+            if field_name == "backend":  # YAML reads a bare `null` as None; the user meant the null backend
+                values = ["null" if v is None else v for v in values]
+            if field_name in ("backend", "scenario", "mode", "device", "operating_mode") and not all(
+                    isinstance(v, str) or (v is None and field_name == "operating_mode") for v in values):
+                raise ConfigError(f"'{key}' must list names, got {values!r}; fix: write e.g. {key}: [name, ...]")
+            axes[field_name] = values
     if "backend" not in axes:
         raise ConfigError("the spec names no backend; fix: add 'backends: [onnxruntime, ...]'")
     if "scenario" not in axes:
