@@ -53,6 +53,10 @@ def run_child(point: RunPoint, run_dir: Path) -> tuple[dict | None, str, int | N
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
             return None, "timeout", None
+        except BaseException:  # Ctrl-C reaches only this process (the child has its own session)
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            raise
     result_path = run_dir / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text()), "", rc
