@@ -47,9 +47,25 @@ def results_table(rows: Iterable[dict], title: str = "results") -> Table:
     return table
 
 
+def dataset_notes(rows: Sequence[dict]) -> dict[str, str]:
+    """What each dataset in the rows is (e.g. "MNIST padded to 32x32 — not CIFAR-10"), said next to results."""
+    from mlperf_ext.datasets import open_dataset
+    from mlperf_ext.errors import MlperfExtError
+
+    notes = {}
+    for ref in dict.fromkeys(r.get("dataset") for r in rows if r.get("dataset")):
+        try:
+            notes[ref] = open_dataset(ref).description or "(no description)"
+        except MlperfExtError as exc:
+            notes[ref] = f"not readable now ({exc})"
+    return notes
+
+
 def print_results(rows: Sequence[dict], console: Console | None = None, title: str = "results") -> None:
     console = console or Console(width=200)
     console.print(results_table(rows, title))
+    for ref, text in dataset_notes(rows).items():
+        console.print(f"  dataset {ref}: {text}", markup=False)
     failed = [r for r in rows if r.get("status") != "ok"]
     for row in failed:
         console.print(f"  {row.get('model_name')} {row.get('backend')} {row.get('scenario')}: "

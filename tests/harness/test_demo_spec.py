@@ -67,3 +67,4 @@ def test_demo_table_prints_every_row(demo_rows):
     for header in ("accuracy", "sys samples/s", "compute samples/s", "compute ms/batch"):
         assert header in text
     assert text.count("mlpdemo-w") >= len(rows)
+    assert "dataset mnist: MNIST 28x28" in text  # what the data is, said next to the results
