@@ -32,9 +32,9 @@ def _read_label_map(path: Path) -> list[tuple[str, int]]:
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise DatasetError(f"{path}:{lineno}: expected '<file>.npy <integer label>', got {line!r}; "
-                               "fix: one file name and one class index per line")
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise DatasetError(f"{path}:{lineno}: expected '<file>.npy <class index >= 0>', got {line!r}; "
+                               "fix: one file name and one non-negative class index per line")
         entries.append((parts[0], int(parts[1])))
     if not entries:
         raise DatasetError(f"{path} lists no samples; fix: add '<file>.npy <label>' lines")
@@ -59,6 +59,9 @@ class NpyDirDataset(Dataset):
             samples = _load_npy(whole)
             labels_path = self.directory / "labels.npy"
             labels = _load_npy(labels_path) if labels_path.exists() else None
+            if labels is not None and np.issubdtype(labels.dtype, np.integer) and labels.size and labels.min() < 0:
+                raise DatasetError(f"{labels_path} holds a negative label ({int(labels.min())}); fix: store "
+                                   "class indices >= 0")
             self._inner = ArrayDataset(self.name, samples, labels, self.description)
             return
         label_file = next((self.directory / n for n in ("val_map.txt", "labels.txt")
