@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-PRECISIONS = ("fp32", "fp16", "int8", "int4", "int2")
+from mlperf_ext.zoo.metadata import PRECISIONS
 
 INT8_CALIBRATION_SAMPLES = 256  # as in the notes' recipe (§4); more changed nothing measurable there
 INT4_BLOCK_SIZE = 32
@@ -257,7 +257,9 @@ def to_int2_qdq(model: onnx.ModelProto, scale_rule: str = "twn", qat: dict | Non
     axes = _weight_axes(model)
     if not axes:
         raise ValueError("no Conv/Gemm/MatMul float weight initializers to quantize to INT2")
-    m = version_converter.convert_version(model, INT2_OPSET) if _onnx_opset(model) < INT2_OPSET else model
+    # convert_version returns a new model; at opset >= 25 copy, so the caller's model is never edited
+    m = (version_converter.convert_version(model, INT2_OPSET) if _onnx_opset(model) < INT2_OPSET
+         else onnx.ModelProto.FromString(model.SerializeToString()))
     m.ir_version = INT2_IR_VERSION
     keep, dq_nodes, max_err = [], [], 0.0
     for init in m.graph.initializer:

@@ -136,3 +136,18 @@ def test_openvino_claims_hold(trained, tmp_path):
                 openvino_logits(path, trained["x_test"][:4])
     assert runnable_on({"precision": "int2"}, "onnxruntime")[0]
     assert not runnable_on({"precision": "int2"}, "openvino")[0]
+
+
+def test_int2_leaves_an_opset25_callers_model_untouched():
+    """At opset >= 25 no conversion copies the graph, so to_int2_qdq must copy it itself."""
+    w = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)])
+    model.ir_version = 11
+    before = model.SerializeToString()
+    variant, _ = quantize.to_int2_qdq(model, scale_rule="max")
+    assert model.SerializeToString() == before
+    assert "DequantizeLinear" in {n.op_type for n in variant.graph.node}
