@@ -39,7 +39,14 @@ import numpy as np
 import onnx
 
 from mlperf_ext.errors import BackendUnavailable
-from mlperf_ext.zoo.metadata import ModelInfo, is_current, onnx_facts, versions, write_artifact
+from mlperf_ext.zoo.metadata import (
+    ModelInfo,
+    atomic_write_bytes,
+    is_current,
+    onnx_facts,
+    versions,
+    write_artifact,
+)
 from mlperf_ext.zoo.registry import Progress, register_family
 
 #: base width C per pruning level (fraction of the widest model's channels)
@@ -183,15 +190,6 @@ def train(model: Any, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
     return model.eval()
 
 
-def torch_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of a torch model in eval mode (a quick check; reported numbers come from ORT)."""
-    torch = require_torch()
-    model.eval()
-    with torch.no_grad():
-        pred = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).argmax(1).numpy()
-    return float((pred == np.asarray(y)).mean())
-
-
 # ---- structured pruning ---------------------------------------------------------------------------
 def prune_channels(model: Any, new_c: int) -> Any:
     """A new CNV(new_c) holding the most important channels/neurons of `model` (structured L1 pruning).
@@ -282,18 +280,6 @@ def export_onnx(model: Any, path: str | Path) -> Path:
     return path
 
 
-def ort_accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, batch: int = 250) -> float:
-    """Top-1 accuracy of an ONNX model file in ONNX Runtime (CPU), the number reported for the CNVs."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    preds = [sess.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + batch]})[0].argmax(1)
-             for i in range(0, len(x), batch)]
-    return float((np.concatenate(preds) == np.asarray(y)).mean())
-
-
 # ---- cached family --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FamilyConfig:
@@ -306,6 +292,7 @@ class FamilyConfig:
     #: "prune" (widest trained, each narrower one pruned from the previous and fine-tuned) or "scratch"
     method: str = "prune"
     train_limit: int | None = None  # first N training images only (tests)
+    training_code_version: int = 1  # bump when train/prune/qat_int2 change their results (part of key())
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -363,7 +350,7 @@ def trained_model(cache_dir: str | Path, c: int, x: np.ndarray, y: np.ndarray,
     tmp = path.with_name(path.name + ".tmp")
     torch.save(model.state_dict(), tmp)
     tmp.replace(path)
-    info_path.write_text(json.dumps(how, indent=2))
+    atomic_write_bytes(info_path, json.dumps(how, indent=2).encode())
     return model, how
 
 
@@ -420,6 +407,7 @@ class CnvFamily:
         """Train/prune/QAT (cached), export, make the precision variant, measure ORT accuracy, store."""
         from mlperf_ext.zoo import quantize
         from mlperf_ext.zoo.evaluate import ort_logits, top1
+        from mlperf_ext.zoo.mlp import check_matches  # ORT must reproduce the torch forward
 
         require_torch()  # before anything else: a missing extra is the user's error to fix
         models_dir = Path(models_dir)
@@ -436,13 +424,13 @@ class CnvFamily:
         model, how = trained_model(models_dir / ".cache", c, x_train, y_train, self.config, qat, say)
         fp32 = onnx.load_from_string(onnx_bytes(model))
         expected = torch_logits(model, x_test)
-        _check_matches(fp32.SerializeToString(), expected, x_test, f"{info.name} (fp32 export)")
+        check_matches(fp32, expected, x_test, f"{info.name} (fp32 export)")
         say(f"{info.name}: building {info.precision}")
         extra: dict[str, Any] = {}
         calib = x_train[:CALIBRATION_SAMPLES]
         if qat:
             variant, producer = quantize.to_int2_qdq(fp32, scale_rule="max", qat=how)
-            _check_matches(variant.SerializeToString(), expected, x_test, f"{info.name} (int2 graph)")
+            check_matches(variant, expected, x_test, f"{info.name} (int2 graph)")
             # the plain post-training point for comparison: the float model quantized with TWN scales
             float_model, _ = trained_model(models_dir / ".cache", c, x_train, y_train, self.config)
             ptq, _ = quantize.to_int2_qdq(onnx.load_from_string(onnx_bytes(float_model)), scale_rule="twn")
@@ -482,18 +470,6 @@ class CnvFamily:
         write_artifact(data, path, meta)
         say(f"{info.name}: top-1 {acc:.4f} ({DATA_NOTE})")
         return path
-
-
-def _check_matches(data: bytes, expected: np.ndarray, x: np.ndarray, what: str) -> None:
-    """ORT must reproduce the torch forward; a mismatch is a build bug, not a user error."""
-    from mlperf_ext.errors import ModelError
-    from mlperf_ext.zoo.evaluate import ort_logits
-
-    got = ort_logits(data, x)
-    diff = float(np.abs(got - expected).max())
-    if diff > 1e-3 * max(1.0, float(np.abs(expected).max())) or (got.argmax(1) != expected.argmax(1)).mean() > 0.002:
-        raise ModelError(f"{what}: ONNX Runtime output differs from torch (max |diff| {diff:.3g}); "
-                         "fix: this is a zoo bug, report it with the model name")
 
 
 DEFAULT_FAMILY = CnvFamily()

@@ -136,3 +136,10 @@ def test_tiny_build_is_cached(tiny_models):
     messages: list[str] = []
     registry.build(["cnvtiny-c4-fp32"], out, messages.append)
     assert messages == ["cnvtiny-c4-fp32: cached"]
+
+
+def test_trained_weight_cache_key_carries_the_training_code_version():
+    """Changing the training code must retrain: its version is part of the cache directory's key."""
+    assert TINY.training_code_version >= 1
+    bumped = cnv.FamilyConfig(**{**TINY.__dict__, "training_code_version": TINY.training_code_version + 1})
+    assert bumped.key() != TINY.key()
