@@ -155,7 +155,8 @@ class GraphBuilder:
 
     # ---- result -------------------------------------------------------------------------------
     def finish(self, output: str, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
-        """The checked model with output `output` of shape [N, features] and the parameter counts."""
+        """The model with output `output` of shape [N, features] and the parameter counts, after
+        onnx.checker accepted it (a malformed graph fails here, not later inside a runtime)."""
         out_info = helper.make_tensor_value_info(output, TensorProto.FLOAT,
                                                  [self.batch_dim, self.channels[output]])
         graph = helper.make_graph(self.nodes, self.name, self.inputs, [out_info], self.initializers)
@@ -167,6 +168,7 @@ class GraphBuilder:
                  "seed": str(self.seed)}
         props.update(metadata or {})
         helper.set_model_props(model, props)
+        onnx.checker.check_model(model)
         return model
 
 
