@@ -17,7 +17,7 @@ Format (YAML)::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlperf_ext.errors import ConfigError
@@ -35,8 +35,6 @@ class ModelRequirement:
     precisions: list[str]
     activation_elements: float | None = None
     source: str = ""
-    stored_precision: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def weight_bytes_at(self, precision: str | None = None) -> float:
         prec = precision or self.precisions[0]
