@@ -39,22 +39,27 @@ class DynamicBatcher:
             self._ready.notify()
 
     def _take(self) -> list[tuple[int, int, float]] | None:
+        """Up to `max_batch` queued samples, once the batch is full or its oldest sample waited
+        `max_wait`; None when closing. Never an empty batch: another stream may take what this one
+        waited for, and then this one goes back to waiting."""
         with self._ready:
-            while not self._pending:
-                if self._closing:
-                    return None
-                self._ready.wait()
-            deadline = self._pending[0][2] + self._max_wait
-            while len(self._pending) < self._max_batch and not self._closing:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self._ready.wait(remaining)
-            n = min(self._max_batch, len(self._pending))
-            taken = [self._pending.popleft() for _ in range(n)]
-            if self._pending:
-                self._ready.notify()  # let another stream start on what is left
-            return taken
+            while True:
+                while not self._pending:
+                    if self._closing:
+                        return None
+                    self._ready.wait()
+                while self._pending and len(self._pending) < self._max_batch and not self._closing:
+                    remaining = self._pending[0][2] + self._max_wait - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    self._ready.wait(remaining)
+                if not self._pending:
+                    continue
+                n = min(self._max_batch, len(self._pending))
+                taken = [self._pending.popleft() for _ in range(n)]
+                if self._pending:
+                    self._ready.notify()  # let another stream start on what is left
+                return taken
 
     def _work(self, stream: int) -> None:
         while (taken := self._take()) is not None:
