@@ -17,7 +17,8 @@ Op-count rules (ops = 2 per multiply-accumulate for the linear layers, QuTiBench
   Softmax / LogSoftmax: 3 per element (exp, sum, divide); LRN: ``2·size + 2`` per element.
 * Data movement and quantisation markers (Reshape, Transpose, Concat, Q/DQ, Cast, ...): 0. Q/DQ carry
   the datatype, not work, so a QDQ-INT8 graph has the same ops as its FP32 source.
-* Any other op: 0, and its type is listed in ``GraphAnalysis.unsupported``.
+* Any other op, or a covered op whose shapes shape inference could not give: 0, and its type is listed
+  in ``GraphAnalysis.unsupported``.
 
 Weights are the constant tensors the graph stores (initializers, Constant, ConstantOfShape and what
 folds from them). Parameters count weight elements (int64 shape tensors and Q/DQ scales / zero points
@@ -257,12 +258,14 @@ def _node_ops(node: onnx.NodeProto, t: _Tensors) -> int | None:
         return 2 * out_n * k
     if op in _ZERO_OPS:
         return 0
+    if op in _REDUCE:
+        return t.elements(node.input[0]) if t.shape(node.input[0]) is not None else None
+    if out is None:  # every rule below counts per output element: unknown shape = not counted, listed
+        return None
     if op in _ELEMENTWISE:
         return out_n
     if op in ("MaxPool", "AveragePool", "LpPool"):
         return out_n * _prod(_attr(node, "kernel_shape", [1]))
-    if op in _REDUCE:
-        return t.elements(node.input[0])
     if op == "BatchNormalization":
         return 2 * out_n
     if op in _NORM5:

@@ -180,3 +180,18 @@ def test_chained_matmulnbits_keep_their_op_counts():
     a = analyze(q)
     assert a.unsupported == []
     assert a.mac_ops == 2 * (64 * 32 + 32 * 16)  # both MatMulNBits counted
+
+
+@pytest.mark.parametrize("op, attrs", [("Relu", {}), ("Softmax", {}), ("ReduceMean", {}),
+                                       ("MaxPool", {"kernel_shape": [2, 2]}), ("LRN", {"size": 3})])
+def test_per_element_op_of_unknown_shape_is_listed_not_silently_zero(op, attrs):
+    """An input without a shape leaves the output unknown: the op cannot be counted and must say so."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    a = analyze(_model([helper.make_node(op, ["x"], ["y"], **attrs)], [x], [y], []))
+    assert op in a.unsupported and a.ops == 0
+
+
+def test_per_element_op_of_known_shape_is_counted():
+    a = analyze(_model([helper.make_node("Relu", ["x"], ["y"])], [_f("x", [1, 8])], [_f("y", [1, 8])], []))
+    assert a.ops == 8 and a.unsupported == []
