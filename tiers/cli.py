@@ -214,6 +214,9 @@ def cmd_efficiency(args) -> int:
         print(f"{e.model[:24]:24} {e.backend[:11]:11} {e.scenario[:12]:12} {label[:16]:16} {e.precision:5} "
               f"{e.batch:>5} {e.measured_fps:>11.4g} "
               f"{e.predicted_fps:>11.4g} {e.bound:7} {e.efficiency:>10.2%} {e.peak_fraction:>8.2%}")
+    for e in effs:
+        if e.note:
+            print(f"note: {e.model} ({e.backend}, {e.scenario}): {e.note}")
     for s in skipped:
         print(f"skipped row {s.row_index}: {s.reason}")
     print("\nprediction quality (predicted vs measured compute fps, per platform)")

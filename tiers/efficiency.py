@@ -34,6 +34,7 @@ class EfficiencyRow:
     peak_fraction: float  # measured ops/s / peak(carrier dtype)
     backend: str = ""  # which runtime measured it (rows of one model differ by backend)
     scenario: str = ""
+    note: str = ""  # how the row was interpreted where it was not literal (e.g. a runtime hint as mode)
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,22 @@ def row_efficiencies(rows: Iterable[dict], catalog: Catalog, default_mode: str |
             if key not in cache:
                 cache[key] = analyse(str(path))
             cost = cache[key]
-            prec = normalise_precision(row.get("precision")) or cost.stored_precision
+            label = row.get("precision")
+            prec = normalise_precision(label) if label else cost.stored_precision
+            if prec is None:
+                skipped.append(Skipped(i, f"precision label {label!r} is not a known datatype; fix: store one of "
+                                          f"{', '.join(PRECISION_BITS)} (or a label starting with one)"))
+                continue
             platform = catalog.get(row.get("platform") or "host")
             mode = row.get("operating_mode") or ""
+            note = ""
             if mode and mode not in platform.modes:
-                skipped.append(Skipped(i, f"platform {platform.name} has no mode {mode!r}"))
-                continue
-            if not mode and platform.modes and default_mode:
+                # e.g. an OpenVINO PERFORMANCE_HINT (sut/openvino.py): a runtime setting, not a platform mode
+                used = default_mode if platform.modes and default_mode else ""
+                note = (f"operating_mode {mode!r} is not a mode of platform {platform.name}; "
+                        f"predicted against {used or 'its base numbers'}")
+                mode = used
+            elif not mode and platform.modes and default_mode:
                 mode = default_mode
             point = platform.point(mode or None)
             batch = int(row.get("compute_batch") or row.get("batch") or 1)  # compute fps is per compute batch
@@ -102,7 +112,7 @@ def row_efficiencies(rows: Iterable[dict], catalog: Catalog, default_mode: str |
                 model=Path(path).stem, platform=point.platform, mode=point.mode, precision=prec, batch=batch,
                 measured_fps=measured, predicted_fps=pred.inputs_per_s, predictor=pred.predictor, bound=pred.bound,
                 efficiency=measured / pred.inputs_per_s, peak_fraction=measured * cost.ops / peak_ops,
-                backend=str(row.get("backend") or ""), scenario=str(row.get("scenario") or "")))
+                backend=str(row.get("backend") or ""), scenario=str(row.get("scenario") or ""), note=note))
         except MlperfExtError as exc:
             skipped.append(Skipped(i, str(exc)))
     return out, skipped

@@ -45,6 +45,33 @@ def test_row_efficiency_hand_computed(dense_path):
     assert [s.row_index for s in skipped] == [1, 2] and "unknown platform" in skipped[1].reason
 
 
+MODED = {**TOY, "name": "moded", "modes": {"slow": {"peak_tops": {"fp32": 4e-4}}, "fast": {}}}
+
+
+@pytest.mark.parametrize("hint", ["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"])
+def test_runtime_hint_as_operating_mode_uses_default_mode_and_says_so(dense_path, hint):
+    """sut/openvino.py stores its PERFORMANCE_HINT as operating_mode: not a platform mode, so the row is
+    predicted against the default mode (or the base numbers) and the row notes it, instead of being dropped."""
+    cat = Catalog([parse_platform(TOY, "t"), parse_platform(MODED, "t")])
+    rows = [{**_row(dense_path, MEM_FPS / 2), "operating_mode": hint},
+            {**_row(dense_path, MEM_FPS / 2, platform="moded"), "operating_mode": hint}]
+    effs, skipped = row_efficiencies(rows, cat, default_mode="slow")
+    assert skipped == []
+    toy, moded = effs
+    assert toy.mode == "" and toy.efficiency == pytest.approx(0.5)
+    assert hint in toy.note and "base numbers" in toy.note
+    assert moded.mode == "slow" and hint in moded.note and "slow" in moded.note
+    assert moded.predicted_fps == pytest.approx(4e8 / 15680)  # slow mode: compute-bound at 0.4 of the peak
+
+
+def test_unknown_precision_label_is_skipped_with_reason(dense_path):
+    cat = Catalog([parse_platform(TOY, "t")])
+    effs, skipped = row_efficiencies([_row(dense_path, 1.0, precision="weird"),
+                                      _row(dense_path, MEM_FPS, precision=None)], cat)
+    assert [s.row_index for s in skipped] == [0] and "'weird'" in skipped[0].reason
+    assert len(effs) == 1 and effs[0].precision == "fp32"  # no label: the model's stored precision
+
+
 def test_correlations_need_three_points(tmp_path, dense_path):
     cat = Catalog([parse_platform(TOY, "t")])
     paths = []
