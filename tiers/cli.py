@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mlperf_ext.errors import ConfigError
 from tiers.platforms import DATATYPES, load_catalog
-from tiers.roofline import PREDICTORS, fit_efficiency, predict, roofline_point
+from tiers.roofline import PREDICTORS, EfficiencyFit, fit_efficiency, predict, roofline_point
 
 DEFAULT_WORKDIR = Path("work")
 
@@ -141,23 +141,15 @@ def cmd_predict(args) -> int:
     platforms = [cat.get(n) for n in args.platform] if args.platform else list(cat)
     points = [pt for p in platforms for pt in p.points()]
     models = _models(args)
-    fits = None
-    if args.predictor == "fitted":
-        from tiers.efficiency import row_efficiencies
-
-        effs, _ = row_efficiencies(_results_rows(args), cat)
-        fits = fit_efficiency([(e.platform, e.predicted_fps, e.measured_fps) for e in effs])
-        if not fits:
-            raise ConfigError("no measured rows to fit efficiency factors; fix: run measurements first or use "
-                              "--predictor roofline")
-        for f in fits.values():
-            print(f"fit {f.platform}: eta = {f.factor:.4g} from n = {f.n} points (sd of log ratio {f.log_sd:.3g})")
+    fits = _fit_per_mode(args, cat, points) if args.predictor == "fitted" else {}
     table: list[dict] = []
     roof: list[dict] = []
     for label, cost, default_precs in models:
         for prec in [p.lower() for p in args.precision] or default_precs:
             for pt in points:
-                pr = predict(cost, pt, prec, args.batch, args.predictor, fits, name=label)
+                fit = fits.get((pt.platform, pt.mode))  # η learned in the very mode it is applied to
+                pr = predict(cost, pt, prec, args.batch, args.predictor, {pt.platform: fit} if fit else {},
+                             name=label)
                 table.append({"model": label, "precision": prec, "platform": pt.platform, "mode": pt.mode,
                               "batch": args.batch, "predictor": args.predictor,
                               "inputs_per_s": None if pr is None else pr.inputs_per_s,
@@ -173,6 +165,38 @@ def cmd_predict(args) -> int:
         _write_csv(args.roofline_csv, roof)
         print(f"wrote {args.roofline_csv}")
     return 0
+
+
+def _fit_per_mode(args, cat, points) -> dict[tuple[str, str], EfficiencyFit]:
+    """η per (platform, mode): each mode column's η is learned from the measured rows predicted with that
+    mode's roofline (rows naming no platform mode are read as that mode; rows naming another mode of the
+    platform do not count), so a fit against nominal peaks is never applied to measured ones."""
+    from tiers.efficiency import row_efficiencies
+    from tiers.graph import analyze
+
+    rows = _results_rows(args)
+    analysed: dict[str, object] = {}
+
+    def analyse(path: str):
+        if path not in analysed:
+            analysed[path] = analyze(path)
+        return analysed[path]
+
+    fits: dict[tuple[str, str], EfficiencyFit] = {}
+    for mode in sorted({pt.mode for pt in points}):
+        effs, _ = row_efficiencies(rows, cat, default_mode=mode or None, analyse=analyse)
+        for f in fit_efficiency([(e.platform, e.predicted_fps, e.measured_fps) for e in effs
+                                 if e.mode == mode]).values():
+            fits[(f.platform, mode)] = f
+    wanted = {(pt.platform, pt.mode) for pt in points}
+    fits = {k: f for k, f in fits.items() if k in wanted}
+    if not fits:
+        raise ConfigError("no measured rows to fit efficiency factors; fix: run measurements first or use "
+                          "--predictor roofline")
+    for (platform, mode), f in sorted(fits.items()):
+        print(f"fit {platform}{'/' + mode if mode else ''}: eta = {f.factor:.4g} from n = {f.n} points "
+              f"(sd of log ratio {f.log_sd:.3g})")
+    return fits
 
 
 def _print_heatmap(table: list[dict], points, predictor: str) -> None:

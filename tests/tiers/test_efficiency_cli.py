@@ -151,3 +151,24 @@ def test_cli_efficiency_and_fitted_from_results_store(capsys, tmp_path, dense_pa
                  "--workdir", str(tmp_path), "--platforms-file", str(plat)]) == 0
     out = capsys.readouterr().out
     assert "fit toy: eta = 0.5 from n = 3" in out  # geometric mean of 0.5, 0.25, 1.0
+
+
+def test_cli_fitted_learns_eta_in_the_mode_it_is_applied_to(capsys, tmp_path, dense_path):
+    """A host-like platform: nominal peaks vs lower measured ones. η must be fitted against each mode's own
+    roofline; one η from the nominal base applied to the measured column would predict 0.2 x 12755/s."""
+    hosty = {**TOY, "name": "hosty", "modes": {"nominal": {}, "measured": {"peak_tops": {"fp32": 2e-4}}}}
+    plat = tmp_path / "p.yaml"
+    plat.write_text(yaml.safe_dump({"platforms": [hosty]}))
+    measured_fps = 0.5 * 2e8 / 15680  # half of the measured-mode roofline (compute-bound there)
+    store = ResultsStore(tmp_path / "results.sqlite")
+    for i in range(3):
+        store.append({**_row(dense_path, measured_fps, platform="hosty"), "point_key": f"k{i}", "run_id": f"r{i}",
+                      "status": "ok"})
+    out_csv = tmp_path / "fit.csv"
+    assert _run(["predict", "--model", str(dense_path), "--platform", "hosty", "--predictor", "fitted",
+                 "--csv", str(out_csv), "--workdir", str(tmp_path), "--platforms-file", str(plat)]) == 0
+    out = capsys.readouterr().out
+    assert "fit hosty/measured: eta = 0.5 from n = 3" in out
+    assert f"fit hosty/nominal: eta = {measured_fps / MEM_FPS:.4g}" in out
+    cells = {r["mode"]: float(r["inputs_per_s"]) for r in csv.DictReader(open(out_csv))}
+    assert cells["measured"] == pytest.approx(measured_fps) and cells["nominal"] == pytest.approx(measured_fps)
