@@ -7,16 +7,19 @@ core never imports the tiers at module import time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from mlperf_ext.errors import ConfigError
 from tiers.platforms import DATATYPES, load_catalog
-from tiers.roofline import PREDICTORS, EfficiencyFit, fit_efficiency, predict, roofline_point
+from tiers.roofline import PREDICTORS, EfficiencyFit, RooflinePoint, fit_efficiency, predict, roofline_point
 
 DEFAULT_WORKDIR = Path("work")
+#: columns of the predict --csv table (long format)
+HEATMAP_FIELDS = ("model", "precision", "platform", "mode", "batch", "predictor", "inputs_per_s", "bound", "carrier")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -159,10 +162,10 @@ def cmd_predict(args) -> int:
                     roof.append(asdict(rp))
     _print_heatmap(table, points, args.predictor)
     if args.csv:
-        _write_csv(args.csv, table)
+        _write_csv(args.csv, table, list(HEATMAP_FIELDS))
         print(f"wrote {args.csv}")
     if args.roofline_csv:
-        _write_csv(args.roofline_csv, roof)
+        _write_csv(args.roofline_csv, roof, [f.name for f in fields(RooflinePoint)])
         print(f"wrote {args.roofline_csv}")
     return 0
 
@@ -215,19 +218,27 @@ def _print_heatmap(table: list[dict], points, predictor: str) -> None:
         print("  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        if not rows:
-            return
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+def _write_csv(path: Path, rows: list[dict], fieldnames: list[str]) -> None:
+    """Header always (an empty result is still a readable table), temp file + rename (never a half file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fieldnames)
+            w.writeheader()
+            w.writerows(rows)
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write CSV '{path}' ({exc.strerror or exc}); fix: pass a writable file path, "
+                          "not a directory") from exc
 
 
 # ---- efficiency ---------------------------------------------------------------------------------
 def cmd_efficiency(args) -> int:
-    from tiers.efficiency import correlations, row_efficiencies
+    from tiers.efficiency import EfficiencyRow, correlations, row_efficiencies
 
     cat = load_catalog(args.platforms_file, args.workdir)
     effs, skipped = row_efficiencies(_results_rows(args), cat, default_mode=args.mode)
@@ -250,6 +261,6 @@ def cmd_efficiency(args) -> int:
         print(f"{c.platform:16} n={c.n:<4} pearson r={f(c.pearson_r)} (p={f(c.pearson_p)})  "
               f"spearman rho={f(c.spearman_r)} (p={f(c.spearman_p)})")
     if args.csv:
-        _write_csv(args.csv, [asdict(e) for e in effs])
+        _write_csv(args.csv, [asdict(e) for e in effs], [f.name for f in fields(EfficiencyRow)])
         print(f"wrote {args.csv}")
     return 0

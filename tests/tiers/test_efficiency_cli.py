@@ -172,3 +172,22 @@ def test_cli_fitted_learns_eta_in_the_mode_it_is_applied_to(capsys, tmp_path, de
     assert f"fit hosty/nominal: eta = {measured_fps / MEM_FPS:.4g}" in out
     cells = {r["mode"]: float(r["inputs_per_s"]) for r in csv.DictReader(open(out_csv))}
     assert cells["measured"] == pytest.approx(measured_fps) and cells["nominal"] == pytest.approx(measured_fps)
+
+
+def test_cli_csv_empty_result_has_header_and_directory_path_is_a_config_error(tmp_path, dense_path):
+    plat = tmp_path / "p.yaml"
+    plat.write_text(yaml.safe_dump({"platforms": [TOY]}))
+    ResultsStore(tmp_path / "results.sqlite").append(
+        {**_row(dense_path, 1.0, platform="nope"), "point_key": "k", "run_id": "r", "status": "ok"})
+    out_csv = tmp_path / "eff.csv"
+    assert _run(["efficiency", "--workdir", str(tmp_path), "--platforms-file", str(plat),
+                 "--csv", str(out_csv)]) == 0
+    header = out_csv.read_text().splitlines()
+    assert len(header) == 1 and header[0].startswith("model,platform,mode,precision")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    target = tmp_path / "a_directory"
+    target.mkdir()
+    with pytest.raises(ConfigError, match="cannot write CSV.*fix:"):
+        _run(["predict", "--model", str(dense_path), "--platform", "toy", "--workdir", str(tmp_path),
+              "--platforms-file", str(plat), "--csv", str(target)])
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
