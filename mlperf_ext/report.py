@@ -69,7 +69,7 @@ def print_results(rows: Sequence[dict], console: Console | None = None, title: s
     failed = [r for r in rows if r.get("status") != "ok"]
     for row in failed:
         console.print(f"  {row.get('model_name')} {row.get('backend')} {row.get('scenario')}: "
-                      f"{row.get('status')}: {str(row.get('error') or '').splitlines()[0][:200]}",
+                      f"{row.get('status')}: {(str(row.get('error') or '') or '-').splitlines()[0][:200]}",
                       markup=False)
 
 

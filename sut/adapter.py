@@ -8,6 +8,7 @@ exception escaping into LoadGen aborts the process.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,14 +34,22 @@ class SutAdapter:
         self.errors = errors
         self.batches = 0
         self.samples = 0
+        self._count_lock = threading.Lock()  # streams finish batches concurrently
 
     def run_batch(self, ids: Sequence[int], indices: Sequence[int], stream: int = 0) -> None:
         try:
             result = top1(self.backend.infer(self.library.gather(indices), stream))
+            if len(result) != len(ids):  # LoadGen would read past the buffer
+                raise ValueError(f"backend returned {len(result)} results for {len(ids)} samples")
         except BaseException as exc:  # noqa: BLE001 - recorded, samples still completed
             self.errors.record(exc, f"infer(stream {stream})")
             loadgen.complete_empty(ids)
             return
-        loadgen.complete(ids, result)
-        self.batches += 1
-        self.samples += len(ids)
+        try:
+            loadgen.complete(ids, result)
+        except BaseException as exc:  # noqa: BLE001 - a dead stream would stall the run until the watchdog
+            self.errors.record(exc, f"complete(stream {stream})")
+            return
+        with self._count_lock:
+            self.batches += 1
+            self.samples += len(ids)

@@ -68,10 +68,15 @@ def time_compute(backend, batch: np.ndarray, profile: str) -> list[float]:
 
 
 def latency_stats_ms(seconds: list[float]) -> dict:
-    arr = np.asarray(seconds) * 1e3
-    return {"mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)),
-            "p90": float(np.percentile(arr, 90)), "p99": float(np.percentile(arr, 99)),
-            "min": float(arr.min()), "max": float(arr.max()), "n": int(arr.size)}
+    """Compute-latency statistics; percentiles as LoadGen takes them (sorted[int(n * p)], results.cc),
+    so compute and system percentiles mean the same thing."""
+    arr = np.sort(np.asarray(seconds)) * 1e3
+
+    def pct(p: float) -> float:
+        return float(arr[min(int(arr.size * p), arr.size - 1)])
+
+    return {"mean": float(arr.mean()), "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
+            "min": float(arr[0]), "max": float(arr[-1]), "n": int(arr.size)}
 
 
 def execute(point: RunPoint, run_dir: Path) -> dict:
@@ -113,32 +118,32 @@ def execute(point: RunPoint, run_dir: Path) -> dict:
         test.run(settings, log_dir)
     finally:
         dispatcher.close()
-    lg_result = parse_run_dir(log_dir)
-
-    accuracy = None
-    if point.mode in ("accuracy", "submission") and dataset.labels is not None:
-        acc = evaluate(log_dir / "mlperf_log_accuracy.json", dataset.labels, "int32")
-        accuracy = {"accuracy": acc.accuracy, "good": acc.good, "total": acc.total, "line": acc.line}
-        (log_dir.parent / "accuracy.txt").write_text(acc.line + "\n")
-
     stats = latency_stats_ms(compute_s)
     np.save(run_dir / "compute_latency_s.npy", np.asarray(compute_s))
     runtime = backend.describe().to_dict()
     backend.close()
-    return {
-        "status": "failed" if errors.count else "ok",
-        "error": (f"{errors.count} callback error(s); first: {errors.first}" if errors.count else None),
+    problems = [f"{errors.count} callback error(s); first: {errors.first}"] if errors.count else []
+    result = {
         "callback_errors": errors.count,
-        "loadgen": lg_result.to_dict(),
         "compute": {"batch": nominal, "latency_ms": stats, "throughput": nominal / (stats["mean"] / 1e3)},
-        "accuracy": accuracy,
         "runtime": runtime,
         "settings": loadgen.settings_snapshot(settings),
         "auto_settings": auto,
         "adapter": {"batches": adapter.batches, "samples": adapter.samples},
         "started_at": started,
-        "finished_at": datetime.now(timezone.utc).isoformat(),
     }
+    # From here on the run happened: a problem makes it 'failed' (never 'refused') and keeps what was measured.
+    try:
+        result["loadgen"] = parse_run_dir(log_dir).to_dict()
+        if point.mode in ("accuracy", "submission") and dataset.labels is not None and not errors.count:
+            acc = evaluate(log_dir / "mlperf_log_accuracy.json", dataset.labels, "int32")
+            result["accuracy"] = {"accuracy": acc.accuracy, "good": acc.good, "total": acc.total, "line": acc.line}
+            (run_dir / "accuracy.txt").write_text(acc.line + "\n")
+    except MlperfExtError as exc:
+        problems.append(str(exc))
+    result.update(status="failed" if problems else "ok", error="; ".join(problems) or None,
+                  finished_at=datetime.now(timezone.utc).isoformat())
+    return result
 
 
 def main(argv: list[str]) -> int:
@@ -149,7 +154,7 @@ def main(argv: list[str]) -> int:
         result = execute(point, run_dir)
         code = 0
     except MlperfExtError as exc:
-        # the backend or data refused this point: a clear reason, stored in the row
+        # raised before the LoadGen run: the backend or the data refused this point (a clear reason)
         result = {"status": "refused", "error": str(exc)}
         code = 0
     except Exception as exc:  # noqa: BLE001 - becomes a failure row; the traceback goes to stderr.txt

@@ -115,8 +115,7 @@ def build_row(point: RunPoint, point_key: str, run_id: str, run_dir: Path, resul
             settings_json={"effective": lg.get("effective"), "requested": result.get("settings"),
                            "auto": result.get("auto_settings")},
         )
-        row["compliant"] = int(point.profile == "submission" and bool(lg.get("valid"))
-                               and not lg.get("errors") and result["status"] == "ok")
+        row["compliant"] = int(is_compliant(point, lg, result))
     compute = result.get("compute")
     if compute:
         lat = compute["latency_ms"]
@@ -130,6 +129,13 @@ def build_row(point: RunPoint, point_key: str, run_id: str, run_dir: Path, resul
         row["runtime_json"] = result["runtime"]
     row["callback_errors"] = result.get("callback_errors")
     return row
+
+
+def is_compliant(point: RunPoint, lg: dict, result: dict) -> bool:
+    """Only a VALID, error-free run of a real backend under LoadGen's official settings: the submission
+    profile with no TestSettings overrides (a user.conf may still set what mlperf.conf leaves to it)."""
+    return (point.profile == "submission" and not point.settings and point.backend != "null"
+            and bool(lg.get("valid")) and not lg.get("errors") and result["status"] == "ok")
 
 
 def _ms(ns) -> float | None:

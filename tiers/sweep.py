@@ -65,7 +65,7 @@ def summary_line(row: dict) -> str:
     cfg = f"{row['model_name']} {row['backend']} {row['scenario']} {row['mode']} b{row['batch']} " \
           f"t{row['threads'] or 'auto'} s{row['streams']}"
     if row["status"] != "ok":
-        return f"{cfg}: {row['status'].upper()} {str(row.get('error') or '').splitlines()[0][:160]}"
+        return f"{cfg}: {row['status'].upper()} {(str(row.get('error') or '') or '-').splitlines()[0][:160]}"
     validity = {None: "", 1: "VALID", 0: "INVALID"}[row.get("valid")]
     parts = [f"{cfg}: {validity}".rstrip()]
     if row.get("accuracy") is not None:

@@ -42,3 +42,25 @@ def test_failed_points_are_retried_but_ok_ones_skipped(tmp_path):
     assert [r["status"] for r in forced] == ["failed", "ok"]
     store = ResultsStore(store_path(tmp_path))
     assert len(store.rows(latest_only=False)) == 5 and len(store.rows()) == 2
+
+
+def test_failure_in_accuracy_mode_is_failed_not_refused(tmp_path):
+    p = RunPoint(**{**point(f"{FAULTY}:RaisingBackend").to_dict(), "mode": "accuracy"})
+    [row] = run_points([p], tmp_path)
+    assert row["status"] == "failed"
+    assert row["callback_errors"] > 0 and "simulated inference failure" in row["error"]
+    assert row.get("accuracy") is None  # not scored from empty answers
+
+
+def test_compliant_needs_official_settings_and_a_real_backend():
+    from tiers.launcher import is_compliant
+
+    lg, ok = {"valid": True, "errors": []}, {"status": "ok"}
+    base = RunPoint(model="m.onnx", dataset="mnist", backend="onnxruntime", scenario="Offline", profile="submission")
+    assert is_compliant(base, lg, ok)
+    assert not is_compliant(RunPoint(**{**base.to_dict(), "profile": "quick"}), lg, ok)
+    assert not is_compliant(RunPoint(**{**base.to_dict(), "settings": {"min_duration_ms": 200}}), lg, ok)
+    assert not is_compliant(RunPoint(**{**base.to_dict(), "backend": "null"}), lg, ok)
+    assert not is_compliant(base, {"valid": False, "errors": []}, ok)
+    assert not is_compliant(base, {"valid": True, "errors": ["error_runtime: Max test duration reached"]}, ok)
+    assert not is_compliant(base, lg, {"status": "failed"})
