@@ -13,6 +13,9 @@ from pathlib import Path
 from mlperf_ext.errors import ConfigError, MlperfExtError
 
 DEFAULT_WORKDIR = Path("work")
+#: `run` options that describe one point; with a spec file they belong in the spec
+POINT_OPTIONS = ("model", "dataset", "backend", "scenario", "mode", "batch", "threads", "streams", "device",
+                 "operating_mode", "platform", "user_conf", "setting", "max_wait_us")
 
 
 def _setting(text: str) -> tuple[str, float | int]:
@@ -40,9 +43,10 @@ def cmd_run(args) -> int:
 
     resolve = model_resolver(args.workdir / "models", say=lambda msg: print(msg, file=sys.stderr))
     if args.spec:
-        single = [a for a in ("model", "backend", "scenario") if getattr(args, a)]
+        single = [a for a in POINT_OPTIONS if getattr(args, a) is not None]
         if single:
-            raise ConfigError(f"--{single[0]} cannot be combined with a spec file; fix: put it in the spec")
+            flag = "--" + single[0].replace("_", "-")
+            raise ConfigError(f"{flag} cannot be combined with a spec file; fix: put it in the spec")
         points = []
         for grid in load_spec(args.spec):
             if args.profile:
@@ -53,14 +57,20 @@ def cmd_run(args) -> int:
         if missing:
             raise ConfigError(f"missing --{missing[0]}; fix: give --model, --dataset, --backend and "
                               "--scenario, or a spec.yaml")
+        if args.scenario == "SingleStream" and args.batch not in (None, 1):
+            raise ConfigError("a SingleStream query holds one sample, so --batch must be 1; fix: drop --batch "
+                              "or use MultiStream/Server/Offline")
         model, name, default_dataset = resolve(args.model)
+        given = {k: getattr(args, k) for k in POINT_OPTIONS if getattr(args, k) is not None}
+        for key in ("model", "dataset", "backend", "scenario"):
+            given.pop(key, None)
+        if "user_conf" in given:
+            given["user_conf"] = str(given["user_conf"].resolve())
+        if "setting" in given:
+            given["settings"] = dict(given.pop("setting"))
         points = [RunPoint(model=model, model_name=name, dataset=args.dataset or default_dataset,
-                           backend=args.backend, scenario=args.scenario, mode=args.mode,
-                           profile=args.profile or "quick", batch=args.batch, threads=args.threads,
-                           streams=args.streams, device=args.device, operating_mode=args.operating_mode,
-                           platform=args.platform,
-                           user_conf=str(args.user_conf.resolve()) if args.user_conf else None,
-                           settings=dict(args.setting or []), max_wait_us=args.max_wait_us)]
+                           backend=args.backend, scenario=args.scenario, profile=args.profile or "quick",
+                           **given)]
     if args.timeout is not None:  # overrides the spec's timeout_s (default 600 s)
         points = [with_overrides(p, timeout_s=args.timeout) for p in points]
     rows = run_points(points, args.workdir, force=args.force)
@@ -116,18 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", help=".npy directory or built-in dataset name (e.g. mnist)")
     run.add_argument("--backend", help="onnxruntime, openvino, null, or module:Class")
     run.add_argument("--scenario", help="SingleStream, MultiStream, Server or Offline")
-    run.add_argument("--mode", default="performance", help="performance, accuracy or submission")
+    run.add_argument("--mode", default=None, help="performance (default), accuracy or submission")
     run.add_argument("--profile", default=None, help="quick (default; never compliant) or submission")
-    run.add_argument("--batch", type=int, default=1)
-    run.add_argument("--threads", type=int, default=None)
-    run.add_argument("--streams", type=int, default=1)
-    run.add_argument("--device", default="cpu")
+    run.add_argument("--batch", type=int, default=None, help="largest batch handed to the backend (1)")
+    run.add_argument("--threads", type=int, default=None, help="intra-op threads (runtime default)")
+    run.add_argument("--streams", type=int, default=None, help="concurrent executions (1)")
+    run.add_argument("--device", default=None, help="cpu (default), cuda, tensorrt, gpu ...")
     run.add_argument("--operating-mode", default=None, help="power/clock mode or runtime hint (e.g. LATENCY)")
-    run.add_argument("--platform", default="host", help="platform catalog name for level-0 comparisons")
+    run.add_argument("--platform", default=None, help="platform catalog name for level-0 comparisons (host)")
     run.add_argument("--user-conf", type=Path, default=None, help="LoadGen user.conf")
     run.add_argument("--setting", type=_setting, action="append", metavar="KEY=VALUE",
                      help="TestSettings override, e.g. server_target_qps=500 (repeatable)")
-    run.add_argument("--max-wait-us", type=int, default=1000, help="Server dynamic-batching window")
+    run.add_argument("--max-wait-us", type=int, default=None, help="Server dynamic-batching window (1000)")
     run.add_argument("--timeout", type=float, default=None, help="seconds before a point is killed (default: the spec's timeout_s, else 600)")
     run.add_argument("--force", action="store_true", help="re-run points already stored")
     _add_workdir(run)

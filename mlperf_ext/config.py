@@ -47,12 +47,19 @@ class RunPoint:
     def __post_init__(self):
         if self.scenario not in SCENARIO_NAMES:
             raise ConfigError(f"unknown scenario '{self.scenario}'; fix: use one of {', '.join(SCENARIO_NAMES)}")
-        for name in ("batch", "streams"):
+        for name in ("batch", "streams", "threads"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if name == "threads" and value is None:
+                continue
+            if not _is_int(value) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}; fix: use 1 or more")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigError(f"threads must be a positive integer, got {self.threads!r}; fix: use 1 or more")
+        if not _is_int(self.max_wait_us) or self.max_wait_us < 0:
+            raise ConfigError(f"max_wait_us must be an integer >= 0, got {self.max_wait_us!r}; fix: e.g. 1000")
+        if isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0:
+            raise ConfigError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}; fix: e.g. 600")
+        if not isinstance(self.settings, dict):
+            raise ConfigError(f"settings must be a mapping of TestSettings fields, got {self.settings!r}; "
+                              "fix: write settings: {min_duration_ms: 2000}")
         if self.scenario == "SingleStream" and self.batch != 1:
             # a SingleStream query holds one sample: any other batch would be a label, not a fact
             object.__setattr__(self, "batch", 1)
@@ -88,6 +95,10 @@ class RunPoint:
         if self.operating_mode:
             parts.append(self.operating_mode)
         return " ".join(str(p) for p in parts)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _SHA_CACHE: dict[tuple[str, float, int], str] = {}

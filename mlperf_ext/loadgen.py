@@ -141,13 +141,22 @@ def validate_user_conf(path: Path, model_name: str) -> None:
 
 
 def validate_overrides(overrides: dict) -> None:
-    """Explicit TestSettings overrides must name real fields (LoadGen would not complain)."""
-    for key in overrides:
+    """Explicit TestSettings overrides must name real fields and carry values of their type (LoadGen
+    would not complain about a typo, and int(1.5) would silently truncate)."""
+    defaults = lg.TestSettings()
+    for key, value in overrides.items():
         if key not in TEST_SETTINGS_FIELDS:
             hint = difflib.get_close_matches(key, TEST_SETTINGS_FIELDS, n=1)
             raise ConfigError(f"unknown LoadGen setting '{key}'"
                               + (f" (did you mean '{hint[0]}'?)" if hint else "")
                               + "; fix: use a mlperf_loadgen.TestSettings field name")
+        kind = type(getattr(defaults, key))
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = (isinstance(value, bool) or value in (0, 1)) if kind is bool else (
+            number and float(value).is_integer() if kind is int else number if kind is float else True)
+        if not ok:
+            raise ConfigError(f"LoadGen setting '{key}' takes {'a whole number' if kind is int else kind.__name__}, "
+                              f"got {value!r}; fix: give a value of that type")
 
 
 def make_settings(scenario: str, mode: str, profile: str, model_name: str, user_conf: Path | None,

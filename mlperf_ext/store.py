@@ -69,12 +69,6 @@ COLUMNS: dict[str, str] = {
 }
 JSON_COLUMNS = ("runtime_json", "settings_json", "host_json", "config_json")
 
-#: the short table `mlperf-ext results` prints
-SUMMARY_COLUMNS = ("model_name", "precision", "backend", "scenario", "mode", "profile", "batch", "threads",
-                   "streams", "status", "valid", "accuracy", "sys_throughput", "sys_lat_p90_ms",
-                   "compute_throughput", "compute_lat_mean_ms")
-
-
 class ResultsStore:
     """Append-only table of run points in `<workdir>/results.sqlite`."""
 
@@ -152,6 +146,8 @@ class ResultsStore:
         """Write the rows as CSV (atomically); returns the number of rows."""
         if out.is_dir():
             raise ConfigError(f"{out} is a directory; fix: name a .csv file")
+        if not out.parent.is_dir():
+            raise ConfigError(f"folder {out.parent} does not exist; fix: create it or name another path")
         frame = self.dataframe(self.rows(latest_only=latest_only))
         tmp = out.with_name(out.name + ".tmp")
         frame.to_csv(tmp, index=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlperf_ext.errors import ConfigError
 from mlperf_ext.host import package_version
 from sut.base import BackendDescription, DeploymentOptions, TensorSpec
 
@@ -22,7 +23,13 @@ class NullBackend:
         self._options = DeploymentOptions()
         self._answers = np.zeros((1, 1), dtype=np.float32)
 
+    @staticmethod
+    def check_device(device: str) -> None:
+        if device != "cpu":
+            raise ConfigError(f"the null backend runs on the host only, not '{device}'; fix: use --device cpu")
+
     def load(self, model_path: Path, options: DeploymentOptions) -> None:
+        self.check_device(options.device)
         self._options = options
         self._answers = np.zeros((max(options.max_batch, 1), 1), dtype=np.float32)
 

@@ -66,6 +66,18 @@ class OnnxRuntimeBackend:
         self._output_name = ""
 
     # -- loading -------------------------------------------------------------------------------
+    @staticmethod
+    def check_device(device: str) -> None:
+        """Refuse, before anything runs, a device whose execution provider this install lacks."""
+        kind, _ = _parse_device(device)
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        missing = [p for p in _DEVICES[kind][0] if p not in available]
+        if missing:
+            raise ConfigError(f"onnxruntime {ort.__version__} here has no {', '.join(missing)} (available: "
+                              f"{', '.join(available)}); fix: {_GPU_FIX}")
+
     def load(self, model_path: Path, options: DeploymentOptions) -> None:
         kind, device_id = _parse_device(options.device)
         try:
@@ -80,11 +92,7 @@ class OnnxRuntimeBackend:
         refuse_batch(info, options.max_batch)
 
         wanted, device_type = _DEVICES[kind]
-        available = ort.get_available_providers()
-        missing = [p for p in wanted if p not in available]
-        if missing:
-            raise ConfigError(f"onnxruntime {ort.__version__} here has no {', '.join(missing)} (available: "
-                              f"{', '.join(available)}); fix: {_GPU_FIX}")
+        self.check_device(options.device)
 
         so = ort.SessionOptions()
         if options.threads is not None:

@@ -4,8 +4,8 @@ Compute boundary (ARCHITECTURE.md, "Definitions"): `time_compute` uses an InferR
 sets the input tensor once with `set_input_tensor`, runs one untimed warm-up, then times only
 `request.infer(share_outputs=True)` (no inputs passed, outputs returned as views, so nothing is
 copied in or out) with `time.perf_counter_ns`; the interval is the plugin's synchronous execution
-plus the Python call. The system path `infer` passes the host array to `request.infer({0: batch})`
-(input copied in, output copied out).
+plus the Python call. The system path `infer` wraps the host array in a tensor that shares its memory
+(`set_input_tensor`), runs `request.infer()` and copies the output out.
 
 Streams: `streams` InferRequests are created and `infer(batch, stream=k)` runs request k
 synchronously; `InferRequest.infer` releases the GIL, so k Python threads execute concurrently
@@ -86,6 +86,20 @@ class OpenVinoBackend:
         self._notes: list[str] = []
 
     # -- loading -------------------------------------------------------------------------------
+    @staticmethod
+    def check_device(device: str, core=None) -> None:
+        """Refuse, before anything runs, a device OpenVINO does not see here (no fallback to another)."""
+        name = _device_name(device)
+        if core is None:
+            import openvino as ov
+
+            core = ov.Core()
+        available = list(core.available_devices)
+        if name not in available and not any(d.startswith(name + ".") for d in available):
+            raise ConfigError(f"openvino has no device '{device}' here (available: {', '.join(available)}); "
+                              f"fix: use --device {available[0].lower() if available else 'cpu'} or install the "
+                              f"device's OpenVINO plugin and driver")
+
     def load(self, model_path: Path, options: DeploymentOptions) -> None:
         device = _device_name(options.device)
         try:
@@ -96,11 +110,7 @@ class OpenVinoBackend:
         refuse_batch(info, options.max_batch)
 
         core = ov.Core()
-        available = list(core.available_devices)
-        if device not in available and not any(d.startswith(device + ".") for d in available):
-            raise ConfigError(f"openvino has no device '{options.device}' here (available: {', '.join(available)}); "
-                              f"fix: use --device {available[0].lower() if available else 'cpu'} or install the "
-                              f"device's OpenVINO plugin and driver")
+        self.check_device(options.device, core)
 
         config, notes = self._compile_config(core, device, info, options)
         try:

@@ -10,6 +10,7 @@ from mlperf_ext import loadgen
 from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import Dataset, open_dataset
 from mlperf_ext.errors import ConfigError, DatasetError
+from scenarios import DispatchConfig
 from sut.base import TensorSpec, check_backend, create_backend
 
 
@@ -32,6 +33,7 @@ class PointValidator:
     def __init__(self):
         self._datasets: dict[str, Dataset] = {}
         self._models: dict[str, object] = {}
+        self._devices: set[tuple[str, str]] = set()
 
     def dataset(self, ref: str) -> Dataset:
         if ref not in self._datasets:
@@ -53,6 +55,13 @@ class PointValidator:
         if point.profile not in loadgen.PROFILES:
             raise ConfigError(f"unknown profile '{point.profile}'; fix: use one of {', '.join(loadgen.PROFILES)}")
         check_backend(point.backend)
+        backend = create_backend(point.backend)
+        if (point.backend, point.device) not in self._devices:
+            check_device = getattr(backend, "check_device", None)
+            if check_device is not None:
+                check_device(point.device)
+            self._devices.add((point.backend, point.device))
+        DispatchConfig(batch=point.batch, streams=point.streams, max_wait_us=point.max_wait_us)
         loadgen.validate_overrides(point.settings)
         if point.user_conf:
             loadgen.validate_user_conf(Path(point.user_conf), point.mlperf_model)
@@ -60,7 +69,7 @@ class PointValidator:
         if point.mode in ("accuracy", "submission") and dataset.labels is None:
             raise DatasetError(f"dataset '{point.dataset}' has no labels, so mode '{point.mode}' cannot score "
                                "accuracy; fix: add a labels file or use --mode performance")
-        if not getattr(create_backend(point.backend), "runs_model", True):
+        if not getattr(backend, "runs_model", True):
             return  # the null backend runs no model: only the harness is measured
         info = self.model(point.model)
         refuse_batch(info, point.batch)

@@ -127,3 +127,57 @@ def test_accuracy_mode_needs_labels(mlp_model, tmp_path, capsys):
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_non_positive_batch(mlp_model, tmp_path, capsys, value):
     assert_refused(*run_cli(point_args(mlp_model, **{"--batch": value}), tmp_path, capsys), tmp_path, "batch")
+
+
+def test_unknown_device(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli(point_args(mlp_model, **{"--device": "tpu"}), tmp_path, capsys), tmp_path, "tpu")
+
+
+def test_device_whose_provider_is_missing(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli(point_args(mlp_model, **{"--device": "cuda"}), tmp_path, capsys), tmp_path,
+                   "CUDAExecutionProvider")
+
+
+def test_openvino_device_not_present(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli(point_args(mlp_model, **{"--backend": "openvino", "--device": "npu"}), tmp_path,
+                            capsys), tmp_path, "no device 'npu'")
+
+
+def test_negative_max_wait(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli(point_args(mlp_model, **{"--max-wait-us": "-5"}), tmp_path, capsys), tmp_path,
+                   "max_wait_us")
+
+
+def test_single_stream_batch(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli(point_args(mlp_model, **{"--scenario": "SingleStream", "--batch": "8"}), tmp_path,
+                            capsys), tmp_path, "SingleStream")
+
+
+def test_setting_of_the_wrong_type(mlp_model, tmp_path, capsys):
+    assert_refused(*run_cli([*point_args(mlp_model), "--setting", "min_duration_ms=1.5"], tmp_path, capsys),
+                   tmp_path, "min_duration_ms", "whole number")
+
+
+@pytest.mark.parametrize("line,needle", [("timeout_s: soon", "timeout_s"), ("batch: true", "batch"),
+                                         ("settings: {min_duration_ms: fast}", "min_duration_ms")])
+def test_bad_spec_values(mlp_model, tmp_path, capsys, line, needle):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"models: [{mlp_model}]\ndataset: mnist\nbackends: [onnxruntime]\nscenarios: [Offline]\n{line}\n")
+    work = tmp_path / "w"
+    assert_refused(*run_cli(["run", str(spec)], work, capsys), work, needle)
+
+
+def test_point_option_with_a_spec(mlp_model, tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"models: [{mlp_model}]\ndataset: mnist\nbackends: [onnxruntime]\nscenarios: [Offline]\n")
+    work = tmp_path / "w"
+    assert_refused(*run_cli(["run", str(spec), "--batch", "8"], work, capsys), work, "--batch")
+
+
+def test_csv_into_a_missing_folder(tmp_path, capsys):
+    from mlperf_ext.store import ResultsStore
+
+    ResultsStore(tmp_path / "results.sqlite").append({"point_key": "k", "run_id": "r", "status": "ok"})
+    code = cli.main(["results", "--workdir", str(tmp_path), "--csv", str(tmp_path / "nope" / "r.csv")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "fix:" in err and len(err.splitlines()) == 1
