@@ -96,6 +96,26 @@ def _conf_lines(path: Path):
             yield lineno, line
 
 
+_CONF_LINE = re.compile(r"([^.\s=]+)\.([^.\s=]+)\.([^\s=]+)\s*=\s*(\S+)")
+
+
+def conf_sets(path: Path | None, model_name: str, scenario: str, key: str) -> bool:
+    """Whether a user.conf line sets `scenario.key` for this model, by LoadGen's wildcard rules."""
+    if path is None:
+        return False
+    for _lineno, line in _conf_lines(path):
+        match = _CONF_LINE.fullmatch(line)
+        if match and match[1] in ("*", model_name) and match[2] in ("*", scenario) and match[3] == key:
+            return True
+    return False
+
+
+def apply_settings(settings: lg.TestSettings, values: dict) -> None:
+    """Set TestSettings fields, each converted to the field's own type."""
+    for key, value in values.items():
+        setattr(settings, key, type(getattr(settings, key))(value))
+
+
 def check_user_conf(path: Path, model_name: str) -> list[str]:
     """Problems with a user.conf that LoadGen would silently ignore or reject; empty when clean."""
     if not path.is_file():
@@ -104,7 +124,7 @@ def check_user_conf(path: Path, model_name: str) -> list[str]:
     all_scenario_keys = frozenset().union(*USER_CONF_SCENARIO_KEYS.values())
     for lineno, line in _conf_lines(path):
         where = f"{path.name}:{lineno}"
-        match = re.fullmatch(r"([^.\s=]+)\.([^.\s=]+)\.([^\s=]+)\s*=\s*(\S+)", line)
+        match = _CONF_LINE.fullmatch(line)
         if not match:
             problems.append(f"{where}: expected 'model.scenario.key = value', got {line!r}")
             continue
@@ -186,9 +206,7 @@ def make_settings(scenario: str, mode: str, profile: str, model_name: str, user_
     settings.mode = _MODE[mode]
     applied = dict(QUICK_SETTINGS[scenario]) if profile == "quick" else {}
     applied.update(overrides)
-    for key, value in applied.items():
-        current = getattr(settings, key)
-        setattr(settings, key, type(current)(value))
+    apply_settings(settings, applied)
     return settings
 
 

@@ -44,20 +44,6 @@ AUTO_FIELDS_FROM_CONF = {
 }
 
 
-def conf_sets(user_conf: str | None, scenario: str, key: str, model_name: str) -> bool:
-    """Whether a user.conf line sets `scenario.key` for this model (LoadGen's wildcard rules)."""
-    if not user_conf:
-        return False
-    for line in Path(user_conf).read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "=" not in line:
-            continue
-        parts = line.split("=", 1)[0].strip().split(".")
-        if len(parts) == 3 and parts[0] in ("*", model_name) and parts[1] in ("*", scenario) and parts[2] == key:
-            return True
-    return False
-
-
 def time_compute(backend, batch: np.ndarray, profile: str) -> list[float]:
     for _ in range(WARMUP_RUNS):
         backend.infer(batch)
@@ -102,10 +88,11 @@ def execute(point: RunPoint, run_dir: Path) -> dict:
     auto = {}
     for key, value in scenario.auto_settings(estimate, config).items():
         conf_scenario, conf_key = AUTO_FIELDS_FROM_CONF[key]
-        if key in point.settings or conf_sets(point.user_conf, conf_scenario, conf_key, point.mlperf_model):
+        user_conf = Path(point.user_conf) if point.user_conf else None
+        if key in point.settings or loadgen.conf_sets(user_conf, point.mlperf_model, conf_scenario, conf_key):
             continue
-        setattr(settings, key, type(getattr(settings, key))(value))
         auto[key] = value
+    loadgen.apply_settings(settings, auto)
 
     errors = loadgen.CallbackErrors()
     adapter = SutAdapter(backend, library, errors)

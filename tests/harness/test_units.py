@@ -144,3 +144,12 @@ def test_qsl_keeps_loadgen_order_and_serves_runs_as_views():
     shuffled = qsl.gather([3, 5])
     np.testing.assert_array_equal(shuffled, data.samples[[3, 5]])
     assert not np.shares_memory(shuffled, qsl.gather([5, 1, 8, 3]))
+
+
+def test_conf_sets_follows_loadgen_wildcards(tmp_path):
+    conf = tmp_path / "user.conf"
+    conf.write_text("*.Server.target_qps = 5   # claim\nother.Offline.target_qps = 9\n*.*.min_duration = 10\n")
+    assert loadgen.conf_sets(conf, "mlp", "Server", "target_qps")
+    assert not loadgen.conf_sets(conf, "mlp", "Offline", "target_qps")  # that line is for another model
+    assert loadgen.conf_sets(conf, "mlp", "Offline", "min_duration")
+    assert not loadgen.conf_sets(None, "mlp", "Offline", "min_duration")
