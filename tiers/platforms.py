@@ -56,15 +56,19 @@ class Platform:
     extra: dict = field(default_factory=dict)  # measured_with, nominal_formula (host)
 
     def point(self, mode: str | None = None) -> PlatformPoint:
-        """Resolve a mode's overrides on top of the base numbers; None/"" = the base numbers."""
+        """Resolve a mode's overrides on top of the base numbers; None/"" = the base numbers. A mode with
+        ``replace_peak_tops: true`` has exactly its own peaks (datatypes it lacks are absent, not inherited)."""
         over: dict = {}
         if mode:
             if mode not in self.modes:
                 raise ConfigError(f"platform '{self.name}' has no mode '{mode}'; fix: use one of "
                                   f"{sorted(self.modes) or '(no modes)'}")
             over = self.modes[mode]
-        peak = dict(self.peak_tops)
-        peak.update(over.get("peak_tops", {}))
+        if over.get("replace_peak_tops"):  # e.g. host/measured: only what was measured, no base fallback
+            peak = dict(over["peak_tops"])
+        else:
+            peak = dict(self.peak_tops)
+            peak.update(over.get("peak_tops", {}))
         return PlatformPoint(
             platform=self.name, mode=mode or "", kind=self.kind, peak_tops=peak,
             memory_bandwidth_gbs=float(over.get("memory_bandwidth_gbs", self.memory_bandwidth_gbs)),
@@ -125,10 +129,16 @@ def parse_platform(entry: dict, origin: str) -> Platform:
         mwhere = f"{where} mode '{mode}'"
         if not isinstance(over, dict):
             raise ConfigError(f"{mwhere}: overrides must be a mapping; fix: e.g. '{mode}: {{peak_tops: {{int8: 2}}}}'")
-        bad = set(over) - ({"peak_tops", "source", "description"} | set(_NUMERIC))
+        bad = set(over) - ({"peak_tops", "replace_peak_tops", "source", "description"} | set(_NUMERIC))
         if bad:
             raise ConfigError(f"{mwhere}: cannot override {', '.join(sorted(bad))}; fix: override only peak_tops, "
-                              f"{', '.join(_NUMERIC)}")
+                              f"{', '.join(_NUMERIC)} (and set replace_peak_tops)")
+        replace = over.get("replace_peak_tops", False)
+        if not isinstance(replace, bool):
+            raise ConfigError(f"{mwhere}: replace_peak_tops = {replace!r} is not true/false; fix: write true or false")
+        if replace and "peak_tops" not in over:
+            raise ConfigError(f"{mwhere}: replace_peak_tops needs the mode's own peak_tops; fix: add peak_tops "
+                              "to the mode or drop replace_peak_tops")
         co = dict(over)
         if "peak_tops" in over:
             co["peak_tops"] = _check_peaks(mwhere, over["peak_tops"])

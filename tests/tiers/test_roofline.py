@@ -64,6 +64,19 @@ def test_operating_modes():
         plat.point("turbo")
 
 
+def test_mode_replacing_peak_tops_has_only_its_own_peaks():
+    plat = toy(modes={"merged": {"peak_tops": {"int8": 1.0}},
+                      "measured": {"peak_tops": {"int8": 1.0}, "replace_peak_tops": True}})
+    assert plat.point("merged").peak_tops == {"int8": 1.0, "fp16": 1.0}  # default: merged over the base
+    measured = plat.point("measured")
+    assert measured.peak_tops == {"int8": 1.0}  # fp16 not measured: absent, not the base's number
+    assert predict(model(), measured, "fp16") is None
+    with pytest.raises(ConfigError, match="replace_peak_tops needs the mode's own peak_tops"):
+        toy(modes={"m": {"replace_peak_tops": True}})
+    with pytest.raises(ConfigError, match="not true/false"):
+        toy(modes={"m": {"peak_tops": {"int8": 1.0}, "replace_peak_tops": "yes"}})
+
+
 def test_onchip_refinement():
     m = model(params_m=40)  # 40 MB int8 > 8 MB on-chip: still memory-bound
     assert predict(m, toy().point(), "int8", predictor="onchip").bound == "memory"
