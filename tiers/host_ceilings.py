@@ -3,9 +3,13 @@
 Why: predictions for CPU rows need a ``host`` platform; nominal numbers from a spec formula and the
 ceilings the installed runtimes actually reach show how much of the datasheet is reachable at all.
 
-Nominal peak (TOP/s) = usable cores × max clock (GHz) × ops/cycle/core / 1000, with ops/cycle/core
-from the widest unit the CPU reports (2 FMA ports assumed for AVX-512/AVX2, as on Xeon Gold/Platinum;
-sources: Intel 64 and IA-32 Architectures Optimization Reference Manual, AMX and VNNI chapters):
+Nominal peak (TOP/s) = cores × max clock (GHz) × ops/cycle/core / 1000. Cores are the physical cores
+among the usable CPUs (unique (physical id, core id) pairs in /proc/cpuinfo; SMT siblings share the
+vector units), or the usable logical CPUs with a note where /proc/cpuinfo gives no core ids. Ops/cycle/
+core come from the widest x86 unit the CPU reports (2 FMA ports assumed for AVX-512/AVX2, as on Xeon
+Gold/Platinum; sources: Intel 64 and IA-32 Architectures Optimization Reference Manual, AMX and VNNI
+chapters). Other ISAs (Arm NEON/SVE...) have no sourced entry, so their nominal peaks stay absent, as
+they do when the clock cannot be read; the reason is stored in the host file.
 
 =========  ===================================================================
 fp32       AVX-512 FMA: 2 ports × 16 lanes × 2 = 64; AVX2 FMA: 32; SSE2: 8
@@ -15,8 +19,10 @@ int8       AMX-INT8: 2048; AVX512-VNNI (vpdpbusd): 2 × 64 × 2 = 256; AVX-VNNI:
 =========  ===================================================================
 
 Measured: square GEMMs (2·N³ ops) through ONNX Runtime (MatMul fp32, MatMulInteger u8×s8, MatMul fp16)
-and OpenVINO (fp32, bf16 via INFERENCE_PRECISION_HINT, int8 from a QDQ graph); best of the runtimes
-per datatype. Memory bandwidth: a STREAM-like triad ``a = b + s·c`` over float64 arrays far larger
+and OpenVINO (fp32, bf16/fp16 via INFERENCE_PRECISION_HINT, int8 from a QDQ graph); best of the runtimes
+per datatype. OpenVINO silently runs a bf16/fp16 hint in f32 on CPUs without those units, so the hint
+and the GEMM node's runtime precision are read back from the compiled model and a ceiling is recorded
+only for the datatype it really ran in. Memory bandwidth: a STREAM-like triad ``a = b + s·c`` over float64 arrays far larger
 than the last-level cache, one slice per thread, counted as STREAM does: 3 × 8 bytes per element
 (the write-allocate read of ``a`` is not counted).
 """
@@ -37,26 +43,29 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from mlperf_ext import host
-from mlperf_ext.errors import BackendUnavailable
+from mlperf_ext.errors import BackendUnavailable, ConfigError
 from tiers.platforms import HOST_PLATFORM_FILE
 
-#: ops per cycle per core: (cpu flag, ops) in order of preference, per datatype
+#: ops per cycle per core: (cpu flag, ops) in order of preference, per datatype (x86 only: sourced above)
 OPS_PER_CYCLE = {
-    "fp32": (("avx512f", 64), ("fma", 32), ("avx2", 32), ("sse2", 8), ("asimd", 8), ("neon", 8)),
+    "fp32": (("avx512f", 64), ("fma", 32), ("avx2", 32), ("sse2", 8)),
     "fp16": (("avx512_fp16", 128),),
     "bf16": (("amx_bf16", 1024), ("avx512_bf16", 128)),
-    "int8": (("amx_int8", 2048), ("avx512_vnni", 256), ("avx_vnni", 128), ("avx2", 64), ("asimddp", 32)),
+    "int8": (("amx_int8", 2048), ("avx512_vnni", 256), ("avx_vnni", 128), ("avx2", 64)),
 }
 
 
 @dataclass
 class HostSpec:
     cpu_model: str
-    cores: int
+    cores: int  # physical cores among the usable CPUs, or logical CPUs when unknown (see cores_source)
     clock_mhz: float | None
     simd: list[str]
     ops_per_cycle: dict[str, int]
     nominal_peak_tops: dict[str, float]
+    logical_cpus: int = 0  # usable logical CPUs (sched_getaffinity): the threads the GEMMs run on
+    cores_source: str = ""
+    notes: list[str] = field(default_factory=list)  # why a nominal number is absent or approximate
 
 
 @dataclass
@@ -66,6 +75,7 @@ class GemmResult:
     n: int
     tops: float | None
     error: str = ""
+    ran_as: str = ""  # the precision the runtime reports for the GEMM node (OpenVINO), when readable
 
 
 @dataclass
@@ -83,19 +93,63 @@ class HostCeilings:
         return best
 
 
-def detect() -> HostSpec:
-    """CPU model, usable cores, clock, SIMD features and the nominal peaks they imply."""
-    flags = host.cpu_flags()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    clock = host.cpu_clock_mhz()
+def physical_cores(cpuinfo: str, usable: set[int]) -> int | None:
+    """Unique (physical id, core id) pairs among the usable CPUs in /proc/cpuinfo text; None when any
+    usable CPU's block lacks them (many ARM kernels, some VMs)."""
+    pairs: set[tuple[str, str]] = set()
+    seen: set[int] = set()
+    for block in cpuinfo.split("\n\n"):
+        fields_ = {}
+        for line in block.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                fields_[key.strip()] = value.strip()
+        if "processor" not in fields_ or not fields_["processor"].isdigit():
+            continue
+        cpu = int(fields_["processor"])
+        if cpu not in usable:
+            continue
+        if "physical id" not in fields_ or "core id" not in fields_:
+            return None
+        pairs.add((fields_["physical id"], fields_["core id"]))
+        seen.add(cpu)
+    return len(pairs) if pairs and seen == usable else None
+
+
+def host_spec(cpu_model: str, logical_cpus: int, physical: int | None, clock_mhz: float | None,
+              flags: set[str], simd: list[str]) -> HostSpec:
+    """The nominal peaks from what was detected (pure: tests pass a hand-made machine)."""
+    notes = []
+    if physical:
+        cores, source = physical, "physical cores: unique (physical id, core id) of usable CPUs in /proc/cpuinfo"
+    else:
+        cores, source = logical_cpus, "logical CPUs: /proc/cpuinfo gives no core ids (SMT siblings counted)"
+        notes.append("nominal peaks count logical CPUs, an overestimate where SMT is on")
     opc: dict[str, int] = {}
     for dt, table in OPS_PER_CYCLE.items():
         for flag, ops in table:
             if flag in flags:
                 opc[dt] = ops
                 break
-    peaks = {dt: cores * (clock or 0) / 1000 * ops / 1000 for dt, ops in opc.items()} if clock else {}
-    return HostSpec(host.cpu_model(), cores, clock, host.cpu_simd_features(), opc, peaks)
+    if not opc:
+        notes.append("no sourced ops/cycle for this CPU's SIMD units (x86 table only): nominal peaks absent")
+    if clock_mhz:
+        peaks = {dt: cores * clock_mhz / 1000 * ops / 1000 for dt, ops in opc.items()}
+    else:
+        peaks = {}
+        notes.append("CPU clock not readable (no cpufreq cpuinfo_max_freq, no 'cpu MHz'): nominal peaks absent")
+    return HostSpec(cpu_model, cores, clock_mhz, simd, opc, peaks, logical_cpus, source, notes)
+
+
+def detect() -> HostSpec:
+    """CPU model, usable cores, clock, SIMD features and the nominal peaks they imply."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    return host_spec(host.cpu_model(), len(usable), physical_cores(cpuinfo, set(usable)), host.cpu_clock_mhz(),
+                     host.cpu_flags(), host.cpu_simd_features())
 
 
 def _matmul_model(n: int, dtype: str) -> onnx.ModelProto:
@@ -161,27 +215,60 @@ def gemm_ort(dtype: str, n: int, budget_s: float, threads: int) -> GemmResult:
     return GemmResult("onnxruntime", dtype, n, 2 * n**3 / sec / 1e12)
 
 
+#: OpenVINO element type names a GEMM may report for each datatype we time
+_OV_PRECISIONS = {"fp32": {"f32"}, "bf16": {"bf16"}, "fp16": {"f16"}, "int8": {"i8", "u8"}}
+_OV_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+
+
+def _ov_gemm_precision(compiled) -> str | None:
+    """runtimePrecision of the GEMM node in the compiled (runtime) graph, or None when not readable."""
+    try:
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if info["layerType"].astype(str) in ("FullyConnected", "MatMul", "Gemm"):
+                return info["runtimePrecision"].astype(str)
+    except Exception:  # noqa: BLE001 - rt_info keys are plugin internals; unreadable = unknown
+        return None
+    return None
+
+
+def precision_mismatch(dtype: str, hint_read: str, ran_as: str | None) -> str:
+    """Why a GEMM timed with OpenVINO is not a ``dtype`` ceiling ("" when it is one)."""
+    if _OV_HINTS[dtype] != "f32" and hint_read != _OV_HINTS[dtype]:
+        return (f"compiled model reports INFERENCE_PRECISION_HINT {hint_read}, not {_OV_HINTS[dtype]} "
+                f"(CPU lacks native {dtype}); not a {dtype} ceiling")
+    if ran_as is not None and ran_as not in _OV_PRECISIONS[dtype]:
+        return f"GEMM ran in {ran_as}, not {dtype} (CPU lacks native {dtype}); not a {dtype} ceiling"
+    return ""
+
+
 def gemm_openvino(dtype: str, n: int, budget_s: float, threads: int) -> GemmResult:
     try:
         import openvino as ov
     except ImportError as exc:
         raise BackendUnavailable("openvino", "openvino", str(exc)) from exc
     src = "int8-qdq" if dtype == "int8" else "fp32"
-    hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}[dtype]
     core = ov.Core()
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "gemm.onnx"
         onnx.save(_matmul_model(n, src), str(path))
         try:
             compiled = core.compile_model(core.read_model(str(path)), "CPU",
-                                          {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads,
-                                           "PERFORMANCE_HINT": "LATENCY"})
+                                          {"INFERENCE_PRECISION_HINT": _OV_HINTS[dtype],
+                                           "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
         except Exception as exc:
             return GemmResult("openvino", dtype, n, None, str(exc).splitlines()[0][:160])
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", "f16"
+    hint_read = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+    ran_as = _ov_gemm_precision(compiled)
+    why = precision_mismatch(dtype, hint_read, ran_as)
+    if why:
+        return GemmResult("openvino", dtype, n, None, why, ran_as or hint_read)
     req = compiled.create_infer_request()
     req.set_input_tensor(ov.Tensor(_input(n, "fp32")))
     sec = _time(req.infer, budget_s)
-    return GemmResult("openvino", dtype, n, 2 * n**3 / sec / 1e12)
+    return GemmResult("openvino", dtype, n, 2 * n**3 / sec / 1e12, "" if ran_as else "runtime precision not readable",
+                      ran_as or "")
 
 
 def triad_bandwidth(n_elements: int, threads: int, repeats: int = 3) -> float:
@@ -216,7 +303,7 @@ def triad_bandwidth(n_elements: int, threads: int, repeats: int = 3) -> float:
 def measure(quick: bool = True, threads: int | None = None) -> HostCeilings:
     """Detect the host and measure GEMM and triad ceilings (quick: a few seconds in all)."""
     spec = detect()
-    threads = threads or spec.cores
+    threads = threads or spec.logical_cpus or spec.cores
     n = 1024 if quick else 2048
     budget = 0.3 if quick else 2.0
     res = HostCeilings(spec)
@@ -236,32 +323,53 @@ def measure(quick: bool = True, threads: int | None = None) -> HostCeilings:
 def host_platform_entry(c: HostCeilings) -> dict:
     """The ``host`` platform in catalog format: base = nominal peaks, mode ``measured`` = measured ceilings.
 
-    No nominal DRAM bandwidth is readable from inside a VM, so the base bandwidth is the measured triad too.
+    The measured mode replaces the peaks wholesale (``replace_peak_tops``): a datatype no runtime ran is
+    absent there (no cell, or it runs on its carrier), never a nominal number in disguise. Without
+    nominal peaks (clock unreadable, no sourced ops/cycle) there is no ``nominal`` mode and the base holds
+    the measured ceilings; ``nominal_formula.notes`` says why. No nominal DRAM bandwidth is readable from
+    inside a VM, so the base bandwidth is the measured triad too.
     """
-    measured = c.measured_peak_tops()
-    nominal = {k: round(v, 4) for k, v in c.spec.nominal_peak_tops.items()} or {k: v for k, v in measured.items()}
+    measured = {k: round(v, 4) for k, v in c.measured_peak_tops().items() if round(v, 4) > 0}
+    if not measured:
+        errors = "; ".join(f"{g.runtime} {g.dtype}: {g.error}" for g in c.gemm if g.error)[:300] or "none ran"
+        raise ConfigError(f"no GEMM ran on this host ({errors}), so there are no measured ceilings to write; "
+                          "fix: check that onnxruntime (pip install onnxruntime) runs on this CPU and retry "
+                          "'mlperf-ext platforms detect'")
+    if not c.triad_gbs or round(c.triad_gbs, 2) <= 0:
+        raise ConfigError("the memory-bandwidth triad gave no result; fix: retry 'mlperf-ext platforms detect' "
+                          "on an idle machine")
+    bandwidth = round(c.triad_gbs, 2)
+    nominal = {k: round(v, 4) for k, v in c.spec.nominal_peak_tops.items() if round(v, 4) > 0}
+    measured_mode = {"peak_tops": measured, "replace_peak_tops": True, "memory_bandwidth_gbs": bandwidth}
+    modes = {"nominal": {}, "measured": measured_mode} if nominal else {"measured": measured_mode}
+    notes = list(c.spec.notes) + ([] if nominal else ["no nominal mode: the base holds the measured ceilings"])
     return {
         "name": "host", "kind": "cpu",
-        "description": f"{c.spec.cpu_model}, {c.spec.cores} usable cores, {c.spec.clock_mhz} MHz, "
+        "description": f"{c.spec.cpu_model}, {c.spec.cores} cores ({c.spec.cores_source}), "
+                       f"{c.spec.logical_cpus} usable logical CPUs, {c.spec.clock_mhz} MHz, "
                        f"SIMD: {' '.join(c.spec.simd)}",
-        "peak_tops": nominal,
-        "memory_bandwidth_gbs": round(c.triad_gbs or 0.0, 2),
-        "modes": {"nominal": {}, "measured": {"peak_tops": {k: round(v, 4) for k, v in measured.items()},
-                                               "memory_bandwidth_gbs": round(c.triad_gbs or 0.0, 2)}},
-        "nominal_formula": {"cores": c.spec.cores, "clock_mhz": c.spec.clock_mhz, "ops_per_cycle": c.spec.ops_per_cycle,
-                            "formula": "cores x clock_GHz x ops_per_cycle / 1000 (TOP/s)"},
+        "peak_tops": nominal or measured,
+        "memory_bandwidth_gbs": bandwidth,
+        "modes": modes,
+        "nominal_formula": {"cores": c.spec.cores, "cores_source": c.spec.cores_source,
+                            "clock_mhz": c.spec.clock_mhz, "ops_per_cycle": c.spec.ops_per_cycle,
+                            "formula": "cores x clock_GHz x ops_per_cycle / 1000 (TOP/s)",
+                            **({"notes": notes} if notes else {})},
         "measured_with": {"gemm": [{"runtime": g.runtime, "dtype": g.dtype, "n": g.n,
                                     "tops": None if g.tops is None else round(g.tops, 4),
+                                    **({"ran_as": g.ran_as} if g.ran_as else {}),
                                     **({"error": g.error} if g.error else {})} for g in c.gemm],
-                          "triad": {"bytes_per_iteration": c.triad_bytes, "gbs": round(c.triad_gbs or 0.0, 2)}},
+                          "triad": {"bytes_per_iteration": c.triad_bytes, "gbs": bandwidth}},
         "source": "mlperf-ext platforms detect: nominal from CPU flags (docs/level0.md), measured GEMM/triad on this machine",
     }
 
 
 def write_host_platform(c: HostCeilings, workdir: str | Path) -> Path:
+    """Write the host file atomically; raises ConfigError (nothing written) when there is nothing to write."""
+    entry = host_platform_entry(c)
     path = Path(workdir) / HOST_PLATFORM_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump({"platforms": [host_platform_entry(c)]}, sort_keys=False))
+    tmp.write_text(yaml.safe_dump({"platforms": [entry]}, sort_keys=False))
     tmp.replace(path)
     return path

@@ -6,26 +6,108 @@ import argparse
 
 import pytest
 
+from mlperf_ext.errors import ConfigError
 from tiers import cli
 from tiers.graph import analyze
 from tiers.host_ceilings import (
+    GemmResult,
     HostCeilings,
     detect,
     gemm_openvino,
     gemm_ort,
     host_platform_entry,
+    host_spec,
+    physical_cores,
+    precision_mismatch,
     triad_bandwidth,
     write_host_platform,
 )
-from tiers.platforms import load_catalog, parse_platform
+from tiers.platforms import HOST_PLATFORM_FILE, load_catalog, parse_platform
 
 
-def test_detect_nominal_formula():
+def test_detect_reads_this_host():
     spec = detect()
-    assert spec.cores >= 1 and spec.cpu_model
-    for dt, ops in spec.ops_per_cycle.items():
-        if spec.clock_mhz:
-            assert spec.nominal_peak_tops[dt] == pytest.approx(spec.cores * spec.clock_mhz / 1e6 * ops)
+    assert spec.cpu_model and 1 <= spec.cores <= spec.logical_cpus and spec.cores_source
+
+
+def test_nominal_formula_on_a_hand_made_host():
+    """4 physical cores (8 logical) x 2000 MHz x 64 fp32 ops/cycle (AVX-512 FMA) = 0.512 TOP/s."""
+    spec = host_spec("test cpu", 8, 4, 2000.0, {"avx512f", "fma", "avx2", "avx512_vnni"}, [])
+    assert spec.cores == 4 and spec.ops_per_cycle == {"fp32": 64, "int8": 256}
+    assert spec.nominal_peak_tops == pytest.approx({"fp32": 0.512, "int8": 2.048})
+    assert spec.notes == []
+
+
+def test_nominal_without_core_ids_uses_logical_cpus_with_a_note():
+    spec = host_spec("test cpu", 8, None, 2000.0, {"avx2"}, [])
+    assert spec.cores == 8 and spec.nominal_peak_tops == pytest.approx({"fp32": 8 * 2.0 * 32 / 1000,
+                                                                        "int8": 8 * 2.0 * 64 / 1000})
+    assert "logical" in spec.cores_source and any("logical" in n for n in spec.notes)
+
+
+def test_nominal_absent_without_clock_or_sourced_ops_per_cycle():
+    no_clock = host_spec("test cpu", 4, 4, None, {"avx512f"}, [])
+    assert no_clock.nominal_peak_tops == {} and any("clock not readable" in n for n in no_clock.notes)
+    arm = host_spec("arm cpu", 4, None, 1500.0, {"asimd", "neon", "asimddp"}, [])
+    assert arm.ops_per_cycle == {} and arm.nominal_peak_tops == {}
+    assert any("no sourced ops/cycle" in n for n in arm.notes)
+
+
+CPUINFO_SMT = "\n\n".join(  # 2 cores x 2 SMT threads: CPUs 0/2 share core 0, 1/3 share core 1
+    f"processor\t: {cpu}\nphysical id\t: 0\ncore id\t\t: {cpu % 2}\nflags\t\t: fma" for cpu in range(4))
+
+
+def test_physical_cores_counts_unique_core_ids_of_usable_cpus():
+    assert physical_cores(CPUINFO_SMT, {0, 1, 2, 3}) == 2
+    assert physical_cores(CPUINFO_SMT, {0, 2}) == 1  # two SMT siblings of one core
+    assert physical_cores("processor\t: 0\nBogoMIPS\t: 50\n\nprocessor\t: 1\nBogoMIPS\t: 50", {0, 1}) is None
+
+
+def _ceilings(spec, gemm):
+    return HostCeilings(spec, gemm, triad_gbs=10.0, triad_bytes=24)
+
+
+def test_measured_mode_holds_only_measured_peaks(tmp_path):
+    spec = host_spec("test cpu", 4, 4, 2000.0, {"avx512f", "amx_bf16", "amx_int8"}, [])
+    c = _ceilings(spec, [GemmResult("onnxruntime", "fp32", 64, 0.2),
+                         GemmResult("openvino", "bf16", 64, None, "ran in f32, not bf16")])
+    write_host_platform(c, tmp_path)
+    host = load_catalog(workdir=tmp_path).get("host")
+    assert host.point("measured").peak_tops == {"fp32": 0.2}  # no nominal bf16/int8 inherited
+    assert host.point("nominal").peak_tops == pytest.approx({"fp32": 0.512, "bf16": 8.192, "int8": 16.384})
+
+
+def test_no_clock_means_no_nominal_mode_and_the_reason_is_stored(tmp_path):
+    spec = host_spec("test cpu", 4, 4, None, {"avx512f"}, [])
+    entry = host_platform_entry(_ceilings(spec, [GemmResult("onnxruntime", "fp32", 64, 0.2)]))
+    assert list(entry["modes"]) == ["measured"] and entry["peak_tops"] == {"fp32": 0.2}
+    assert any("clock not readable" in n for n in entry["nominal_formula"]["notes"])
+    parse_platform(entry, "generated")
+
+
+def test_no_gemm_result_raises_before_writing(tmp_path):
+    spec = host_spec("test cpu", 4, 4, 2000.0, {"avx512f"}, [])
+    c = _ceilings(spec, [GemmResult("onnxruntime", "fp32", 64, None, "NOT_IMPLEMENTED")])
+    with pytest.raises(ConfigError, match="no GEMM ran.*NOT_IMPLEMENTED.*fix:"):
+        write_host_platform(c, tmp_path)
+    assert not (tmp_path / HOST_PLATFORM_FILE).exists()
+
+
+def test_openvino_precision_readback_rules():
+    assert precision_mismatch("bf16", "bf16", "bf16") == ""
+    assert "HINT f32, not bf16" in precision_mismatch("bf16", "f32", None)  # read back: fell back to f32
+    assert "ran in f32" in precision_mismatch("fp16", "f16", "f32")
+    assert precision_mismatch("int8", "f32", "i8") == "" and "ran in f32" in precision_mismatch("int8", "f32", "f32")
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16", "int8"])
+def test_openvino_records_a_ceiling_only_in_the_type_it_ran(dtype):
+    pytest.importorskip("openvino")
+    r = gemm_openvino(dtype, 128, 0.01, 1)
+    if r.tops is not None:
+        assert r.ran_as in {"bf16": {"bf16"}, "fp16": {"f16"}, "int8": {"i8", "u8"}}[dtype]
+    else:
+        assert r.error  # refused or not compiled: always with the reason
 
 
 def test_short_measurements_and_host_platform_file(tmp_path, capsys):
