@@ -95,3 +95,13 @@ def test_accuracy_mode_scores_what_the_model_predicts(backend, mlp_model, tmp_pa
     assert row["accuracy"] == pytest.approx(expected, abs=0.002)  # float rounding may flip a tie
     line = (Path(row["run_dir"]) / "accuracy.txt").read_text().strip()
     assert line == f"accuracy={100 * row['accuracy']:.3f}%, good={row['accuracy_good']}, total=1000"
+
+
+@pytest.mark.parametrize("scenario", ["Server", "MultiStream"])
+def test_several_streams_complete_every_sample(scenario, tmp_path):
+    # the null backend makes batches so short that streams race for the queue
+    point = RunPoint(model="none.onnx", dataset="mnist", backend="null", scenario=scenario, batch=4, streams=2,
+                     settings=dict(SHORT), timeout_s=120)
+    [row] = run_points([point], tmp_path)
+    assert row["status"] == "ok", row["error"]
+    assert row["callback_errors"] == 0
