@@ -114,6 +114,16 @@ def test_builtin_catalog_has_required_platforms():
     assert set(cat.get("coral-edgetpu").modes) == {"fast", "slow"}
 
 
+def test_catalog_is_honest_about_what_runs_where():
+    cat = load_catalog()
+    ncs = cat.get("intel-ncs2").point("openvino-myriad")  # MYRIAD runs FP16 only: int8 on the fp16 units
+    assert "int8" not in ncs.peak_tops and carrier(ncs, "int8") == "fp16"
+    orin = cat.get("jetson-agx-orin")
+    assert orin.point("maxn-gpu").peak_tops["int8"] < orin.point("maxn").peak_tops["int8"]  # DLAs excluded
+    assert "not meaningful" in cat.get("hailo-8").description
+    assert "Dev Board" in cat.get("coral-edgetpu").description
+
+
 @pytest.mark.parametrize("bad,match", [
     ({"peak_tops": {"int3": 1}}, "unknown datatype 'int3'"),
     ({"peak_tops": {"int8": -1}}, "not a positive number"),
