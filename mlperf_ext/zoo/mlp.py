@@ -102,13 +102,13 @@ def export_onnx(layers: list[tuple[np.ndarray, np.ndarray]], name: str = "mlp") 
 
 
 def check_matches(model: onnx.ModelProto | bytes, expected: np.ndarray, x: np.ndarray, what: str) -> float:
-    """Run the ONNX graph in ORT and compare with the numpy forward; a mismatch is a build bug."""
+    """Run the ONNX graph in ORT and compare with the training framework's forward; a mismatch is a build bug."""
     data = model if isinstance(model, bytes) else model.SerializeToString()
     got = ort_logits(data, x)
     diff = float(np.abs(got - expected).max())
     tol = 1e-3 * max(1.0, float(np.abs(expected).max()))
     if diff > tol or (got.argmax(1) != expected.argmax(1)).mean() > 0.002:
-        raise ModelError(f"{what}: ONNX Runtime output differs from the numpy forward (max |diff| {diff:.3g}); "
+        raise ModelError(f"{what}: ONNX Runtime output differs from the training framework's forward (max |diff| {diff:.3g}); "
                          "fix: this is a zoo bug, report it with the model name")
     return diff
 
