@@ -164,27 +164,27 @@ def _static_qdq(model: onnx.ModelProto, calib: np.ndarray, input_name: str, weig
         return onnx.load(str(dst))
 
 
+def _static_qdq_variant(model: onnx.ModelProto, calib: np.ndarray, input_name: str,
+                        weight_bits: int) -> tuple[onnx.ModelProto, dict]:
+    weight_type = f"QInt{weight_bits}"
+    out = _static_qdq(model, calib, input_name, weight_type, "QUInt8")
+    return out, {"tool": f"onnxruntime.quantization {_tool_version('onnxruntime')}",
+                 "recipe": f"quant_pre_process + quantize_static(QDQ, per_channel=True, weight {weight_type}, "
+                           "activation QUInt8, calibrate=MinMax)",
+                 "method": "PTQ", "weights": f"int{weight_bits} per-channel", "activations": "uint8",
+                 "weight_bits": weight_bits, "activation_bits": 8, "block_size": None,
+                 "calibration_samples": int(len(calib)), "calibration_source": "training split"}
+
+
 def to_int8_qdq(model: onnx.ModelProto, calib: np.ndarray, input_name: str) -> tuple[onnx.ModelProto, dict]:
     """Static QDQ INT8: per-channel QInt8 weights, QUInt8 activations (min/max calibration)."""
-    out = _static_qdq(model, calib, input_name, "QInt8", "QUInt8")
-    return out, {"tool": f"onnxruntime.quantization {_tool_version('onnxruntime')}",
-                 "recipe": "quant_pre_process + quantize_static(QDQ, per_channel=True, weight QInt8, "
-                           "activation QUInt8, calibrate=MinMax)",
-                 "method": "PTQ", "weights": "int8 per-channel", "activations": "uint8",
-                 "weight_bits": 8, "activation_bits": 8, "block_size": None,
-                 "calibration_samples": int(len(calib)), "calibration_source": "training split"}
+    return _static_qdq_variant(model, calib, input_name, 8)
 
 
 def to_int4_qdq(model: onnx.ModelProto, calib: np.ndarray, input_name: str) -> tuple[onnx.ModelProto, dict]:
     """Static QDQ W4A8 (int4 per-channel weights, uint8 activations): for Conv-heavy models.
     Correct but slow on ORT CPU (dequantized at run time); W4A4 breaks MaxPool (notes §4)."""
-    out = _static_qdq(model, calib, input_name, "QInt4", "QUInt8")
-    return out, {"tool": f"onnxruntime.quantization {_tool_version('onnxruntime')}",
-                 "recipe": "quant_pre_process + quantize_static(QDQ, per_channel=True, weight QInt4, "
-                           "activation QUInt8, calibrate=MinMax)",
-                 "method": "PTQ", "weights": "int4 per-channel", "activations": "uint8",
-                 "weight_bits": 4, "activation_bits": 8, "block_size": None,
-                 "calibration_samples": int(len(calib)), "calibration_source": "training split"}
+    return _static_qdq_variant(model, calib, input_name, 4)
 
 
 def to_int4_matmulnbits(model: onnx.ModelProto, block_size: int = INT4_BLOCK_SIZE,

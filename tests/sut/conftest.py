@@ -163,3 +163,9 @@ def corrupt_model(tmp_path) -> Path:
 def missing_model(tmp_path) -> Path:
     return tmp_path / "does_not_exist.onnx"
 
+
+def assert_user_error(exc) -> str:
+    """A user-facing error is one line that names a fix, never a traceback."""
+    msg = str(exc)
+    assert "\n" not in msg and "fix:" in msg and "Traceback" not in msg
+    return msg

@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from mlperf_ext.errors import ConfigError, MlperfExtError, ModelError
+from mlperf_ext.errors import ConfigError, ModelError
 from sut.base import Backend, DeploymentOptions, create_backend
 from sut.model_file import inspect_model
 from sut.onnxruntime import OnnxRuntimeBackend
+from tests.sut.conftest import assert_user_error  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -19,12 +20,6 @@ def _loaded(built, **kw) -> OnnxRuntimeBackend:
     backend = OnnxRuntimeBackend()
     backend.load(built.path, DeploymentOptions(**kw))
     return backend
-
-
-def _assert_user_error(exc: MlperfExtError) -> str:
-    msg = str(exc)
-    assert "\n" not in msg and "fix:" in msg and "Traceback" not in msg
-    return msg
 
 
 def test_registry_creates_a_protocol_conforming_backend():
@@ -99,7 +94,7 @@ def test_concurrent_streams_give_correct_results(mlp_model):
 def test_fixed_batch_model_refuses_other_batch(fixed_batch_model):
     with pytest.raises(ModelError) as info:
         _loaded(fixed_batch_model, max_batch=4)
-    msg = _assert_user_error(info.value)
+    msg = assert_user_error(info.value)
     assert "takes batch 1 only" in msg and "--batch 1" in msg and str(fixed_batch_model.path) in msg
     backend = _loaded(fixed_batch_model, max_batch=1)
     x = fixed_batch_model.batch(1)
@@ -109,19 +104,19 @@ def test_fixed_batch_model_refuses_other_batch(fixed_batch_model):
 def test_missing_model_file(missing_model):
     with pytest.raises(ModelError) as info:
         OnnxRuntimeBackend().load(missing_model, DeploymentOptions())
-    assert "does not exist" in _assert_user_error(info.value)
+    assert "does not exist" in assert_user_error(info.value)
 
 
 def test_corrupt_model_file(corrupt_model):
     with pytest.raises(ModelError) as info:
         OnnxRuntimeBackend().load(corrupt_model, DeploymentOptions())
-    assert "not a readable ONNX model" in _assert_user_error(info.value)
+    assert "not a readable ONNX model" in assert_user_error(info.value)
 
 
 def test_unknown_device_is_refused(mlp_model):
     with pytest.raises(ConfigError) as info:
         OnnxRuntimeBackend().load(mlp_model.path, DeploymentOptions(device="tpu"))
-    assert "cpu, cuda, tensorrt" in _assert_user_error(info.value)
+    assert "cpu, cuda, tensorrt" in assert_user_error(info.value)
 
 
 @pytest.mark.parametrize("device,provider", [("cuda", "CUDAExecutionProvider"),
@@ -131,7 +126,7 @@ def test_gpu_provider_missing_names_the_fix(mlp_model, device, provider):
         pytest.skip(f"{provider} is installed here")
     with pytest.raises(ConfigError) as info:
         OnnxRuntimeBackend().load(mlp_model.path, DeploymentOptions(device=device))
-    msg = _assert_user_error(info.value)
+    msg = assert_user_error(info.value)
     assert provider in msg and "onnxruntime-gpu" in msg
 
 

@@ -7,12 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from mlperf_ext.errors import ConfigError, MlperfExtError, ModelError, UnsupportedVariant
+from mlperf_ext.errors import ConfigError, ModelError, UnsupportedVariant
 from sut.base import Backend, DeploymentOptions, create_backend
 from sut.onnxruntime import OnnxRuntimeBackend
 
 ov = pytest.importorskip("openvino")
 from sut.openvino import OpenVinoBackend  # noqa: E402  (after the skip: needs the openvino extra)
+from tests.sut.conftest import assert_user_error  # noqa: E402
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}  # f32 inference precision is requested, so f32 accuracy is expected
 
@@ -21,12 +22,6 @@ def _loaded(built, **kw) -> OpenVinoBackend:
     backend = OpenVinoBackend()
     backend.load(built.path, DeploymentOptions(**kw))
     return backend
-
-
-def _assert_user_error(exc: MlperfExtError) -> str:
-    msg = str(exc)
-    assert "\n" not in msg and "fix:" in msg and "Traceback" not in msg
-    return msg
 
 
 def test_registry_creates_a_protocol_conforming_backend():
@@ -130,7 +125,7 @@ def test_concurrent_streams_give_correct_results(mlp_model):
 def test_fixed_batch_model_refuses_other_batch(fixed_batch_model):
     with pytest.raises(ModelError) as info:
         _loaded(fixed_batch_model, max_batch=2)
-    assert "takes batch 1 only" in _assert_user_error(info.value)
+    assert "takes batch 1 only" in assert_user_error(info.value)
     x = fixed_batch_model.batch(1)
     np.testing.assert_allclose(_loaded(fixed_batch_model).infer(x), fixed_batch_model.reference(x), **TOL)
 
@@ -139,7 +134,7 @@ def test_missing_and_corrupt_model_files(missing_model, corrupt_model):
     for path, words in ((missing_model, "does not exist"), (corrupt_model, "not a readable ONNX model")):
         with pytest.raises(ModelError) as info:
             OpenVinoBackend().load(path, DeploymentOptions())
-        assert words in _assert_user_error(info.value)
+        assert words in assert_user_error(info.value)
 
 
 def test_unavailable_device_is_refused_without_fallback(mlp_model):
@@ -147,7 +142,7 @@ def test_unavailable_device_is_refused_without_fallback(mlp_model):
         pytest.skip("this machine has an OpenVINO GPU device")
     with pytest.raises(ConfigError) as info:
         OpenVinoBackend().load(mlp_model.path, DeploymentOptions(device="gpu"))
-    assert "no device 'gpu'" in _assert_user_error(info.value)
+    assert "no device 'gpu'" in assert_user_error(info.value)
     with pytest.raises(ConfigError):
         OpenVinoBackend().load(mlp_model.path, DeploymentOptions(device="auto"))
 
@@ -155,7 +150,7 @@ def test_unavailable_device_is_refused_without_fallback(mlp_model):
 def test_int2_model_is_refused_by_openvino_and_run_by_onnxruntime(int2_model):
     with pytest.raises(UnsupportedVariant) as info:
         OpenVinoBackend().load(int2_model.path, DeploymentOptions(max_batch=4))
-    msg = _assert_user_error(info.value)
+    msg = assert_user_error(info.value)
     assert msg.startswith(f"openvino cannot run {int2_model.path}: ")
     assert "Unsupported type" in msg and msg.endswith("fix: use onnxruntime for INT2 variants")
 
