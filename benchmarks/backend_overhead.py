@@ -68,7 +68,7 @@ def samples_for(model_path: Path, count: int):
 
 
 def run_sut(backend_name: str, model_path: Path, batch: int, threads: int, seconds: float, count: int) -> float:
-    """Offline through the harness (the same objects tiers.execute wires together)."""
+    """Offline through the harness (the same objects tiers.runner.child wires together)."""
     import mlperf_loadgen as lg
 
     from mlperf_ext import loadgen

@@ -79,8 +79,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from mlperf_ext.report import print_results
     from mlperf_ext.store import ResultsStore
+    from mlperf_ext.tables import print_results
 
     path = args.workdir / "results.sqlite"
     if not path.exists():
@@ -95,7 +95,7 @@ def cmd_results(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from mlperf_ext.report import print_models
+    from mlperf_ext.tables import print_models
     from mlperf_ext.zoo import registry
 
     models_dir = args.workdir / "models"
@@ -110,7 +110,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from mlperf_ext.demo import run_demo
+    from tiers.demo import run_demo
 
     return run_demo(args.workdir, full=args.full)
 
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     try:
-        from tiers import cli as tiers_cli
+        from tiers.level0 import cli as tiers_cli
     except ImportError:  # level 0 not present in this build
         tiers_cli = None
     if tiers_cli is not None and hasattr(tiers_cli, "register"):

@@ -18,8 +18,8 @@ from rich.progress import (
 
 from mlperf_ext.config import RunPoint
 from mlperf_ext.store import ResultsStore
-from tiers.launcher import launch, refused_row
-from tiers.validate import PointValidator
+from tiers.runner.launch import launch, refused_row
+from tiers.runner.validate import PointValidator
 
 
 def store_path(workdir: Path) -> Path:

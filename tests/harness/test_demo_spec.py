@@ -8,11 +8,11 @@ import pytest
 from rich.console import Console
 
 from mlperf_ext.config import expand, load_spec
-from mlperf_ext.demo import SPECS
-from mlperf_ext.report import print_results
+from mlperf_ext.tables import print_results
 from mlperf_ext.zoo import registry
 from mlperf_ext.zoo.mlp import MlpFamily, MlpRecipe, register
 from tests.harness.conftest import SHORT
+from tiers.demo import SPECS
 from tiers.sweep import model_resolver, run_points
 
 TINY = MlpRecipe(widths=(64, 32), epochs=2, batch_size=64, finetune_epochs=1, qat_epochs=1)

@@ -53,7 +53,7 @@ def test_failure_in_accuracy_mode_is_failed_not_refused(tmp_path):
 
 
 def test_compliant_needs_official_settings_and_a_real_backend():
-    from tiers.launcher import is_compliant
+    from tiers.runner.launch import is_compliant
 
     lg, ok = {"valid": True, "errors": []}, {"status": "ok"}
     base = RunPoint(model="m.onnx", dataset="mnist", backend="onnxruntime", scenario="Offline", profile="submission")

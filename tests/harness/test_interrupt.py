@@ -10,7 +10,7 @@ import sys
 import time
 
 from mlperf_ext.store import ResultsStore
-from tiers.launcher import PROJECT_ROOT
+from tiers.runner.launch import PROJECT_ROOT
 
 
 def stored_rows(db) -> int:

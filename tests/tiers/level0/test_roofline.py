@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from mlperf_ext.errors import ConfigError
-from tiers.platforms import load_catalog, load_platform_file, parse_platform
-from tiers.requirements import ModelRequirement, load_requirements
-from tiers.roofline import carrier, fit_efficiency, predict
+from tiers.level0.platforms import load_catalog, load_platform_file, parse_platform
+from tiers.level0.requirements import ModelRequirement, load_requirements
+from tiers.level0.roofline import carrier, fit_efficiency, predict
 
 BASE = {"name": "toy", "kind": "asic", "peak_tops": {"int8": 2.0, "fp16": 1.0}, "memory_bandwidth_gbs": 10.0,
         "onchip_memory_mb": 8.0, "source": "hand-made for tests"}

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mlperf_ext.errors import ConfigError
-from tiers.graph import PRECISION_BITS
-from tiers.platforms import PlatformPoint
+from tiers.level0.graph import PRECISION_BITS
+from tiers.level0.platforms import PlatformPoint
 
 PREDICTORS = ("roofline", "onchip", "fitted")
 

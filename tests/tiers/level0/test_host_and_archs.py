@@ -7,9 +7,9 @@ import argparse
 import pytest
 
 from mlperf_ext.errors import ConfigError
-from tiers import cli
-from tiers.graph import analyze
-from tiers.host_ceilings import (
+from tiers.level0 import cli
+from tiers.level0.graph import analyze
+from tiers.level0.host_ceilings import (
     GemmResult,
     HostCeilings,
     detect,
@@ -22,7 +22,7 @@ from tiers.host_ceilings import (
     triad_bandwidth,
     write_host_platform,
 )
-from tiers.platforms import HOST_PLATFORM_FILE, load_catalog, parse_platform
+from tiers.level0.platforms import HOST_PLATFORM_FILE, load_catalog, parse_platform
 
 
 def test_detect_reads_this_host():
@@ -154,7 +154,7 @@ def test_standard_architectures_match_published(arch):
 def test_onnx_tool_agrees_on_conv_and_gemm(tmp_path):
     pytest.importorskip("onnx_tool", reason="onnx-tool not installed (optional cross-check)")
     archs = pytest.importorskip("mlperf_ext.zoo.archs")
-    from tiers.graph import compare_with_onnx_tool
+    from tiers.level0.graph import compare_with_onnx_tool
 
     archs.export_arch("mobilenetv1", tmp_path / "m.onnx")
     c = compare_with_onnx_tool(tmp_path / "m.onnx")

@@ -9,8 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from mlperf_ext.config import expand, load_spec
-from mlperf_ext.report import print_results
 from mlperf_ext.store import ResultsStore
+from mlperf_ext.tables import print_results
 
 SPECS = Path(__file__).with_name("specs")
 

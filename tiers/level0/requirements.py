@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mlperf_ext.errors import ConfigError
 from mlperf_ext.yaml_file import read_yaml
-from tiers.graph import PRECISION_BITS
+from tiers.level0.graph import PRECISION_BITS
 
 
 @dataclass

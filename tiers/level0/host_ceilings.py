@@ -44,7 +44,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from mlperf_ext import host
 from mlperf_ext.errors import BackendUnavailable, ConfigError
-from tiers.platforms import HOST_PLATFORM_FILE
+from tiers.level0.platforms import HOST_PLATFORM_FILE
 
 #: ops per cycle per core: (cpu flag, ops) in order of preference, per datatype (x86 only: sourced above)
 OPS_PER_CYCLE = {

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlperf_ext.errors import MlperfExtError
-from tiers.graph import PRECISION_BITS, GraphAnalysis, analyze
-from tiers.platforms import Catalog
-from tiers.roofline import predict
+from tiers.level0.graph import PRECISION_BITS, GraphAnalysis, analyze
+from tiers.level0.platforms import Catalog
+from tiers.level0.roofline import predict
 
 
 @dataclass(frozen=True)

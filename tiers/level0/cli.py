@@ -14,8 +14,15 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from mlperf_ext.errors import ConfigError
-from tiers.platforms import DATATYPES, load_catalog
-from tiers.roofline import PREDICTORS, EfficiencyFit, RooflinePoint, fit_efficiency, predict, roofline_point
+from tiers.level0.platforms import DATATYPES, load_catalog
+from tiers.level0.roofline import (
+    PREDICTORS,
+    EfficiencyFit,
+    RooflinePoint,
+    fit_efficiency,
+    predict,
+    roofline_point,
+)
 
 DEFAULT_WORKDIR = Path("work")
 #: columns of the predict --csv table (long format)
@@ -26,7 +33,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                    help="work dir holding host_platform.yaml, models/ and results.sqlite (default: ./work)")
     p.add_argument("--platforms-file", action="append", default=[], type=Path,
-                   help="extra platform YAML file (same format as tiers/platforms.yaml); repeatable")
+                   help="extra platform YAML file (same format as tiers/level0/platforms.yaml); repeatable")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,7 +79,7 @@ def _fmt(v) -> str:
 
 def cmd_platforms(args) -> int:
     if args.action == "detect":
-        from tiers.host_ceilings import host_platform_entry, measure, write_host_platform
+        from tiers.level0.host_ceilings import host_platform_entry, measure, write_host_platform
 
         c = measure(quick=args.quick)
         path = write_host_platform(c, args.workdir)
@@ -110,8 +117,8 @@ def cmd_platforms(args) -> int:
 # ---- predict ------------------------------------------------------------------------------------
 def _models(args) -> list[tuple[str, object, list[str]]]:
     """(label, cost, default precisions) for every model named on the command line."""
-    from tiers.graph import analyze
-    from tiers.requirements import load_requirements
+    from tiers.level0.graph import analyze
+    from tiers.level0.requirements import load_requirements
 
     out = []
     paths = list(args.model)
@@ -174,8 +181,8 @@ def _fit_per_mode(args, cat, points) -> dict[tuple[str, str], EfficiencyFit]:
     """η per (platform, mode): each mode column's η is learned from the measured rows predicted with that
     mode's roofline (rows naming no platform mode are read as that mode; rows naming another mode of the
     platform do not count), so a fit against nominal peaks is never applied to measured ones."""
-    from tiers.efficiency import row_efficiencies
-    from tiers.graph import analyze
+    from tiers.level0.efficiency import row_efficiencies
+    from tiers.level0.graph import analyze
 
     rows = _results_rows(args)
     analysed: dict[str, object] = {}
@@ -238,7 +245,7 @@ def _write_csv(path: Path, rows: list[dict], fieldnames: list[str]) -> None:
 
 # ---- efficiency ---------------------------------------------------------------------------------
 def cmd_efficiency(args) -> int:
-    from tiers.efficiency import EfficiencyRow, correlations, row_efficiencies
+    from tiers.level0.efficiency import EfficiencyRow, correlations, row_efficiencies
 
     cat = load_catalog(args.platforms_file, args.workdir)
     effs, skipped = row_efficiencies(_results_rows(args), cat, default_mode=args.mode)

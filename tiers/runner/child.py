@@ -4,7 +4,7 @@ Steps: load the backend and dataset; time the pure compute of the scenario's nom
 also the warm-up, and gives LoadGen hints the user did not set); run the LoadGen test through the SUT
 adapter; parse LoadGen's logs; score accuracy; write `result.json` into the run directory.
 
-Usage: python -m tiers.execute RUN_DIR   (RUN_DIR/point.json holds the RunPoint)
+Usage: python -m tiers.runner.child RUN_DIR   (RUN_DIR/point.json holds the RunPoint)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mlperf_ext.qsl import SampleLibrary
 from scenarios import ComputeEstimate, DispatchConfig, get_scenario
 from sut.adapter import SutAdapter
 from sut.base import DeploymentOptions, create_backend
-from tiers.validate import check_shapes
+from tiers.runner.validate import check_shapes
 
 #: seconds of compute timing per point (after warm-up), and its bounds in iterations
 COMPUTE_SECONDS = {"quick": 0.5, "submission": 5.0}

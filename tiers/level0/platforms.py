@@ -1,7 +1,7 @@
 """Platform catalog: peak ops per datatype, memory bandwidth/capacity, on-chip memory, power, modes.
 
 Why: level-0 predictions need hardware numbers as data with a source each, not if/else chains in code
-(QuTiBench's script_add_columns.py anti-pattern). The built-in catalog is ``tiers/platforms.yaml``;
+(QuTiBench's script_add_columns.py anti-pattern). The built-in catalog is ``tiers/level0/platforms.yaml``;
 user files and the measured ``host`` file (``<workdir>/host_platform.yaml``) use the same format.
 """
 
@@ -106,7 +106,7 @@ def _check_number(where: str, key: str, v, required: bool = False) -> float | No
 def parse_platform(entry: dict, origin: str) -> Platform:
     """Validate one YAML entry; every error names the file, the platform and the fix."""
     if not isinstance(entry, dict):
-        raise ConfigError(f"{origin}: a platform entry is {type(entry).__name__}, not a mapping; fix: see tiers/platforms.yaml")
+        raise ConfigError(f"{origin}: a platform entry is {type(entry).__name__}, not a mapping; fix: see tiers/level0/platforms.yaml")
     name = entry.get("name")
     where = f"{origin}: platform '{name}'"
     missing = [k for k in _REQUIRED if k not in entry]
@@ -158,7 +158,7 @@ def load_platform_file(path: str | Path) -> list[Platform]:
     data = read_yaml(path, "platform file")
     entries = data.get("platforms") if isinstance(data, dict) else data
     if not isinstance(entries, list):
-        raise ConfigError(f"platform file '{path}' must hold a list under 'platforms:'; fix: see tiers/platforms.yaml")
+        raise ConfigError(f"platform file '{path}' must hold a list under 'platforms:'; fix: see tiers/level0/platforms.yaml")
     return [parse_platform(e, str(path)) for e in entries]
 
 

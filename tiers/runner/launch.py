@@ -40,12 +40,12 @@ def new_run_dir(workdir: Path, point_key: str) -> tuple[str, Path]:
 
 
 def run_child(point: RunPoint, run_dir: Path) -> tuple[dict | None, str, int | None]:
-    """Start `python -m tiers.execute RUN_DIR`; returns (result or None, status if no result, rc)."""
+    """Start `python -m tiers.runner.child RUN_DIR`; returns (result or None, status if no result, rc)."""
     (run_dir / "point.json").write_text(json.dumps(point.to_dict(), indent=1, default=str))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     with open(run_dir / "stdout.txt", "wb") as out, open(run_dir / "stderr.txt", "wb") as err:
-        child = subprocess.Popen([sys.executable, "-m", "tiers.execute", str(run_dir)], stdout=out,
+        child = subprocess.Popen([sys.executable, "-m", "tiers.runner.child", str(run_dir)], stdout=out,
                                  stderr=err, cwd=run_dir, env=env, start_new_session=True)
         try:
             rc = child.wait(timeout=point.timeout_s)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-import tiers
-from tiers.platforms import load_catalog
-from tiers.requirements import load_requirements
-from tiers.roofline import predict
+import tiers.level0
+from tiers.level0.platforms import load_catalog
+from tiers.level0.requirements import load_requirements
+from tiers.level0.roofline import predict
 
-PUBLISHED = Path(tiers.__file__).with_name("models_published.yaml")
+PUBLISHED = Path(tiers.level0.__file__).with_name("models_published.yaml")
 
 
 def test_googlenet_on_ultra96_dpu_matches_qutibench():

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from mlperf_ext.errors import ModelError
-from tiers.graph import analyze
+from tiers.level0.graph import analyze
 
 
 def _model(nodes, inputs, outputs, inits, opset=17, domains=()):

@@ -11,10 +11,10 @@ import yaml
 
 from mlperf_ext.errors import ConfigError
 from mlperf_ext.store import ResultsStore
-from tests.tiers.test_graph import conv_model, dense_model
-from tiers import cli
-from tiers.efficiency import correlations, normalise_precision, row_efficiencies
-from tiers.platforms import Catalog, parse_platform
+from tests.tiers.level0.test_graph import conv_model, dense_model
+from tiers.level0 import cli
+from tiers.level0.efficiency import correlations, normalise_precision, row_efficiencies
+from tiers.level0.platforms import Catalog, parse_platform
 
 MEM_FPS = 1e9 / 31400  # dense on TOY: memory-bound roofline
 TOY = {"name": "toy", "kind": "cpu", "peak_tops": {"fp32": 1e-3}, "memory_bandwidth_gbs": 1.0,
