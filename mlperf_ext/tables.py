@@ -1,59 +1,117 @@
-"""Tables for people: stored results and the model zoo, printed with rich."""
+"""Tables for people: stored results and the model zoo, printed with rich to fit the terminal.
+
+The results table reads typed results (`mlperf_ext.result.PointResult`). Below it, every row that is
+not plainly fine gets a line of its own: why it is INVALID, why it failed, what its flags say.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from mlperf_ext.result import PointResult
+
+#: --wide: the width a wide table is laid out for (long text is then never cut)
+WIDE = 400
 
 
 def _num(value, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def _validity(row: dict) -> str:
-    if row.get("status") != "ok":
-        return row.get("status", "").upper()
-    valid = row.get("valid")
-    text = {1: "VALID", 0: "INVALID", None: "-"}[valid]
-    return text + ("" if row.get("profile") == "submission" else "*")
+def verdict(result: PointResult) -> str:
+    """VALID / INVALID / - (no performance verdict), '*' for the quick profile; the status otherwise."""
+    if result.status not in ("ok", "invalid"):
+        return result.status.upper()
+    valid = result.system.valid if result.system else None
+    text = {True: "VALID", False: "INVALID", None: "-"}[valid]
+    quick = result.point is not None and result.point.profile != "submission"
+    return text + ("*" if quick else "")
 
 
-RESULT_COLUMNS: Sequence[tuple[str, str, callable]] = (
-    ("model", "model_name", lambda r: str(r.get("model_name") or "")),
-    ("prec", "precision", lambda r: str(r.get("precision") or "")),
-    ("backend", "backend", lambda r: str(r.get("backend") or "")),
-    ("scenario", "scenario", lambda r: str(r.get("scenario") or "")),
-    ("mode", "mode", lambda r: str(r.get("mode") or "")),
-    ("b/t/s", "batch", lambda r: f"{r.get('batch')}/{r.get('threads') or 'auto'}/{r.get('streams')}"),
-    ("result", "valid", _validity),
-    ("accuracy", "accuracy", lambda r: _num(None if r.get("accuracy") is None else 100 * r["accuracy"], ".2f")),
-    ("sys samples/s", "sys_throughput", lambda r: _num(r.get("sys_throughput"), ",.0f")),
-    ("sys p90 ms", "sys_lat_p90_ms", lambda r: _num(r.get("sys_lat_p90_ms"), ".3f")),
-    ("compute samples/s", "compute_throughput", lambda r: _num(r.get("compute_throughput"), ",.0f")),
-    ("compute ms/batch", "compute_lat_mean_ms", lambda r: _num(r.get("compute_lat_mean_ms"), ".3f")),
+def _point(result: PointResult, name: str, default=""):
+    return default if result.point is None else getattr(result.point, name)
+
+
+def _deployment(r: PointResult) -> str:
+    if r.point is None:
+        return ""
+    return f"{r.point.batch}/{r.point.threads or 'auto'}/{r.point.streams}"
+
+
+def _precision(r: PointResult) -> str:
+    """The variant's label, and what executed when that differs."""
+    label = (r.variant.precision if r.variant else None) or ""
+    ran = r.runtime.compute_dtype if r.runtime else ""
+    if ran and label and ran != label:
+        return f"{label}->{ran}"
+    return label or ran or ""
+
+
+def _flags(r: PointResult) -> str:
+    marks = {"system_above_compute": "sys>comp", "noisy": "noisy"}
+    return " ".join(marks.get(k, k) for k in r.flags)
+
+
+Column = tuple[str, Callable[[PointResult], str], str, int]  # header, cell, justify, priority (1 = kept first)
+RESULT_COLUMNS: Sequence[Column] = (
+    ("run", lambda r: (r.run_id or "")[-10:], "left", 9),
+    ("model", lambda r: str(_point(r, "model_name") or ""), "left", 1),
+    ("prec", _precision, "left", 3),
+    ("backend", lambda r: str(_point(r, "backend")), "left", 1),
+    ("scenario", lambda r: str(_point(r, "scenario")), "left", 1),
+    ("mode", lambda r: str(_point(r, "mode")), "left", 8),
+    ("b/t/s", _deployment, "left", 4),
+    ("result", verdict, "left", 1),
+    ("accuracy", lambda r: _num(None if not r.accuracy or r.accuracy.value is None else 100 * r.accuracy.value, ".2f"),
+     "right", 3),
+    ("sys samples/s", lambda r: _num(r.system.throughput if r.system else None, ",.0f"), "right", 2),
+    ("sys p90 ms", lambda r: _num(r.system.lat_p90_ms if r.system else None, ".3f"), "right", 5),
+    ("compute samples/s", lambda r: _num(r.compute.throughput if r.compute else None, ",.0f"), "right", 2),
+    ("compute ms/batch", lambda r: _num(r.compute.lat_mean_ms if r.compute else None, ".3f"), "right", 6),
+    ("flags", _flags, "left", 7),
 )
+CAPTION = ("* quick profile: short runs, not submission-compliant. system = LoadGen (issue -> complete); compute = "
+           "backend execution only, per batch, all streams at once. prec: variant label -> datatype that executed.")
 
 
-def results_table(rows: Iterable[dict], title: str = "results") -> Table:
-    table = Table(title=title, caption="* quick profile: short runs, not submission-compliant. "
-                  "system = LoadGen (issue -> complete); compute = backend execution only, per batch.")
-    for header, _key, _fmt in RESULT_COLUMNS:
-        table.add_column(header, justify="right" if "/s" in header or "ms" in header else "left")
-    for row in rows:
-        table.add_row(*(fmt(row) for _h, _k, fmt in RESULT_COLUMNS))
+def fitting_columns(columns: Sequence[Column], cells: list[list[str]], width: int) -> list[int]:
+    """Indices of the columns to show in `width` characters: by priority, each at its widest cell."""
+    need = [max([len(c[0])] + [len(row[i]) for row in cells]) + 3 for i, c in enumerate(columns)]
+    chosen: set[int] = set()
+    used = 1
+    for i in sorted(range(len(columns)), key=lambda i: columns[i][3]):
+        if columns[i][3] == 1 or used + need[i] <= width:
+            chosen.add(i)
+            used += need[i]
+    return sorted(chosen)
+
+
+def results_table(results: Sequence[PointResult], title: str = "results", width: int | None = None) -> Table:
+    """The table; with a `width`, the columns that fit it (the others are named in the caption)."""
+    cells = [[cell(r) for _h, cell, _j, _p in RESULT_COLUMNS] for r in results]
+    shown = list(range(len(RESULT_COLUMNS))) if width is None else fitting_columns(RESULT_COLUMNS, cells, width)
+    left = [RESULT_COLUMNS[i][0] for i in range(len(RESULT_COLUMNS)) if i not in shown]
+    caption = CAPTION + (f" Not shown at this width: {', '.join(left)} (--wide shows all)." if left else "")
+    table = Table(title=title, caption=caption)
+    for i in shown:
+        header, _cell, justify, _prio = RESULT_COLUMNS[i]
+        table.add_column(header, justify=justify, no_wrap=True)
+    for row in cells:
+        table.add_row(*(row[i] for i in shown))
     return table
 
 
-def dataset_notes(rows: Sequence[dict]) -> dict[str, str]:
+def dataset_notes(results: Sequence[PointResult]) -> dict[str, str]:
     """What each dataset in the rows is (e.g. "MNIST padded to 32x32 — not CIFAR-10"), said next to results."""
     from mlperf_ext.datasets import open_dataset
     from mlperf_ext.errors import MlperfExtError
 
     notes = {}
-    for ref in dict.fromkeys(r.get("dataset") for r in rows if r.get("dataset")):
+    for ref in dict.fromkeys(_point(r, "dataset") for r in results if r.point):
         try:
             notes[ref] = open_dataset(ref).description or "(no description)"
         except MlperfExtError as exc:
@@ -61,26 +119,52 @@ def dataset_notes(rows: Sequence[dict]) -> dict[str, str]:
     return notes
 
 
-def print_results(rows: Sequence[dict], console: Console | None = None, title: str = "results") -> None:
-    console = console or Console(width=200)
-    console.print(results_table(rows, title))
-    for ref, text in dataset_notes(rows).items():
+def row_notes(result: PointResult, width: int | None = 200) -> list[str]:
+    """Lines that explain a row: INVALID reasons, the error of a failure, flags."""
+    name = f"{_point(result, 'model_name')} {_point(result, 'backend')} {_point(result, 'scenario')}"
+    out = []
+    if result.status not in ("ok",):
+        text = (result.error or "-").splitlines()[0]
+        out.append(f"{name}: {result.status}: {text if width is None else text[:width]}")
+    for text in result.flags.values():
+        out.append(f"{name}: flag: {text}")
+    return out
+
+
+def table_console(wide: bool) -> Console:
+    """A console for tables: the terminal's width, or unlimited when wide or when not writing to a terminal
+    (a file keeps every column)."""
+    console = Console()
+    return console if console.is_terminal and not wide else Console(width=WIDE)
+
+
+def print_results(results: Sequence[PointResult], console: Console | None = None, title: str = "results",
+                  wide: bool = False) -> None:
+    console = console or table_console(wide)
+    console.print(results_table(results, title, None if wide else console.width))
+    for ref, text in dataset_notes(results).items():
         console.print(f"  dataset {ref}: {text}", markup=False)
-    failed = [r for r in rows if r.get("status") != "ok"]
-    for row in failed:
-        console.print(f"  {row.get('model_name')} {row.get('backend')} {row.get('scenario')}: "
-                      f"{row.get('status')}: {(str(row.get('error') or '') or '-').splitlines()[0][:200]}",
-                      markup=False)
+    for r in results:
+        for line in row_notes(r, None if wide else 200):
+            console.print(f"  {line}", markup=False)
 
 
-def print_models(models: Sequence, models_dir: Path, console: Console | None = None) -> None:
+def status_counts(results: Sequence[PointResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return counts
+
+
+def print_models(models: Sequence, models_dir: Path, console: Console | None = None, wide: bool = False) -> None:
     from mlperf_ext.zoo.metadata import read_metadata
     from mlperf_ext.zoo.registry import model_path
 
-    console = console or Console(width=200)
+    console = console or table_console(wide)
     table = Table(title=f"model zoo ({models_dir})")
-    for header in ("name", "family", "pruning", "precision", "params", "held-out acc", "dataset", "produced by"):
-        table.add_column(header)
+    for header in ("name", "family", "pruning", "precision", "params", "held-out acc", "dataset"):
+        table.add_column(header, no_wrap=header == "name")
+    table.add_column("produced by", overflow="fold" if wide else "ellipsis", no_wrap=not wide, ratio=1)
     for info in models:
         meta = read_metadata(model_path(info.name, models_dir)) or {}
         acc = meta.get("accuracy")
@@ -95,5 +179,65 @@ def print_models(models: Sequence, models_dir: Path, console: Console | None = N
             producer = ", ".join(f"{k}={v}" for k, v in producer.items() if k in ("tool", "recipe", "method"))
         table.add_row(info.name, info.family, "" if info.pruning is None else f"{100 * info.pruning:g}%",
                       info.precision, _num(meta.get("params"), ","), acc_text, str(info.dataset or ""),
-                      str(producer)[:80])
+                      str(producer))
     console.print(table)
+
+
+def print_run(result: PointResult, console: Console | None = None, wide: bool = False) -> None:
+    """One run in full: the resolved point, LoadGen's verdict and reasons, compute, what ran, the evidence."""
+    console = console or table_console(wide)
+
+    def line(text: str = "") -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    line(f"run {result.run_id}  point {result.point_key}")
+    line(f"status {result.status}" + (f": {result.error}" if result.error else ""))
+    if result.point:
+        line("point:")
+        for key, value in result.point.to_dict().items():
+            line(f"  {key}: {value}")
+    s = result.system
+    if s:
+        line(f"LoadGen ({s.loadgen_version}): {verdict(result)}  {s.metric_name} = {s.metric_value}")
+        for name, met in s.conditions.items():
+            line(f"  {name}: {'yes' if met else 'NO'}")
+        for reason in s.invalid_reasons:
+            line(f"  INVALID: {reason}")
+        line(f"  system throughput {_num(s.throughput, ',.1f')} samples/s; latency ms mean {_num(s.lat_mean_ms, '.4f')} "
+             f"p50 {_num(s.lat_p50_ms, '.4f')} p90 {_num(s.lat_p90_ms, '.4f')} p99 {_num(s.lat_p99_ms, '.4f')}; "
+             f"queries {s.query_count}, samples {s.sample_count}")
+        for err in s.errors:
+            line(f"  ERROR: {err}")
+    if result.settings and result.settings.auto:
+        line(f"  hints the harness set: {result.settings.auto}")
+    if result.search and result.search.trace:
+        line(f"server target search: {result.search.note}")
+        for n, probe in enumerate(result.search.trace, 1):
+            line(f"  probe {n}: {probe.get('target_qps')} QPS -> {probe.get('valid')} {probe.get('reasons') or ''}")
+    c = result.compute
+    if c:
+        line(f"compute (batch {c.batch}, {c.streams} stream(s) at once): {_num(c.throughput, ',.1f')} samples/s; "
+             f"ms per execution mean {_num(c.lat_mean_ms, '.4f')} p50 {_num(c.lat_p50_ms, '.4f')} "
+             f"p90 {_num(c.lat_p90_ms, '.4f')} p99 {_num(c.lat_p99_ms, '.4f')}; before {_num(c.before_throughput, ',.1f')} "
+             f"after {_num(c.after_throughput, ',.1f')} (drift {_num(None if c.drift is None else 100 * c.drift, '.1f')} %)")
+    if result.accuracy and result.accuracy.line:
+        line(f"accuracy: {result.accuracy.line}")
+    rt = result.runtime
+    if rt:
+        line(f"runtime: {rt.name} {rt.version} on {rt.device} ({', '.join(rt.providers)}); executed: {rt.precision}")
+        for note in rt.notes:
+            line(f"  note: {note}")
+        line(f"  settings: {rt.settings}")
+    if result.dispatch and result.dispatch.batch_sizes:
+        line(f"batches formed: {result.dispatch.batch_sizes} (size: count)")
+    for text in result.flags.values():
+        line(f"FLAG: {text}")
+    for note in result.notes:
+        line(f"note: {note}")
+    if result.run_dir:
+        run_dir = Path(result.run_dir)
+        line("evidence:")
+        for name in ("loadgen/mlperf_log_summary.txt", "loadgen/mlperf_log_detail.txt", "loadgen/mlperf_log_accuracy.json",
+                     "accuracy.txt", "compute_latency_s.npy", "stderr.txt", "point.json", "result.json"):
+            if (run_dir / name).exists():
+                line(f"  {run_dir / name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -35,6 +36,17 @@ class Dataset(ABC):
     @abstractmethod
     def load(self, indices: np.ndarray) -> np.ndarray:
         """Samples at `indices`, stacked: shape (len(indices), *sample_shape)."""
+
+    def content_sha256(self) -> str:
+        """A hash of what the QSL would serve (samples as loaded, labels, shape, dtype): part of a point's
+        key, so edited data is never mistaken for the data a stored row measured."""
+        digest = hashlib.sha256(f"{len(self)} {self.sample_shape} {np.dtype(self.dtype).str}".encode())
+        for start in range(0, len(self), 4096):
+            chunk = self.load(np.arange(start, min(start + 4096, len(self))))
+            digest.update(np.ascontiguousarray(chunk).tobytes())
+        if self.labels is not None:
+            digest.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
+        return digest.hexdigest()
 
 
 class ArrayDataset(Dataset):
