@@ -9,6 +9,7 @@ exception escaping into LoadGen aborts the process.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,7 +27,8 @@ def top1(logits: np.ndarray) -> np.ndarray:
 
 
 class SutAdapter:
-    """Runs batches for a dispatcher; completes every sample exactly once."""
+    """Runs batches for a dispatcher; completes every sample exactly once, and counts the batch sizes
+    the dispatcher really formed (a Server batcher's batches depend on arrivals, not on --batch)."""
 
     def __init__(self, backend: Backend, library: SampleLibrary, errors: loadgen.CallbackErrors):
         self.backend = backend
@@ -34,6 +36,7 @@ class SutAdapter:
         self.errors = errors
         self.batches = 0
         self.samples = 0
+        self.batch_sizes: Counter[int] = Counter()
         self._count_lock = threading.Lock()  # streams finish batches concurrently
 
     def run_batch(self, ids: Sequence[int], indices: Sequence[int], stream: int = 0) -> None:
@@ -53,3 +56,4 @@ class SutAdapter:
         with self._count_lock:
             self.batches += 1
             self.samples += len(ids)
+            self.batch_sizes[len(ids)] += 1

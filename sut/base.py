@@ -1,34 +1,43 @@
-"""The Backend protocol every hardware module implements, and the registry that loads them lazily.
+"""The Backend protocol every hardware module implements.
 
-A backend has two paths (see ARCHITECTURE.md, "Definitions"):
+A backend has two paths (docs/architecture.md, "Definitions"):
 - the *system* path, `infer(batch, stream)`: a host array in, a host array out, everything included;
-- the *compute* path, `time_compute(batch, iterations)`: the pure execution of a batch whose inputs
-  are already resident where the device reads them; returns seconds per execution.
-The LoadGen side (turning callbacks into batches) lives in `sut.adapter`.
+- the *compute* path, `compute_step(batch, stream)`: a callable that runs one pure execution of a batch
+  whose inputs are already resident where the device reads them, and returns its seconds. The runner
+  calls the steps of all streams at once, so compute is timed at the deployment the system runs.
+The facts about what a backend can run live on the backend class itself (`check_device`, `supports`,
+`exec_precisions`), so nothing outside it keeps a list of backend names. The LoadGen side (callbacks ->
+batches) lives in `sut.adapter`; finding backends by name lives in `sut.registry`.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from mlperf_ext.errors import BackendUnavailable, ConfigError
+from mlperf_ext.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sut.model_file import ModelInfo
+
+#: `exec_precision` value that runs the model in its own precision (every backend supports it)
+MODEL_PRECISION = "model"
 
 
 @dataclass(frozen=True)
 class DeploymentOptions:
     """Deployment parameters a backend is loaded with; each is its own column in results."""
 
-    threads: int | None = None  # intra-op threads; None = runtime default
-    streams: int = 1  # concurrent executions (ORT concurrent runs, OV infer requests, TRT contexts)
+    threads: int | None = None  # intra-op threads over all streams; None = runtime default
+    streams: int = 1  # concurrent executions (ORT sessions, OV infer requests, TRT contexts)
     device: str = "cpu"
     max_batch: int = 1  # the largest batch the SUT will hand to infer()
     operating_mode: str | None = None  # power/clock mode, or a runtime hint such as OpenVINO's LATENCY
+    exec_precision: str = MODEL_PRECISION  # precision the runtime is asked to execute in
 
     def __post_init__(self):
         if self.threads is not None and self.threads < 1:
@@ -57,22 +66,41 @@ class BackendDescription:
     device: str
     providers: list[str] = field(default_factory=list)  # execution providers / plugins really in use
     settings: dict = field(default_factory=dict)  # effective runtime settings read back from the runtime
+    precision: str = ""  # what executed, read back from the runtime (e.g. "int8", "fp32 (fp16 weights upcast)")
+    compute_dtype: str = ""  # the datatype the heavy ops ran in, for level 0 ("" when unknown)
+    notes: list[str] = field(default_factory=list)  # where the runtime did something other than asked
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: one pure execution with resident inputs; returns its duration in seconds
+ComputeStep = Callable[[], float]
 
 
 @runtime_checkable
 class Backend(Protocol):
     """One hardware/runtime target. Implementations live in sut/<name>.py and import their runtime lazily."""
 
-    name: str
+    name: ClassVar[str]
+    extra: ClassVar[str]  # pip extra that installs the runtime ("" when the core installs it)
+    runtime_module: ClassVar[str | None]  # import name checked before anything runs
+    runtime_packages: ClassVar[tuple[str, ...]]  # distributions whose versions are part of a point's key
+    exec_precisions: ClassVar[tuple[str, ...]]  # accepted `exec_precision` values ("model" always)
+
+    @staticmethod
+    def check_device(device: str) -> None:
+        """Raise ConfigError, before anything runs, for a device this backend cannot use here."""
+
+    @classmethod
+    def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:
+        """None when this backend can run the model with these options, else the reason it cannot."""
 
     def load(self, model_path: Path, options: DeploymentOptions) -> None:
         """Load and compile the model; raise ModelError/UnsupportedVariant/BackendUnavailable on failure."""
 
     def describe(self) -> BackendDescription:
-        """Runtime name and version, device, and the providers/settings actually in use."""
+        """Runtime name and version, device, the providers/settings actually in use, and what executed."""
 
     def input_spec(self) -> TensorSpec:
         """The (single) model input."""
@@ -80,53 +108,18 @@ class Backend(Protocol):
     def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
         """System path: run one batch on execution stream `stream` (0..streams-1); return host logits."""
 
-    def time_compute(self, batch: np.ndarray, iterations: int) -> list[float]:
-        """Compute path: seconds per execution of `batch` with inputs pre-bound on the device."""
+    def compute_step(self, batch: np.ndarray, stream: int = 0) -> ComputeStep:
+        """Compute path: bind `batch` where stream `stream` reads it and return one timed execution."""
 
     def close(self) -> None:
         """Release runtime resources."""
 
 
-# name -> (module, class, pip extra that installs its runtime, runtime import name)
-BACKENDS: dict[str, tuple[str, str, str, str | None]] = {
-    "null": ("sut.null", "NullBackend", "", None),
-    "onnxruntime": ("sut.onnxruntime", "OnnxRuntimeBackend", "onnxruntime", "onnxruntime"),
-    "openvino": ("sut.openvino", "OpenVinoBackend", "openvino", "openvino"),
-}
-
-
-def _load_class(module_name: str, class_name: str, ref: str):
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"backend '{ref}' cannot be imported ({exc}); fix: use one of "
-                          f"{', '.join(sorted(BACKENDS))} or an importable 'module:Class'") from exc
-    if not hasattr(module, class_name):
-        raise ConfigError(f"backend '{ref}': module {module_name} has no class {class_name}; "
-                          "fix: name an existing class")
-    return getattr(module, class_name)
-
-
-def check_backend(name: str) -> None:
-    """Fail early, before any run, on an unknown backend or one whose runtime is not installed.
-
-    Besides the built-in names, `module:Class` names a backend class importable from Python (used
-    for out-of-tree backends and for the fault-injection backends of the test suite).
-    """
-    if ":" in name:
-        _load_class(*name.split(":", 1), name)
-        return
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown backend '{name}'; fix: use one of {', '.join(sorted(BACKENDS))}")
-    _module, _cls, extra, runtime = BACKENDS[name]
-    if runtime is not None and importlib.util.find_spec(runtime) is None:
-        raise BackendUnavailable(name, extra, f"python module '{runtime}' not found")
-
-
-def create_backend(name: str) -> Backend:
-    """Instantiate a backend by name; the runtime itself is imported by the backend's load()."""
-    check_backend(name)
-    if ":" in name:
-        return _load_class(*name.split(":", 1), name)()
-    module_name, class_name, _extra, _runtime = BACKENDS[name]
-    return _load_class(module_name, class_name, name)()
+def check_exec_precision(backend_cls, options: DeploymentOptions) -> str | None:
+    """The reason a backend refuses `options.exec_precision`, or None."""
+    wanted = options.exec_precision
+    accepted = getattr(backend_cls, "exec_precisions", (MODEL_PRECISION,))
+    if wanted in accepted:
+        return None
+    return (f"{backend_cls.name} cannot execute in '{wanted}' (it accepts {', '.join(accepted)}); fix: use "
+            f"--exec-precision {MODEL_PRECISION} or a variant built in that precision")

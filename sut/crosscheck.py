@@ -1,8 +1,9 @@
 """Run every built zoo artifact on ONNX Runtime and OpenVINO and print an accuracy table.
 
-This is how the facts in compat.py were checked: `python -m mlperf_ext.zoo.crosscheck <models_dir>
-[names...]` builds (cached) the requested models, measures held-out top-1 on both runtimes, and
-flags any disagreement between what happened and what `runnable_on` claims.
+This is how the backends' `supports` claims are checked: `python -m sut.crosscheck <models_dir>
+[names...]` builds (cached) the requested models, measures held-out top-1 on both runtimes (called
+directly, not through the backend, so a refusal the backend claims is put to the test), and flags any
+disagreement between what happened and what the backend's `supports` says.
 
 Models without a dataset (the standard architectures: seeded random weights, speed only) have no
 accuracy to measure; they get a load-and-run check on a small random batch. Without names only the
@@ -18,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mlperf_ext.zoo.compat import runnable_on
 from mlperf_ext.zoo.evaluate import accuracy, openvino_logits, ort_logits
 from mlperf_ext.zoo.metadata import read_metadata
 from mlperf_ext.zoo.registry import build, list_models, model_info
+from sut.base import DeploymentOptions
+from sut.model_file import inspect_model
+from sut.registry import backend_class
 
 BACKENDS = ("onnxruntime", "openvino")
 
@@ -78,8 +81,14 @@ def default_names() -> list[str]:
     return [i.name for i in list_models() if i.dataset is not None]
 
 
+def claim(path: Path, backend: str) -> tuple[bool, str]:
+    """(can run, why) as the backend's `supports` says for this file with default options."""
+    reason = backend_class(backend).supports(inspect_model(path), DeploymentOptions())
+    return reason is None, reason or f"{backend} claims it runs this variant"
+
+
 def crosscheck(names: list[str] | None, models_dir: Path) -> list[CrossResult]:
-    """Check `names` (None = default_names()) on each backend against what `runnable_on` claims."""
+    """Check `names` (None = default_names()) on each backend against what its `supports` claims."""
     if names is None:
         names = default_names()
     results = []
@@ -88,7 +97,7 @@ def crosscheck(names: list[str] | None, models_dir: Path) -> list[CrossResult]:
         info = model_info(meta.get("name", path.stem))
         held_out = _held_out(info.dataset) if info.dataset is not None else None
         for backend in BACKENDS:
-            ok, why = runnable_on(meta, backend)
+            ok, why = claim(path, backend)
             acc, err = None, None
             try:
                 if held_out is not None:

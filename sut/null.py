@@ -9,13 +9,17 @@ import numpy as np
 
 from mlperf_ext.errors import ConfigError
 from mlperf_ext.host import package_version
-from sut.base import BackendDescription, DeploymentOptions, TensorSpec
+from sut.base import MODEL_PRECISION, BackendDescription, ComputeStep, DeploymentOptions, TensorSpec
 
 
 class NullBackend:
     """No model is executed; `load` only records the options (the model path may be anything)."""
 
     name = "null"
+    extra = ""
+    runtime_module = None
+    runtime_packages: tuple[str, ...] = ()
+    exec_precisions = (MODEL_PRECISION,)
     runs_model = False  # validation skips the model file and shape checks
 
     def __init__(self, sample_shape: tuple[int, ...] = (1,), dtype: str = "float32"):
@@ -28,6 +32,10 @@ class NullBackend:
         if device != "cpu":
             raise ConfigError(f"the null backend runs on the host only, not '{device}'; fix: use --device cpu")
 
+    @classmethod
+    def supports(cls, model, options: DeploymentOptions) -> str | None:
+        return None  # runs no model, so any file will do
+
     def load(self, model_path: Path, options: DeploymentOptions) -> None:
         self.check_device(options.device)
         self._options = options
@@ -35,24 +43,28 @@ class NullBackend:
 
     def describe(self) -> BackendDescription:
         return BackendDescription("null", package_version("mlperf-ext") or "dev", "none", [],
-                                  {"streams": self._options.streams})
+                                  {"streams": self._options.streams}, precision="none (no model runs)")
 
     def input_spec(self) -> TensorSpec:
         return self._spec
 
-    def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
-        n = len(batch)
+    def _answer(self, n: int) -> np.ndarray:
         if n > len(self._answers):
             self._answers = np.zeros((n, 1), dtype=np.float32)
         return self._answers[:n]
 
-    def time_compute(self, batch: np.ndarray, iterations: int) -> list[float]:
-        out = []
-        for _ in range(iterations):
-            start = time.perf_counter_ns()
-            self.infer(batch)
-            out.append((time.perf_counter_ns() - start) * 1e-9)
-        return out
+    def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
+        return self._answer(len(batch))
+
+    def compute_step(self, batch: np.ndarray, stream: int = 0) -> ComputeStep:
+        answer, n, clock = self._answer, len(batch), time.perf_counter_ns
+
+        def step() -> float:
+            start = clock()
+            answer(n)
+            return (clock() - start) * 1e-9
+
+        return step
 
     def close(self) -> None:
         pass

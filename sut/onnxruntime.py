@@ -1,6 +1,6 @@
 """ONNX Runtime backend: CPU, CUDA and TensorRT execution providers behind the Backend protocol.
 
-Compute boundary (ARCHITECTURE.md, "Definitions"): `time_compute` pre-binds the input once as an
+Compute boundary (docs/architecture.md, "Definitions"): `compute_step` pre-binds the input once as an
 OrtValue on the session's device, binds every output to that device (after one untimed warm-up run it
 re-binds the outputs ORT allocated, so no allocation is timed), and times only
 `session.run_with_iobinding(io)` with `time.perf_counter_ns`. On CUDA/TensorRT, ORT synchronises the
@@ -9,25 +9,41 @@ true), so the timed interval covers the kernels themselves; host-to-device and d
 are outside it. The system path `infer` is `session.run` with a host array: copies, output allocation
 and (for a fixed-batch model) padding included.
 
-Streams: `infer(batch, stream=k)` may be called from `streams` threads at once. All streams share one
-InferenceSession (ORT's Run is thread-safe), because measured on this 2-core machine (MLP
-784-1024-1024-10 FP32, batch 64, two threads each running 300 batches, median of 5; script
-/tmp/ortm/streams2.py): shared session 73.3 k img/s vs one session per stream 61.7 k img/s with the
-default intra-op threads (two sessions = two thread pools oversubscribing 2 cores), and 91.1 k vs
-92.8 k img/s with intra_op_num_threads=1 (equal within noise). One session also compiles once and
-holds one copy of the weights.
+Streams: each stream has its own InferenceSession with its share of the threads (`threads` split as
+evenly as possible; without `threads`, the usable CPUs are split). Two concurrent runs on one session
+share one intra-op pool: on 2 cores ResNet-50 at batch 32 ran at 46.4 samples/s with 2 streams against
+54.7 with one, because both runs fight over the same two pool threads. The split is in the row's
+runtime settings. With one stream and no `threads`, ORT keeps its own default (one thread per core).
+
+Precision: what executed is read from ORT itself at load: the profiler of one warm-up run gives the
+kernels that ran and their input types (profiling then ends), and the optimized graph ORT writes gives
+the attributes of the kernels it chose. E.g. QGemm on uint8 is int8; FusedGemm on float after a Cast is
+fp32 with the fp16 weights upcast (ORT's CPU provider has no fp16 Gemm); DequantizeLinear of Int2x4
+feeding a float Gemm is fp32 with int2 weights dequantized at run time; MatMulNBits computes in what its
+`accuracy_level` names (ORT's contrib-op spec: 0/1 fp32, 2 fp16, 3 bf16, 4 int8) on `bits`-bit weights.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from mlperf_ext.errors import BackendUnavailable, ConfigError, ModelError
-from sut.base import BackendDescription, DeploymentOptions, TensorSpec
+from sut.base import (
+    MODEL_PRECISION,
+    BackendDescription,
+    ComputeStep,
+    DeploymentOptions,
+    TensorSpec,
+    check_exec_precision,
+)
 from sut.model_file import ModelInfo, first_line, fit_batch, inspect_model, refuse_batch
+from sut.precision import HeavyOp, dtype_name, summarize
 
 # device -> (execution providers in priority order, OrtValue device type)
 _DEVICES: dict[str, tuple[list[str], str]] = {
@@ -37,6 +53,10 @@ _DEVICES: dict[str, tuple[list[str], str]] = {
     "tensorrt": (["TensorrtExecutionProvider", "CUDAExecutionProvider"], "cuda"),
 }
 _GPU_FIX = "install onnxruntime-gpu (with a matching CUDA/cuDNN) on a machine with an NVIDIA GPU, or use --device cpu"
+#: kernels that carry a model's arithmetic (their input types say what precision ran)
+HEAVY_KERNELS = {"Conv", "FusedConv", "NhwcFusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "QGemm",
+                 "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "MatMulIntegerToFloat",
+                 "DynamicQuantizeMatMul", "MatMulNBits", "NhwcQLinearConv", "QLinearConvTranspose"}
 
 
 def _parse_device(device: str) -> tuple[str, int]:
@@ -51,21 +71,76 @@ def _parse_device(device: str) -> tuple[str, int]:
     return kind, int(index or 0)
 
 
+def split_threads(threads: int | None, streams: int) -> list[int | None]:
+    """Intra-op threads per stream session: `threads` (or the usable CPUs) shared out as evenly as possible,
+    at least one each; [None] (ORT's default) for one stream without a thread count."""
+    if streams == 1:
+        return [threads]
+    total = threads if threads is not None else len(os.sched_getaffinity(0))
+    share, extra = divmod(max(total, streams), streams)
+    return [share + (1 if k < extra else 0) for k in range(streams)]
+
+
+#: MatMulNBits accuracy_level -> the datatype it computes in (ORT contrib-op spec, com.microsoft.MatMulNBits)
+NBITS_ACCURACY = {0: "fp32", 1: "fp32", 2: "fp16", 3: "bf16", 4: "int8"}
+
+
+def nbits_kernels(optimized) -> list[tuple[int, int]]:
+    """(bits, accuracy_level) of every MatMulNBits node in ORT's optimized graph, in graph order."""
+    from onnx import helper
+
+    out = []
+    for node in optimized.graph.node if optimized is not None else ():
+        if node.op_type == "MatMulNBits":
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            out.append((int(attrs.get("bits", 4)), int(attrs.get("accuracy_level", 0))))
+    return out
+
+
+def executed_precision(kernels: list[dict], info: ModelInfo, optimized=None) -> tuple[str, str]:
+    """(what executed, compute dtype) from ORT profiler kernel events (their `args`) and the optimized graph."""
+    heavy: list[HeavyOp] = []
+    dequantized: set[str] = set()
+    nbits = iter(nbits_kernels(optimized))
+    for args in kernels:
+        op = args.get("op_name", "")
+        types = [dtype_name(next(iter(t))) for t in args.get("input_type_shape", []) if t]
+        if op == "DequantizeLinear" and types and types[0] not in ("fp32", "fp16", "bf16", ""):
+            dequantized.add(types[0])
+        if op == "MatMulNBits":
+            bits, level = next(nbits, (4, 0))
+            heavy.append(HeavyOp(op, NBITS_ACCURACY.get(level, "fp32"), f"int{bits}"))
+        elif op in HEAVY_KERNELS and types:
+            heavy.append(HeavyOp(op, types[0]))
+    suffix = ""
+    if dequantized and all(h.compute in ("fp32", "fp16") for h in heavy):
+        suffix = f"{'/'.join(sorted(dequantized))} weights dequantized at run time"
+    elif info.float_precision == "fp16" and heavy and all(h.compute == "fp32" for h in heavy):
+        suffix = "fp16 weights upcast"
+    return summarize(heavy, suffix)
+
+
 class OnnxRuntimeBackend:
-    """One ONNX model in one ORT InferenceSession, shared by all streams."""
+    """One ONNX model in one ORT InferenceSession per stream."""
 
     name = "onnxruntime"
+    extra = "onnxruntime"
+    runtime_module = "onnxruntime"
+    runtime_packages = ("onnxruntime", "onnxruntime-gpu")
+    exec_precisions = (MODEL_PRECISION,)  # ORT has no switch that changes the precision a graph runs in
 
     def __init__(self) -> None:
         self._ort = None
-        self._session = None
+        self._sessions: list = []
         self._info: ModelInfo | None = None
         self._options: DeploymentOptions | None = None
         self._device_type = "cpu"
         self._device_id = 0
         self._output_name = ""
+        self._threads: list[int | None] = []
+        self._precision = ("", "")
 
-    # -- loading -------------------------------------------------------------------------------
+    # -- facts ---------------------------------------------------------------------------------
     @staticmethod
     def check_device(device: str) -> None:
         """Refuse, before anything runs, a device whose execution provider this install lacks."""
@@ -78,6 +153,11 @@ class OnnxRuntimeBackend:
             raise ConfigError(f"onnxruntime {ort.__version__} here has no {', '.join(missing)} (available: "
                               f"{', '.join(available)}); fix: {_GPU_FIX}")
 
+    @classmethod
+    def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:
+        return check_exec_precision(cls, options)
+
+    # -- loading -------------------------------------------------------------------------------
     def load(self, model_path: Path, options: DeploymentOptions) -> None:
         kind, device_id = _parse_device(options.device)
         try:
@@ -90,14 +170,30 @@ class OnnxRuntimeBackend:
             raise err from exc
         info = inspect_model(model_path)
         refuse_batch(info, options.max_batch)
-
+        reason = self.supports(info, options)
+        if reason:
+            raise ConfigError(reason)
         wanted, device_type = _DEVICES[kind]
         self.check_device(options.device)
-
-        so = ort.SessionOptions()
-        if options.threads is not None:
-            so.intra_op_num_threads = options.threads
         providers: list = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p for p in wanted]
+        self._ort, self._info, self._options = ort, info, options
+        self._device_type, self._device_id = device_type, device_id
+        self._output_name = info.output_names[0]
+        self._threads = split_threads(options.threads, options.streams)
+        with tempfile.TemporaryDirectory() as scratch:
+            self._sessions = [self._session(info, providers, wanted, threads, scratch if k == 0 else None)
+                              for k, threads in enumerate(self._threads)]
+            self._precision = self._profile(Path(scratch))
+
+    def _session(self, info: ModelInfo, providers: list, wanted: list[str], threads: int | None, profile_dir):
+        ort = self._ort
+        so = ort.SessionOptions()
+        if threads is not None:
+            so.intra_op_num_threads = threads
+        if profile_dir is not None:  # one profiled warm-up run says which kernels ran in which types
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(profile_dir) / "ort_profile")
+            so.optimized_model_filepath = str(Path(profile_dir) / "optimized.onnx")
         try:
             session = ort.InferenceSession(str(info.path), sess_options=so, providers=providers)
         except Exception as exc:  # ORT raises Fail/InvalidGraph/NotImplemented... for models it cannot load
@@ -107,36 +203,57 @@ class OnnxRuntimeBackend:
         if in_use[: len(wanted)] != wanted:
             raise ConfigError(f"onnxruntime fell back to {', '.join(in_use)} instead of {', '.join(wanted)} "
                               f"(the provider failed to initialise); fix: {_GPU_FIX}")
+        return session
 
-        self._ort, self._session, self._info, self._options = ort, session, info, options
-        self._device_type, self._device_id = device_type, device_id
-        self._output_name = info.output_names[0]
+    def _profile(self, scratch: Path) -> tuple[str, str]:
+        """Run stream 0 once under the profiler, end profiling, and read the kernels that ran and the
+        optimized graph they came from."""
+        import onnx
+
+        assert self._info is not None
+        session = self._sessions[0]
+        shape = [d if d is not None else 1 for d in self._info.input.shape]
+        session.run(None, {self._info.input.name: np.zeros(shape, dtype=self._info.input.dtype)})
+        path = Path(session.end_profiling())
+        if not path.is_absolute():
+            path = scratch / path.name if (scratch / path.name).exists() else Path.cwd() / path
+        try:
+            events = json.loads(path.read_text())
+        finally:
+            path.unlink(missing_ok=True)
+        kernels = [e.get("args", {}) for e in events
+                   if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")]
+        optimized_path = scratch / "optimized.onnx"
+        optimized = onnx.load(str(optimized_path), load_external_data=False) if optimized_path.exists() else None
+        return executed_precision(kernels, self._info, optimized)
 
     def _require(self):
-        if self._session is None:
+        if not self._sessions:
             raise RuntimeError("OnnxRuntimeBackend used before load()")
-        return self._session
+        return self._sessions
 
     # -- description ---------------------------------------------------------------------------
     def describe(self) -> BackendDescription:
-        session = self._require()
+        sessions = self._require()
         assert self._options is not None and self._ort is not None and self._info is not None
-        so = session.get_session_options()
+        so = sessions[0].get_session_options()
         settings = {
             # 0 = ORT's default: one intra-op thread per physical core.
-            "intra_op_num_threads": so.intra_op_num_threads,
+            "intra_op_num_threads": [s.get_session_options().intra_op_num_threads for s in sessions],
             "inter_op_num_threads": so.inter_op_num_threads,
             "execution_mode": str(so.execution_mode).rsplit(".", 1)[-1],
             "graph_optimization_level": str(so.graph_optimization_level).rsplit(".", 1)[-1],
             "streams": self._options.streams,
-            "stream_sessions": "shared",  # see module docstring for the measurement behind this choice
-            "provider_options": session.get_provider_options(),
+            "stream_sessions": len(sessions),
+            "provider_options": sessions[0].get_provider_options(),
             "model_float_precision": self._info.float_precision,
             "model_weight_types": list(self._info.weight_types),
             "compute_boundary": "run_with_iobinding, input and outputs pre-bound on the device",
         }
+        text, dtype = self._precision
         return BackendDescription(runtime="onnxruntime", version=self._ort.__version__, device=self._options.device,
-                                  providers=list(session.get_providers()), settings=settings)
+                                  providers=list(sessions[0].get_providers()), settings=settings,
+                                  precision=text, compute_dtype=dtype)
 
     def input_spec(self) -> TensorSpec:
         self._require()
@@ -145,20 +262,16 @@ class OnnxRuntimeBackend:
 
     # -- system path ---------------------------------------------------------------------------
     def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
-        session = self._require()
-        assert self._info is not None and self._options is not None
-        if not 0 <= stream < self._options.streams:
-            raise ValueError(f"stream {stream} outside 0..{self._options.streams - 1}")
+        session = self._require()[stream]
+        assert self._info is not None
         run_batch, keep = fit_batch(batch, self._info)
         out = session.run([self._output_name], {self._info.input.name: run_batch})[0]
         return out[:keep] if keep != run_batch.shape[0] else out
 
     # -- compute path --------------------------------------------------------------------------
-    def time_compute(self, batch: np.ndarray, iterations: int) -> list[float]:
-        session = self._require()
+    def compute_step(self, batch: np.ndarray, stream: int = 0) -> ComputeStep:
+        session = self._require()[stream]
         assert self._info is not None and self._ort is not None
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {iterations}")
         run_batch, _ = fit_batch(batch, self._info)
         x = self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(run_batch), self._device_type,
                                                    self._device_id)
@@ -169,12 +282,15 @@ class OnnxRuntimeBackend:
         session.run_with_iobinding(io)  # warm-up: ORT allocates the outputs once
         for name, value in zip(self._info.output_names, io.get_outputs(), strict=True):
             io.bind_ortvalue_output(name, value)
-        times: list[float] = []
-        for _ in range(iterations):
-            t0 = time.perf_counter_ns()
-            session.run_with_iobinding(io)
-            times.append((time.perf_counter_ns() - t0) / 1e9)
-        return times
+        run, clock = session.run_with_iobinding, time.perf_counter_ns
+
+        def step() -> float:
+            start = clock()
+            run(io)
+            return (clock() - start) * 1e-9
+
+        step.keep_alive = (x, io)  # the bound buffers live as long as the step
+        return step
 
     def close(self) -> None:
-        self._session = None
+        self._sessions = []

@@ -1,16 +1,17 @@
 """OpenVINO backend: an ONNX model compiled for one OpenVINO device (CPU here) behind the Backend protocol.
 
-Compute boundary (ARCHITECTURE.md, "Definitions"): `time_compute` uses an InferRequest of its own,
-sets the input tensor once with `set_input_tensor`, runs one untimed warm-up, then times only
-`request.infer(share_outputs=True)` (no inputs passed, outputs returned as views, so nothing is
+Compute boundary (docs/architecture.md, "Definitions"): `compute_step(batch, k)` uses stream k's
+InferRequest, sets the input tensor once with `set_input_tensor`, runs one untimed warm-up, then times
+only `request.infer(share_outputs=True)` (no inputs passed, outputs returned as views, so nothing is
 copied in or out) with `time.perf_counter_ns`; the interval is the plugin's synchronous execution
-plus the Python call. The system path `infer` wraps the host array in a tensor that shares its memory
+plus the Python call. The runner runs the steps of all streams at once, as the system path does, so
+each request gets the share of the threads it gets in the deployment. The system path `infer` wraps the host array in a tensor that shares its memory
 (`set_input_tensor`), runs `request.infer()` and copies the output out.
 
 Streams: `streams` InferRequests are created and `infer(batch, stream=k)` runs request k
 synchronously; `InferRequest.infer` releases the GIL, so k Python threads execute concurrently
 (measured, MLP 784-1024-1024-10 at batch 64, 600 batches over the threads: 2 streams 51-53 k img/s
-vs 1 stream 16 k img/s on this 2-core machine; script /tmp/ortm/ovstreams.py).
+vs 1 stream 16 k img/s on a 2-core machine).
 NUM_STREAMS is set to `streams` explicitly; explicit low-level properties take precedence over
 PERFORMANCE_HINT (checked by reading NUM_STREAMS back from the compiled model). INFERENCE_NUM_THREADS
 is OpenVINO's total over all streams, and the CPU plugin caps both at the core count: on this 2-core
@@ -18,26 +19,38 @@ machine NUM_STREAMS 4 or 8 -> 2, and threads=1 with 2 streams -> 1 stream (OpenV
 with get_property). Such caps are not refused, so a streams sweep still runs, but describe() reports
 the effective values and a note for every cap.
 
-Precision: INFERENCE_PRECISION_HINT is set to the model's own float precision. On a CPU with BF16
-support OpenVINO's default is bf16 (shared/notes/offline-models-and-data.md §5), which would quietly
-turn an FP32 run into a bf16 one. FP32 and quantized (QDQ, float32 scales) models get f32. An FP16 model
-gets f16 only where the device lists FP16 in OPTIMIZATION_CAPABILITIES (native f16 kernels, e.g.
-AVX512-FP16/AMX-FP16 CPUs); elsewhere it gets f32 and describe() says that the fp16 weights were
-upcast. All effective values are read back from the compiled model.
+Precision: `exec_precision` sets INFERENCE_PRECISION_HINT. `model` (the default) asks for the model's own
+float precision: on a CPU with BF16 support OpenVINO's own default is bf16, which would quietly turn an
+FP32 run into a bf16 one. FP32 and quantized (QDQ, float32 scales) models get f32. An FP16 model gets f16
+only where the device lists FP16 in OPTIMIZATION_CAPABILITIES (native f16 kernels); elsewhere it gets f32
+and the row says that the fp16 weights were upcast. `bf16`/`fp16`/`fp32` ask for that precision
+explicitly (benchmark_app's default on a BF16 CPU is bf16), refused where the device lacks the kernels.
+What executed is read back from the runtime model: each compute-heavy layer's input element types
+(activations, weights), e.g. FullyConnected on u8 x i8 is int8, on f32 x u4 is fp32 with int4 weights.
 """
 
 from __future__ import annotations
 
 import time
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from mlperf_ext.errors import BackendUnavailable, ConfigError, UnsupportedVariant
-from sut.base import BackendDescription, DeploymentOptions, TensorSpec
+from sut.base import (
+    MODEL_PRECISION,
+    BackendDescription,
+    ComputeStep,
+    DeploymentOptions,
+    TensorSpec,
+    check_exec_precision,
+)
 from sut.model_file import ModelInfo, first_line, fit_batch, inspect_model, refuse_batch
+from sut.precision import HeavyOp, dtype_name, summarize
 
 _HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+#: model float precision or --exec-precision -> INFERENCE_PRECISION_HINT
 _PRECISION_HINT = {"fp32": "f32", "fp64": "f32", "bf16": "bf16", "fp16": "f16"}
 # Capability OpenVINO reports (OPTIMIZATION_CAPABILITIES) for native execution at a given hint.
 _HINT_CAPABILITY = {"f16": "FP16", "bf16": "BF16"}
@@ -45,6 +58,11 @@ _HINT_CAPABILITY = {"f16": "FP16", "bf16": "BF16"}
 _READ_BACK = ("NUM_STREAMS", "INFERENCE_NUM_THREADS", "PERFORMANCE_HINT", "INFERENCE_PRECISION_HINT",
               "EXECUTION_MODE_HINT", "OPTIMAL_NUMBER_OF_INFER_REQUESTS", "PERFORMANCE_HINT_NUM_REQUESTS",
               "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE")
+#: runtime-model layer types that carry the arithmetic (input 0: activations, input 1: weights)
+HEAVY_LAYERS = {"FullyConnected", "FullyConnectedCompressed", "Convolution", "GroupConvolution", "Deconvolution",
+                "MatMul", "Gemm", "BinaryConvolution"}
+#: verified with the zoo's MLP family (read_model: "Unsupported type"); see docs/models.md
+INT2_REASON = "OpenVINO's ONNX frontend cannot read INT2 tensors (read_model: Unsupported type)"
 
 
 def _device_name(device: str) -> str:
@@ -69,37 +87,78 @@ def _plain(value) -> object:
     return text.rsplit(".", 1)[-1] if "." in text and " " not in text else text
 
 
+@cache
+def _core():
+    import openvino as ov
+
+    return ov.Core()
+
+
+def executed_precision(compiled) -> tuple[str, str]:
+    """(what executed, compute dtype) from the compiled model's runtime graph."""
+    try:
+        ops = compiled.get_runtime_model().get_ops()
+    except Exception:  # noqa: BLE001 - not every plugin exposes a runtime model
+        return "unknown (the plugin exposes no runtime model)", ""
+    heavy = []
+    for op in ops:
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+        if kind not in HEAVY_LAYERS or op.get_input_size() < 2:
+            continue
+        act = dtype_name(str(op.input(0).get_element_type()))
+        weights = dtype_name(str(op.input(1).get_element_type()))
+        heavy.append(HeavyOp(kind, act, weights if weights and weights != act and weights != "fp32" else None))
+    return summarize(heavy)
+
+
 class OpenVinoBackend:
     """One ONNX model compiled by OpenVINO, with one InferRequest per stream."""
 
     name = "openvino"
+    extra = "openvino"
+    runtime_module = "openvino"
+    runtime_packages = ("openvino",)
+    exec_precisions = (MODEL_PRECISION, "fp32", "bf16", "fp16")
 
     def __init__(self) -> None:
         self._ov = None
         self._compiled = None
         self._requests: list = []
-        self._compute_request = None
         self._info: ModelInfo | None = None
         self._options: DeploymentOptions | None = None
         self._device = ""
         self._config: dict = {}
         self._notes: list[str] = []
 
-    # -- loading -------------------------------------------------------------------------------
+    # -- facts ---------------------------------------------------------------------------------
     @staticmethod
     def check_device(device: str, core=None) -> None:
         """Refuse, before anything runs, a device OpenVINO does not see here (no fallback to another)."""
         name = _device_name(device)
-        if core is None:
-            import openvino as ov
-
-            core = ov.Core()
+        core = core or _core()
         available = list(core.available_devices)
         if name not in available and not any(d.startswith(name + ".") for d in available):
             raise ConfigError(f"openvino has no device '{device}' here (available: {', '.join(available)}); "
                               f"fix: use --device {available[0].lower() if available else 'cpu'} or install the "
                               f"device's OpenVINO plugin and driver")
 
+    @classmethod
+    def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:
+        if any(t.endswith("int2") for t in model.weight_types):
+            return f"{INT2_REASON}; fix: use onnxruntime for INT2 variants"
+        reason = check_exec_precision(cls, options)
+        if reason or options.exec_precision == MODEL_PRECISION:
+            return reason
+        hint = _PRECISION_HINT[options.exec_precision]
+        needed = _HINT_CAPABILITY.get(hint)
+        device = _device_name(options.device)
+        if needed and needed not in list(_core().get_property(device, "OPTIMIZATION_CAPABILITIES")):
+            return (f"{device} has no native {needed} kernels (OPTIMIZATION_CAPABILITIES lacks {needed}), so openvino "
+                    f"would not execute in {options.exec_precision}; fix: use --exec-precision fp32 or model")
+        return None
+
+    # -- loading -------------------------------------------------------------------------------
     def load(self, model_path: Path, options: DeploymentOptions) -> None:
         device = _device_name(options.device)
         try:
@@ -108,9 +167,11 @@ class OpenVinoBackend:
             raise BackendUnavailable(self.name, "openvino", detail=str(exc)) from exc
         info = inspect_model(model_path)
         refuse_batch(info, options.max_batch)
-
-        core = ov.Core()
+        core = _core()
         self.check_device(options.device, core)
+        reason = self.supports(info, options)
+        if reason:
+            raise UnsupportedVariant(f"openvino cannot run {info.path}: {reason}")
 
         config, notes = self._compile_config(core, device, info, options)
         try:
@@ -126,7 +187,6 @@ class OpenVinoBackend:
         self._ov, self._compiled, self._info, self._options = ov, compiled, info, options
         self._device, self._config, self._notes = device, config, notes
         self._requests = [compiled.create_infer_request() for _ in range(options.streams)]
-        self._compute_request = None
 
     @staticmethod
     def _compile_config(core, device: str, info: ModelInfo, options: DeploymentOptions) -> tuple[dict, list[str]]:
@@ -140,14 +200,15 @@ class OpenVinoBackend:
         elif options.operating_mode:
             notes.append(f"operating_mode '{options.operating_mode}' is not an OpenVINO performance hint; "
                          f"the runtime was not told about it")
+        if options.exec_precision != MODEL_PRECISION:  # asked for explicitly; supports() checked the device
+            config["INFERENCE_PRECISION_HINT"] = _PRECISION_HINT[options.exec_precision]
+            return config, notes
         hint = _PRECISION_HINT.get(info.float_precision, "f32")
         needed = _HINT_CAPABILITY.get(hint)
-        if needed:
-            capabilities = list(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
-            if needed not in capabilities:
-                notes.append(f"model weights are {info.float_precision} but {device} has no native {needed} "
-                             f"kernels; weights upcast and run at f32")
-                hint = "f32"
+        if needed and needed not in list(core.get_property(device, "OPTIMIZATION_CAPABILITIES")):
+            notes.append(f"model weights are {info.float_precision} but {device} has no native {needed} "
+                         f"kernels; weights upcast and run at f32")
+            hint = "f32"
         config["INFERENCE_PRECISION_HINT"] = hint
         return config, notes
 
@@ -167,12 +228,8 @@ class OpenVinoBackend:
 
     @staticmethod
     def _unsupported(info: ModelInfo, exc: BaseException) -> UnsupportedVariant:
-        low_bit = [t for t in info.weight_types if t in ("int2", "uint2", "int4", "uint4")]
-        if any(t.endswith("int2") for t in low_bit):
-            fix = "use onnxruntime for INT2 variants"
-        else:
-            fix = "use onnxruntime for this model, or export it with operators and types OpenVINO supports"
-        return UnsupportedVariant(f"openvino cannot run {info.path}: {first_line(exc)}; fix: {fix}")
+        return UnsupportedVariant(f"openvino cannot run {info.path}: {first_line(exc)}; fix: use onnxruntime for "
+                                  "this model, or export it with operators and types OpenVINO supports")
 
     def _require(self):
         if self._compiled is None:
@@ -191,19 +248,19 @@ class OpenVinoBackend:
         settings["model_weight_types"] = list(self._info.weight_types)
         settings["runtime_precisions"] = self._runtime_precisions(compiled)
         settings["compute_boundary"] = "InferRequest.infer() with the input tensor preset by set_input_tensor"
-        if self._notes:
-            settings["notes"] = list(self._notes)
         devices = (_plain(compiled.get_property("EXECUTION_DEVICES")) if "EXECUTION_DEVICES" in supported
                    else [self._device])
+        text, dtype = executed_precision(compiled)
         return BackendDescription(runtime="openvino", version=self._ov.get_version(), device=self._device,
-                                  providers=list(devices), settings=settings)
+                                  providers=list(devices), settings=settings, precision=text, compute_dtype=dtype,
+                                  notes=list(self._notes))
 
     @staticmethod
     def _runtime_precisions(compiled) -> list[str]:
         """Element precisions the plugin actually executes layers in (evidence of bf16/f16/i8 use)."""
         try:
             ops = compiled.get_runtime_model().get_ops()
-        except Exception:  # not every plugin exposes a runtime model
+        except Exception:  # noqa: BLE001 - not every plugin exposes a runtime model
             return []
         found = set()
         for op in ops:
@@ -221,37 +278,33 @@ class OpenVinoBackend:
     def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
         self._require()
         assert self._info is not None
-        if not 0 <= stream < len(self._requests):
-            raise ValueError(f"stream {stream} outside 0..{len(self._requests) - 1}")
         run_batch, keep = fit_batch(batch, self._info)
         request = self._requests[stream]
         # set_input_tensor + infer + get_output_tensor: ~20 us less per call than infer({0: x}), which
         # builds a dict of inputs and an OVDict of outputs (measured on an MLP at batch 1: 35 vs 56 us)
         request.set_input_tensor(self._ov.Tensor(np.ascontiguousarray(run_batch), shared_memory=True))
         request.infer()
-        out = request.get_output_tensor(0).data[:keep].copy()  # the request reuses its output buffer
-        return out
+        return request.get_output_tensor(0).data[:keep].copy()  # the request reuses its output buffer
 
     # -- compute path --------------------------------------------------------------------------
-    def time_compute(self, batch: np.ndarray, iterations: int) -> list[float]:
-        compiled = self._require()
+    def compute_step(self, batch: np.ndarray, stream: int = 0) -> ComputeStep:
+        self._require()
         assert self._ov is not None and self._info is not None
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {iterations}")
-        if self._compute_request is None:
-            self._compute_request = compiled.create_infer_request()
-        request = self._compute_request
+        request = self._requests[stream]
         run_batch, _ = fit_batch(batch, self._info)
-        request.set_input_tensor(self._ov.Tensor(np.ascontiguousarray(run_batch)))
+        tensor = self._ov.Tensor(np.ascontiguousarray(run_batch))
+        request.set_input_tensor(tensor)
         request.infer(share_outputs=True)  # warm-up: shapes the output tensor and primes the plugin's caches
-        times: list[float] = []
-        for _ in range(iterations):
-            t0 = time.perf_counter_ns()
-            request.infer(share_outputs=True)
-            times.append((time.perf_counter_ns() - t0) / 1e9)
-        return times
+        infer, clock = request.infer, time.perf_counter_ns
+
+        def step() -> float:
+            start = clock()
+            infer(share_outputs=True)
+            return (clock() - start) * 1e-9
+
+        step.keep_alive = tensor
+        return step
 
     def close(self) -> None:
         self._requests = []
-        self._compute_request = None
         self._compiled = None

@@ -169,3 +169,15 @@ def assert_user_error(exc) -> str:
     msg = str(exc)
     assert "\n" not in msg and "fix:" in msg and "Traceback" not in msg
     return msg
+
+
+@pytest.fixture
+def int8_model(tmp_path) -> BuiltModel:
+    """The MLP quantized to static INT8 QDQ by onnxruntime.quantization (the zoo's INT8 recipe)."""
+    from mlperf_ext.zoo import quantize
+
+    built = build_mlp(tmp_path / "mlp32.onnx", dims=(32, 64, 64, 10))
+    model, _meta = quantize.to_int8_qdq(onnx.load(str(built.path)), built.batch(64, seed=9), "x")
+    path = tmp_path / "mlp8.onnx"
+    onnx.save(model, str(path))
+    return BuiltModel(path, built.reference, built.input_shape)

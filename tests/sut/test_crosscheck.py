@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mlperf_ext.zoo import crosscheck, registry
+from mlperf_ext.zoo import registry
 from mlperf_ext.zoo.metadata import ModelInfo, onnx_facts, write_artifact
 from mlperf_ext.zoo.onnx_builder import GraphBuilder
+from sut import crosscheck
 
 INFO = ModelInfo(name="xchecktiny-fp32", family="xchecktiny", architecture="xchecktiny", pruning=None,
                  precision="fp32", dataset=None, description="3x8x8 conv net, random weights")

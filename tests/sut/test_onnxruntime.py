@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from mlperf_ext.errors import ConfigError, ModelError
-from sut.base import Backend, DeploymentOptions, create_backend
+from sut.base import Backend, DeploymentOptions
 from sut.model_file import inspect_model
-from sut.onnxruntime import OnnxRuntimeBackend
+from sut.onnxruntime import OnnxRuntimeBackend, split_threads
+from sut.registry import create_backend
 from tests.sut.conftest import assert_user_error  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
@@ -29,13 +30,14 @@ def test_registry_creates_a_protocol_conforming_backend():
 
 
 def test_describe_records_provider_threads_and_streams(mlp_model):
-    backend = _loaded(mlp_model, threads=1, streams=2, max_batch=8)
+    backend = _loaded(mlp_model, threads=3, streams=2, max_batch=8)
     d = backend.describe()
     assert d.runtime == "onnxruntime" and d.version == ort.__version__ and d.device == "cpu"
     assert d.providers == ["CPUExecutionProvider"]
-    assert d.settings["intra_op_num_threads"] == 1
+    # one session per stream, each with its share of the threads, read back from the sessions
+    assert d.settings["intra_op_num_threads"] == [2, 1] and d.settings["stream_sessions"] == 2
     assert d.settings["execution_mode"] == "ORT_SEQUENTIAL"
-    assert d.settings["streams"] == 2 and d.settings["stream_sessions"] == "shared"
+    assert d.settings["streams"] == 2
     assert d.settings["model_float_precision"] == "fp32"
     assert d.to_dict()["providers"] == ["CPUExecutionProvider"]
     spec = backend.input_spec()
@@ -44,7 +46,14 @@ def test_describe_records_provider_threads_and_streams(mlp_model):
 
 
 def test_default_threads_left_to_runtime(mlp_model):
-    assert _loaded(mlp_model).describe().settings["intra_op_num_threads"] == 0  # 0 = ORT default
+    assert _loaded(mlp_model).describe().settings["intra_op_num_threads"] == [0]  # 0 = ORT default
+
+
+def test_threads_are_split_across_streams():
+    assert split_threads(None, 1) == [None]
+    assert split_threads(4, 1) == [4]
+    assert split_threads(4, 2) == [2, 2] and split_threads(5, 2) == [3, 2]
+    assert split_threads(2, 4) == [1, 1, 1, 1]  # never fewer than one thread per stream session
 
 
 @pytest.mark.parametrize("n", [1, 8, 5])  # batch 1, max_batch, and a smaller last batch
@@ -63,15 +72,20 @@ def test_conv_net_matches_numpy_reference(conv_model):
         np.testing.assert_allclose(backend.infer(x), conv_model.reference(x), rtol=1e-4, atol=1e-4)
 
 
-def test_time_compute_returns_one_positive_time_per_iteration(mlp_model):
+def test_compute_step_runs_on_bound_buffers_that_the_system_path_does_not_use(mlp_model):
+    """The compute boundary: input and outputs are bound once; each step only executes into the same
+    output buffer, and computes what the model computes. The system path returns a new host array."""
     backend = _loaded(mlp_model, max_batch=8)
-    times = backend.time_compute(mlp_model.batch(8), iterations=7)
-    assert len(times) == 7 and all(isinstance(t, float) and t > 0 for t in times)
-    with pytest.raises(ValueError):
-        backend.time_compute(mlp_model.batch(8), iterations=0)
-    # the system path still works after the compute path bound its own inputs
-    x = mlp_model.batch(2)
-    np.testing.assert_allclose(backend.infer(x), mlp_model.reference(x), rtol=1e-4, atol=1e-4)
+    x = mlp_model.batch(8)
+    step = backend.compute_step(x)
+    _x_value, io = step.keep_alive
+    out_ptr = io.get_outputs()[0].data_ptr()
+    assert all(step() > 0 for _ in range(5))
+    assert io.get_outputs()[0].data_ptr() == out_ptr  # no output allocated by a timed step
+    np.testing.assert_allclose(io.get_outputs()[0].numpy(), mlp_model.reference(x), rtol=1e-4, atol=1e-4)
+    first, second = backend.infer(x), backend.infer(x)
+    assert not np.shares_memory(first, second)  # the system path allocates its result every call
+    np.testing.assert_allclose(first, mlp_model.reference(x), rtol=1e-4, atol=1e-4)
 
 
 def test_concurrent_streams_give_correct_results(mlp_model):
@@ -87,7 +101,7 @@ def test_concurrent_streams_give_correct_results(mlp_model):
     for k, outs in enumerate(results):
         for out in outs:
             np.testing.assert_allclose(out, mlp_model.reference(batches[k]), rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError):
+    with pytest.raises(IndexError):
         backend.infer(batches[0], stream=streams)
 
 
@@ -145,9 +159,28 @@ def test_model_precision_is_read_from_the_weights(mlp_model, fp16_model, int2_mo
 
 def test_fp16_model_runs_and_is_recorded(fp16_model):
     backend = _loaded(fp16_model, max_batch=4)
-    assert backend.describe().settings["model_float_precision"] == "fp16"
+    d = backend.describe()
+    assert d.settings["model_float_precision"] == "fp16"
+    # ORT's CPU provider has no fp16 Gemm: it casts, and the profiler shows the Gemm ran on float
+    assert (d.precision, d.compute_dtype) == ("fp32 (fp16 weights upcast)", "fp32")
     x = fp16_model.batch(4)
     np.testing.assert_allclose(backend.infer(x), fp16_model.reference(x), rtol=2e-2, atol=2e-2)
+
+
+def test_executed_precision_is_read_back_not_labelled(mlp_model, int2_model, int8_model):
+    assert (_loaded(mlp_model).describe().precision, _loaded(mlp_model).describe().compute_dtype) == ("fp32", "fp32")
+    # ORT fuses this DequantizeLinear(int2) + MatMul into MatMulNBits(bits=2) and sets accuracy_level 4
+    int2 = _loaded(int2_model).describe()
+    assert (int2.precision, int2.compute_dtype) == ("int8 with int2 weights", "int8")
+    int8 = _loaded(int8_model).describe()
+    assert (int8.precision, int8.compute_dtype) == ("int8", "int8")
+
+
+def test_exec_precision_other_than_the_model_is_refused(mlp_model):
+    reason = OnnxRuntimeBackend.supports(inspect_model(mlp_model.path), DeploymentOptions(exec_precision="bf16"))
+    assert "cannot execute in 'bf16'" in reason
+    with pytest.raises(ConfigError):
+        _loaded(mlp_model, exec_precision="bf16")
 
 
 
@@ -157,6 +190,6 @@ def test_short_last_batch_is_padded_for_a_fixed_batch_model(fixed_batch4_model):
     out = backend.infer(x)
     assert out.shape == (3, 10)
     np.testing.assert_allclose(out, fixed_batch4_model.reference(x), rtol=1e-4, atol=1e-4)
-    assert len(backend.time_compute(x, iterations=2)) == 2
+    assert backend.compute_step(x)() > 0  # the compute path pads the short batch once, outside the timing
     with pytest.raises(ModelError):
         backend.infer(fixed_batch4_model.batch(5))

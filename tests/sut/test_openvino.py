@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from mlperf_ext.errors import ConfigError, ModelError, UnsupportedVariant
-from sut.base import Backend, DeploymentOptions, create_backend
+from sut.base import Backend, DeploymentOptions
+from sut.model_file import inspect_model
 from sut.onnxruntime import OnnxRuntimeBackend
+from sut.registry import create_backend
 
 ov = pytest.importorskip("openvino")
 from sut.openvino import OpenVinoBackend  # noqa: E402  (after the skip: needs the openvino extra)
@@ -49,7 +51,7 @@ def test_capped_streams_are_reported_not_hidden(mlp_model):
     s = backend.describe().settings
     assert s["requested"]["NUM_STREAMS"] == 2 and s["infer_requests"] == 2
     if s["NUM_STREAMS"] != 2:
-        assert any(f"NUM_STREAMS to {s['NUM_STREAMS']} instead of the requested 2" in n for n in s["notes"])
+        assert any(f"NUM_STREAMS to {s['NUM_STREAMS']} instead of the requested 2" in n for n in backend.describe().notes)
     x = mlp_model.batch(4)
     for k in range(2):  # both requests still run, whatever the plugin made of the streams
         np.testing.assert_allclose(backend.infer(x, stream=k), mlp_model.reference(x), **TOL)
@@ -63,9 +65,9 @@ def test_performance_hint_from_operating_mode(mlp_model, mode):
 
 
 def test_operating_mode_that_is_no_hint_is_noted(mlp_model):
-    s = _loaded(mlp_model, operating_mode="maxn").describe().settings
-    assert "PERFORMANCE_HINT" not in s["requested"]
-    assert any("maxn" in note for note in s["notes"])
+    d = _loaded(mlp_model, operating_mode="maxn").describe()
+    assert "PERFORMANCE_HINT" not in d.settings["requested"]
+    assert any("maxn" in note for note in d.notes)
 
 
 def test_fp16_model_precision_is_honest(fp16_model):
@@ -75,7 +77,7 @@ def test_fp16_model_precision_is_honest(fp16_model):
     if "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         assert s["INFERENCE_PRECISION_HINT"] == "float16" and "f16" in s["runtime_precisions"]
     else:
-        assert s["INFERENCE_PRECISION_HINT"] == "float32" and any("upcast" in n for n in s["notes"])
+        assert s["INFERENCE_PRECISION_HINT"] == "float32" and any("upcast" in n for n in backend.describe().notes)
     x = fp16_model.batch(4)
     np.testing.assert_allclose(backend.infer(x), fp16_model.reference(x), rtol=3e-2, atol=3e-2)
 
@@ -96,13 +98,45 @@ def test_dynamic_batch_sizes_in_turn(conv_model):
         np.testing.assert_allclose(backend.infer(x), conv_model.reference(x), **TOL)
 
 
-def test_time_compute_returns_one_positive_time_per_iteration(conv_model):
+def test_compute_step_reads_the_request_output_in_place_and_the_system_path_copies_it(conv_model):
+    """The compute boundary: the input tensor is set once and each step only executes, leaving the
+    output in the request's own buffer; the system path sets the input and copies the output out."""
     backend = _loaded(conv_model, max_batch=4)
-    times = backend.time_compute(conv_model.batch(4), iterations=5)
-    assert len(times) == 5 and all(isinstance(t, float) and t > 0 for t in times)
-    assert len(backend.time_compute(conv_model.batch(1), iterations=2)) == 2  # another shape, same request
-    x = conv_model.batch(3)
-    np.testing.assert_allclose(backend.infer(x), conv_model.reference(x), **TOL)
+    x = conv_model.batch(4)
+    step = backend.compute_step(x)
+    request = backend._requests[0]
+    out_ptr = request.get_output_tensor(0).data.ctypes.data
+    assert all(step() > 0 for _ in range(5))
+    assert request.get_output_tensor(0).data.ctypes.data == out_ptr
+    np.testing.assert_allclose(request.get_output_tensor(0).data, conv_model.reference(x), **TOL)
+    out = backend.infer(conv_model.batch(3))
+    assert not np.shares_memory(out, request.get_output_tensor(0).data)
+    np.testing.assert_allclose(out, conv_model.reference(conv_model.batch(3)), **TOL)
+    assert backend.compute_step(conv_model.batch(1))() > 0  # another shape on the same request
+
+
+def test_int8_variant_really_runs_in_int8(int8_model):
+    d = _loaded(int8_model, max_batch=4).describe()
+    assert (d.precision, d.compute_dtype) == ("int8", "int8")  # read from the runtime model's FullyConnected
+
+
+def test_exec_precision_bf16_is_applied_and_read_back(mlp_model):
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        reason = OpenVinoBackend.supports(inspect_model(mlp_model.path), DeploymentOptions(exec_precision="bf16"))
+        assert "no native BF16" in reason
+        return
+    d = _loaded(mlp_model, max_batch=4, exec_precision="bf16").describe()
+    assert d.settings["INFERENCE_PRECISION_HINT"] == "bfloat16"
+    assert (d.precision, d.compute_dtype) == ("bf16", "bf16")
+    assert _loaded(mlp_model, max_batch=4).describe().compute_dtype == "fp32"  # the default stays the model's
+
+
+def test_exec_precision_the_cpu_lacks_is_refused(mlp_model):
+    if "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has native FP16 kernels")
+    with pytest.raises(UnsupportedVariant) as info:
+        _loaded(mlp_model, exec_precision="fp16")
+    assert "no native FP16 kernels" in assert_user_error(info.value)
 
 
 def test_concurrent_streams_give_correct_results(mlp_model):
@@ -118,7 +152,7 @@ def test_concurrent_streams_give_correct_results(mlp_model):
     for k, outs in enumerate(results):
         for out in outs:
             np.testing.assert_allclose(out, mlp_model.reference(batches[k]), **TOL)
-    with pytest.raises(ValueError):
+    with pytest.raises(IndexError):
         backend.infer(batches[0], stream=streams)
 
 
@@ -153,6 +187,7 @@ def test_int2_model_is_refused_by_openvino_and_run_by_onnxruntime(int2_model):
     msg = assert_user_error(info.value)
     assert msg.startswith(f"openvino cannot run {int2_model.path}: ")
     assert "Unsupported type" in msg and msg.endswith("fix: use onnxruntime for INT2 variants")
+    assert "INT2" in OpenVinoBackend.supports(inspect_model(int2_model.path), DeploymentOptions())
 
     ort_backend = OnnxRuntimeBackend()
     ort_backend.load(int2_model.path, DeploymentOptions(max_batch=4))

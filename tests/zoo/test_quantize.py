@@ -10,7 +10,6 @@ from onnx import TensorProto, helper, numpy_helper
 from mlperf_ext.datasets.mnist import mlp_input, mnist_split
 from mlperf_ext.zoo import numpy_training as nt
 from mlperf_ext.zoo import quantize
-from mlperf_ext.zoo.compat import OPENVINO_INT2_REASON, runnable_on
 from mlperf_ext.zoo.evaluate import openvino_logits, ort_logits, top1
 from mlperf_ext.zoo.metadata import onnx_facts
 from mlperf_ext.zoo.mlp import export_onnx
@@ -119,23 +118,27 @@ def test_gemm_to_matmul_is_equivalent(trans_b, alpha, beta):
 
 
 def test_openvino_claims_hold(trained, tmp_path):
-    """runnable_on's OpenVINO facts, checked against OpenVINO itself."""
+    """The OpenVINO backend's `supports` facts, checked against OpenVINO itself."""
     pytest.importorskip("openvino")
+    from sut.base import DeploymentOptions
+    from sut.model_file import inspect_model
+    from sut.onnxruntime import OnnxRuntimeBackend
+    from sut.openvino import INT2_REASON, OpenVinoBackend
+
     int2, _ = quantize.to_int2_qdq(trained["fp32"], scale_rule="twn")
     int8, _ = quantize.to_int8_qdq(trained["fp32"], trained["x_train"][:64], "input")
     for name, model in (("int2", int2), ("int8", int8)):
         path = tmp_path / f"{name}.onnx"
         onnx.save(model, path)
-        ok, why = runnable_on({"precision": name, "onnx": onnx_facts(model)}, "openvino")
-        if ok:
+        why = OpenVinoBackend.supports(inspect_model(path), DeploymentOptions())
+        if why is None:
             acc = top1(openvino_logits(path, trained["x_test"]), trained["y_test"])
             assert acc >= trained["acc"] - 0.03
         else:
-            assert why == OPENVINO_INT2_REASON
+            assert name == "int2" and why.startswith(INT2_REASON)
             with pytest.raises(Exception, match="Unsupported type"):
                 openvino_logits(path, trained["x_test"][:4])
-    assert runnable_on({"precision": "int2"}, "onnxruntime")[0]
-    assert not runnable_on({"precision": "int2"}, "openvino")[0]
+        assert OnnxRuntimeBackend.supports(inspect_model(path), DeploymentOptions()) is None
 
 
 def test_int2_leaves_an_opset25_callers_model_untouched():

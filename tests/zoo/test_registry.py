@@ -11,7 +11,7 @@ import pytest
 
 from mlperf_ext.datasets.mnist import mlp_input, mnist_split
 from mlperf_ext.errors import ConfigError
-from mlperf_ext.zoo import build, list_models, model_path, read_metadata, registry, runnable_on
+from mlperf_ext.zoo import build, list_models, model_path, read_metadata, registry
 from mlperf_ext.zoo import quantize as quantize_mod
 from mlperf_ext.zoo.evaluate import ort_logits, top1
 from mlperf_ext.zoo.metadata import PRECISIONS, atomic_write_bytes, sha256_file
@@ -83,9 +83,13 @@ def test_metadata_fields_and_sha256(built):
     int2 = read_metadata(paths[2])
     assert int2["producer"]["method"] == "QAT" and "INT2" in int2["onnx"]["initializer_types"]
     assert int2["training"]["kind"] == "qat-int2"
-    assert runnable_on(int2, "openvino") == (False, "OpenVINO's ONNX frontend cannot read INT2 tensors "
-                                                    "(read_model: Unsupported type)")
-    assert runnable_on(read_metadata(paths[0]), "openvino")[0]
+    from sut.base import DeploymentOptions
+    from sut.model_file import inspect_model
+    from sut.openvino import OpenVinoBackend
+
+    assert OpenVinoBackend.supports(inspect_model(paths[2]), DeploymentOptions()).startswith(
+        "OpenVINO's ONNX frontend cannot read INT2 tensors (read_model: Unsupported type)")
+    assert OpenVinoBackend.supports(inspect_model(paths[0]), DeploymentOptions()) is None
 
 
 def test_pruned_model_comes_from_the_wider_one(built):
