@@ -1,8 +1,8 @@
 """Run points and run specs: a YAML spec's lists expand into a grid of fully resolved points.
 
-A `RunPoint` holds everything that decides a measurement; its `key` (a hash of the resolved config,
-the model file's sha256 and the user.conf's contents) is what the results store uses to skip points
-already measured.
+A `RunPoint` holds everything that decides a measurement. Its `identity()` (the resolved config with
+the model file's sha256 and the user.conf's contents) is the part of a point's key the point itself
+knows; the runner adds the dataset's content hash and the versions of the software that measures it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mlperf_ext.errors import ConfigError
+from mlperf_ext.loadgen import SCENARIOS as SCENARIO_NAMES
 from mlperf_ext.yaml_file import read_yaml
-
-SCENARIO_NAMES = ("SingleStream", "MultiStream", "Server", "Offline")
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,7 @@ class RunPoint:
     mlperf_model: str | None = None  # model name for mlperf.conf/user.conf lookups (default: file stem)
     model_name: str | None = None  # display name (zoo name or file stem)
     timeout_s: float = 600.0  # watchdog for the child process; not part of the key
+    exec_precision: str = "model"  # precision the runtime executes in: model (its own) | fp32 | bf16 | fp16
 
     def __post_init__(self):
         if self.scenario not in SCENARIO_NAMES:
@@ -57,6 +57,8 @@ class RunPoint:
             raise ConfigError(f"max_wait_us must be an integer >= 0, got {self.max_wait_us!r}; fix: e.g. 1000")
         if isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0:
             raise ConfigError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}; fix: e.g. 600")
+        if not isinstance(self.exec_precision, str) or not self.exec_precision:
+            raise ConfigError(f"exec_precision must be a name, got {self.exec_precision!r}; fix: e.g. model or bf16")
         if not isinstance(self.settings, dict):
             raise ConfigError(f"settings must be a mapping of TestSettings fields, got {self.settings!r}; "
                               "fix: write settings: {min_duration_ms: 2000}")
@@ -79,21 +81,22 @@ class RunPoint:
     def from_dict(cls, data: dict) -> RunPoint:
         return cls(**data)
 
-    def key(self) -> str:
-        """Hash of everything that decides the measurement, including the bytes of its inputs."""
+    def identity(self) -> dict:
+        """Everything of the point that decides its measurement, with the bytes of its input files."""
         data = self.to_dict()
         data.pop("timeout_s")
         data["model_sha256"] = file_sha256(Path(self.model)) if Path(self.model).is_file() else None
         data["user_conf_sha256"] = (file_sha256(Path(self.user_conf))
                                     if self.user_conf and Path(self.user_conf).is_file() else None)
-        blob = json.dumps(data, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()
+        return data
 
     def label(self) -> str:
         parts = [self.model_name, self.backend, self.scenario, self.mode, f"b{self.batch}",
                  f"t{self.threads or 'auto'}", f"s{self.streams}"]
         if self.operating_mode:
             parts.append(self.operating_mode)
+        if self.exec_precision != "model":
+            parts.append(f"exec {self.exec_precision}")
         return " ".join(str(p) for p in parts)
 
 
@@ -128,6 +131,7 @@ SPEC_AXES = {
     "streams": "streams",
     "devices": "device", "device": "device",
     "operating_modes": "operating_mode", "operating_mode": "operating_mode",
+    "exec_precisions": "exec_precision", "exec_precision": "exec_precision",
 }
 SPEC_SCALARS = {"profile", "platform", "user_conf", "settings", "max_wait_us", "mlperf_model", "timeout_s"}
 SPEC_KEYS = set(SPEC_AXES) | SPEC_SCALARS
@@ -214,7 +218,7 @@ def expand(spec: dict, resolve_model) -> list[RunPoint]:
             values = _as_list(spec[key])
             if field_name == "backend":  # YAML reads a bare `null` as None; the user meant the null backend
                 values = ["null" if v is None else v for v in values]
-            if field_name in ("backend", "scenario", "mode", "device", "operating_mode") and not all(
+            if field_name in ("backend", "scenario", "mode", "device", "operating_mode", "exec_precision") and not all(
                     isinstance(v, str) or (v is None and field_name == "operating_mode") for v in values):
                 raise ConfigError(f"'{key}' must list names, got {values!r}; fix: write e.g. {key}: [name, ...]")
             axes[field_name] = values

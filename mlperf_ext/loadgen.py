@@ -1,6 +1,6 @@
 """The one module that imports `mlperf_loadgen`: settings, profiles, callbacks and one test per process.
 
-LoadGen facts this module is built around (measured, see shared/notes/mlperf-loadgen.md):
+LoadGen facts this module is built around (measured with mlcommons-loadgen 6.0.17; docs/architecture.md):
 - the embedded mlperf.conf loads only on the *first* `FromConfig` of a process, so a process runs
   exactly one test and calls `FromConfig` exactly once (with an empty user.conf when the user gives none);
 - LoadGen silently ignores unknown user.conf keys and lines for another model name: `check_user_conf`
@@ -12,6 +12,7 @@ LoadGen facts this module is built around (measured, see shared/notes/mlperf-loa
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -38,8 +39,8 @@ _MODE = {
     "submission": lg.TestMode.SubmissionRun,  # accuracy, then performance, in one StartTest
 }
 
-#: Keys LoadGen 6.0.17 reads from a user.conf, unqualified (source: loadgen/test_settings_internal.cc,
-#: summarised in shared/notes/mlperf-loadgen.md §1.3).
+#: Keys LoadGen 6.0.17 reads from a user.conf, unqualified (source: loadgen/test_settings_internal.cc
+#: in github.com/mlcommons/inference, TestSettings::FromConfig).
 USER_CONF_GENERIC_KEYS = frozenset({
     "mode", "use_token_latencies", "performance_issue_unique", "performance_issue_same",
     "performance_issue_same_index", "sample_concatenate_permutation", "min_duration", "max_duration",
@@ -116,8 +117,34 @@ def apply_settings(settings: lg.TestSettings, values: dict) -> None:
         setattr(settings, key, type(getattr(settings, key))(value))
 
 
+#: user.conf keys LoadGen reads as unsigned integers (lookupkv with a uint64 target and strtoull, source:
+#: loadgen/test_settings_internal.cc): "1e3" reads as 1, "-5" wraps around, "010" is octal.
+USER_CONF_INTEGER_KEYS = frozenset({
+    "mode", "use_token_latencies", "ttft_latency", "tpot_latency", "infer_token_latencies",
+    "token_latency_scaling_factor", "performance_issue_unique", "performance_issue_same",
+    "performance_issue_same_index", "sample_concatenate_permutation", "coalesce_queries", "max_async_queries",
+    "min_duration", "max_duration", "min_query_count", "max_query_count", "performance_sample_count_override",
+    "accuracy_sample_count_override", "print_timestamps", "accuracy_log_rng_seed", "accuracy_log_sampling_target",
+})
+#: (scenario, key) pairs LoadGen reads as integers although the key is a float for other scenarios
+USER_CONF_INTEGER_SCENARIO_KEYS = {("Server", "target_latency"), ("MultiStream", "samples_per_query")}
+#: keys the harness sets itself; a user.conf line would be overridden, so it is refused instead
+USER_CONF_HARNESS_KEYS = {"mode": "the harness sets LoadGen's mode from --mode"}
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+
+
+def _reads_as_integer(scenario: str, key: str) -> str | None:
+    """The scenario that reads `scenario.key` as an integer ('*' for all of them), or None."""
+    if key in USER_CONF_INTEGER_KEYS:
+        return "*"
+    for named, k in USER_CONF_INTEGER_SCENARIO_KEYS:
+        if k == key and scenario in ("*", named):
+            return named
+    return None
+
+
 def check_user_conf(path: Path, model_name: str) -> list[str]:
-    """Problems with a user.conf that LoadGen would silently ignore or reject; empty when clean."""
+    """Problems with a user.conf that LoadGen would silently ignore, misread or reject; empty when clean."""
     if not path.is_file():
         return [f"user.conf {path} does not exist"]
     problems = []
@@ -133,6 +160,7 @@ def check_user_conf(path: Path, model_name: str) -> list[str]:
             float(value)
         except ValueError:
             problems.append(f"{where}: value {value!r} is not a number")
+            continue
         if model not in ("*", model_name):
             problems.append(f"{where}: model '{model}' is not this run's model name '{model_name}' "
                             "(LoadGen would ignore the line)")
@@ -142,6 +170,9 @@ def check_user_conf(path: Path, model_name: str) -> list[str]:
         if key in MLPERF_CONF_ONLY_KEYS:
             problems.append(f"{where}: '{key}' is read from mlperf.conf only (LoadGen ignores it here)")
             continue
+        if key in USER_CONF_HARNESS_KEYS:
+            problems.append(f"{where}: '{key}' cannot be set in a user.conf: {USER_CONF_HARNESS_KEYS[key]}")
+            continue
         known = key in USER_CONF_GENERIC_KEYS or (
             key in all_scenario_keys if scenario == "*" else key in USER_CONF_SCENARIO_KEYS[scenario])
         if not known:
@@ -150,7 +181,25 @@ def check_user_conf(path: Path, model_name: str) -> list[str]:
             hint = difflib.get_close_matches(key, pool, n=1)
             problems.append(f"{where}: unknown key '{key}' for scenario '{scenario}' (LoadGen would ignore it)"
                             + (f"; did you mean '{hint[0]}'?" if hint else ""))
+            continue
+        reader = _reads_as_integer(scenario, key)
+        if reader and not _DECIMAL.fullmatch(value):
+            who = "LoadGen reads" if reader == "*" else f"LoadGen reads {reader}."
+            problems.append(f"{where}: {who}{key} as a non-negative whole number with strtoull, so {value!r} "
+                            f"would not be read as written; write the value in decimal digits")
     return problems
+
+
+def user_conf_notes(path: Path | None, model_name: str, scenario: str) -> list[str]:
+    """user.conf lines for another scenario: LoadGen does not read them in this run (worth saying, not wrong)."""
+    if path is None or not path.is_file():
+        return []
+    notes = []
+    for lineno, line in _conf_lines(path):
+        match = _CONF_LINE.fullmatch(line)
+        if match and match[1] in ("*", model_name) and match[2] not in ("*", scenario):
+            notes.append(f"{path.name}:{lineno} sets {match[2]}.{match[3]}, which this {scenario} run does not read")
+    return notes
 
 
 def validate_user_conf(path: Path, model_name: str) -> None:
@@ -160,9 +209,53 @@ def validate_user_conf(path: Path, model_name: str) -> None:
         raise ConfigError(f"{problems[0]}{more}; fix: correct the user.conf line(s)")
 
 
-def validate_overrides(overrides: dict) -> None:
-    """Explicit TestSettings overrides must name real fields and carry values of their type (LoadGen
-    would not complain about a typo, and int(1.5) would silently truncate)."""
+#: TestSettings fields whose C++ type is a signed int (all other integer fields are uint64_t)
+_SIGNED_INT_FIELDS = frozenset({"server_find_peak_qps_decimals_of_precision"})
+_UINT64_MAX = 2 ** 64 - 1
+#: sanity limits on hints that size what LoadGen pre-generates (lifted with --force-limits)
+QPS_LIMITS = {"offline_expected_qps": 2_500_000.0, "server_target_qps": 1_000_000.0}
+_POSITIVE = {"single_stream_expected_latency_ns", "multi_stream_expected_latency_ns", "server_target_qps",
+             "offline_expected_qps", "server_target_latency_ns", "multi_stream_samples_per_query",
+             "server_find_peak_qps_boundary_step_size"}
+_FRACTIONS = {"single_stream_target_latency_percentile", "multi_stream_target_latency_percentile",
+              "server_target_latency_percentile", "accuracy_log_probability"}
+#: fields that cannot be used from Python (server_num_issue_query_threads needs RegisterIssueQueryThread,
+#: which the binding does not expose)
+_MUST_BE_ZERO = {"server_num_issue_query_threads": "the Python binding cannot register issue threads"}
+
+
+def _check_value(key: str, kind: type, value, force_limits: bool) -> str | None:
+    """Why `value` cannot go into the TestSettings field `key`, or None."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is bool:
+        return None if isinstance(value, bool) or value in (0, 1) else "takes true/false (or 0/1)"
+    if not number:
+        return f"takes a number, got {value!r}"
+    if not math.isfinite(value):
+        return f"takes a finite number, got {value!r}"
+    if kind is int:
+        if not float(value).is_integer():
+            return f"takes a whole number, got {value!r}"
+        low, high = (-(2 ** 31), 2 ** 31 - 1) if key in _SIGNED_INT_FIELDS else (0, _UINT64_MAX)
+        if not low <= int(value) <= high:
+            return f"takes a whole number from {low} to {high} (a C++ {'int' if low else 'uint64_t'}), got {value!r}"
+    if key in _MUST_BE_ZERO and value != 0:
+        return f"must stay 0: {_MUST_BE_ZERO[key]}"
+    if key in _POSITIVE and value <= 0:
+        return f"must be above 0, got {value!r}"
+    if key in _FRACTIONS and not 0 <= value <= 1:
+        return f"is a fraction from 0 to 1 (0.99 for the 99th percentile), got {value!r}"
+    limit = QPS_LIMITS.get(key)
+    if limit is not None and value > limit and not force_limits:
+        return (f"is limited to {limit:,.0f} (LoadGen pre-generates the run's queries at this rate, so more would "
+                f"exhaust memory long before a Python SUT could complete them), got {value!r}; fix: give a real "
+                f"estimate, or pass --force-limits")
+    return None
+
+
+def validate_overrides(overrides: dict, force_limits: bool = False) -> None:
+    """Explicit TestSettings overrides must name real fields and carry values of their type and range
+    (LoadGen would not complain about a typo, and int(1.5) would silently truncate)."""
     defaults = lg.TestSettings()
     for key, value in overrides.items():
         if key not in TEST_SETTINGS_FIELDS:
@@ -170,17 +263,14 @@ def validate_overrides(overrides: dict) -> None:
             raise ConfigError(f"unknown LoadGen setting '{key}'"
                               + (f" (did you mean '{hint[0]}'?)" if hint else "")
                               + "; fix: use a mlperf_loadgen.TestSettings field name")
-        kind = type(getattr(defaults, key))
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = (isinstance(value, bool) or value in (0, 1)) if kind is bool else (
-            number and float(value).is_integer() if kind is int else number if kind is float else True)
-        if not ok:
-            raise ConfigError(f"LoadGen setting '{key}' takes {'a whole number' if kind is int else kind.__name__}, "
-                              f"got {value!r}; fix: give a value of that type")
+        problem = _check_value(key, type(getattr(defaults, key)), value, force_limits)
+        if problem:
+            fix = "" if "fix:" in problem else "; fix: give a value of that type and range"
+            raise ConfigError(f"LoadGen setting '{key}' {problem}{fix}")
 
 
 def make_settings(scenario: str, mode: str, profile: str, model_name: str, user_conf: Path | None,
-                  overrides: dict, scratch_dir: Path) -> lg.TestSettings:
+                  overrides: dict, scratch_dir: Path, force_limits: bool = False) -> lg.TestSettings:
     """mlperf.conf (embedded) + user.conf + profile + explicit overrides, in that order of precedence."""
     if scenario not in _SCENARIO:
         raise ConfigError(f"unknown scenario '{scenario}'; fix: use one of {', '.join(SCENARIOS)}")
@@ -188,7 +278,7 @@ def make_settings(scenario: str, mode: str, profile: str, model_name: str, user_
         raise ConfigError(f"unknown mode '{mode}'; fix: use one of {', '.join(MODES)}")
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}'; fix: use one of {', '.join(PROFILES)}")
-    validate_overrides(overrides)
+    validate_overrides(overrides, force_limits)
     settings = lg.TestSettings()
     settings.scenario = _SCENARIO[scenario]
     settings.mode = _MODE[mode]
@@ -262,8 +352,12 @@ class LoadGenTest:
     unload: Callable[[list[int]], None]
     errors: CallbackErrors = field(default_factory=CallbackErrors)
 
-    def run(self, settings: lg.TestSettings, log_dir: Path, enable_trace: bool = False) -> None:
-        """Start the one test of this process; returns when LoadGen has written its logs."""
+    def run(self, settings: lg.TestSettings, log_dir: Path, enable_trace: bool = False,
+            audit_config: Path | None = None) -> None:
+        """Start the one test of this process; returns when LoadGen has written its logs.
+
+        LoadGen applies an `audit.config` it finds (the compliance tests use it); unless one is given,
+        it is pointed at a file that cannot exist, so a stray audit.config in the cwd changes nothing."""
         log_dir.mkdir(parents=True, exist_ok=True)
         sut = lg.ConstructFastSUT(guard_callback(self.issue, self.errors, "issue_query"),
                                   guard_callback(self.flush, self.errors, "flush_queries"))
@@ -277,9 +371,8 @@ class LoadGenTest:
         log_settings.log_output = output
         log_settings.enable_trace = enable_trace
         try:
-            # audit.config is looked up in the cwd; name a file that cannot exist unless asked for
-            lg.StartTestWithLogSettings(sut, qsl, settings, log_settings,
-                                        str(log_dir / "audit.config"))
+            audit = str(audit_config) if audit_config is not None else str(log_dir / "no-audit.config")
+            lg.StartTestWithLogSettings(sut, qsl, settings, log_settings, audit)
         finally:
             lg.DestroyQSL(qsl)
             lg.DestroyFastSUT(sut)

@@ -22,10 +22,10 @@ class Offline:
 
     def auto_settings(self, estimate: ComputeEstimate, config: DispatchConfig) -> dict:
         # Under-estimating QPS makes the query too small to reach min_duration (INVALID), while
-        # over-estimating only lengthens the run. The compute rate times the streams bounds what the
-        # system path can do, but a short compute timing on a busy host can read low (seen in the
-        # demo: system 7.1 k/s against compute 5.9 k/s, INVALID), hence the margin.
-        qps = estimate.samples_per_s * config.streams * OFFLINE_QPS_MARGIN
+        # over-estimating only lengthens the run. The compute rate over all streams (timed at once)
+        # bounds what the system path can do, but a short compute timing on a busy host can read low
+        # (seen in the demo: system 7.1 k/s against compute 5.9 k/s, INVALID), hence the margin.
+        qps = estimate.throughput * OFFLINE_QPS_MARGIN
         return {"offline_expected_qps": min(qps, MAX_OFFLINE_QPS)}
 
     def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig):

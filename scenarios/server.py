@@ -9,12 +9,11 @@ import threading
 import time
 from collections import deque
 
-from scenarios.base import MAX_SERVER_QPS, ComputeEstimate, DispatchConfig, RunBatch
+from scenarios.base import ComputeEstimate, DispatchConfig, RunBatch
 
 #: LoadGen's issue thread needs the GIL for every query; a 5 ms switch interval shows up directly
 #: in the tail latency (shared/notes/mlperf-loadgen.md §1.6), so the Server run lowers it.
 SERVER_SWITCH_INTERVAL_S = 0.0005
-SERVER_DEFAULT_FRACTION = 0.3
 
 
 class DynamicBatcher:
@@ -84,11 +83,9 @@ class Server:
         return config.batch
 
     def auto_settings(self, estimate: ComputeEstimate, config: DispatchConfig) -> dict:
-        # The target QPS is the claim being tested. Without one from the user, claim 30 % of the
-        # compute rate at the nominal batch on one stream (the system path adds copies, batching
-        # waits and Python hand-offs): conservative, so a default run is usually VALID; a user.conf
-        # or --setting server_target_qps=... makes the real claim.
-        return {"server_target_qps": min(SERVER_DEFAULT_FRACTION * estimate.samples_per_s, MAX_SERVER_QPS)}
+        # The target QPS is the claim being tested, so it is never derived from the compute rate:
+        # the user sets it, or the runner searches it with short runs (tiers/runner/server_search.py).
+        return {}
 
     def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig) -> DynamicBatcher:
         return DynamicBatcher(run_batch, config)
