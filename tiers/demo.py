@@ -9,15 +9,18 @@ from pathlib import Path
 from rich.console import Console
 
 from mlperf_ext.config import expand, load_spec
+from mlperf_ext.result import PointResult
 from mlperf_ext.store import ResultsStore
-from mlperf_ext.tables import print_results
+from mlperf_ext.tables import print_results, status_counts
+from tiers.runner import layout
+from tiers.runner.runner import PointRunner
 
 SPECS = Path(__file__).with_name("specs")
 
 
-def run_demo(workdir: Path, full: bool = False) -> int:
+def run_demo(workdir: Path, full: bool = False, wide: bool = False) -> int:
     from mlperf_ext.zoo import registry
-    from tiers.sweep import model_resolver, run_points, store_path
+    from tiers.sweep import model_resolver
 
     console = Console(stderr=True)
     started = time.perf_counter()
@@ -28,18 +31,20 @@ def run_demo(workdir: Path, full: bool = False) -> int:
     grids = load_spec(spec_path)
     names = list(dict.fromkeys(m for g in grids for m in g["models"]))
     console.print(f"Building {len(names)} model variants (cached after the first run)...")
-    registry.build(names, workdir / "models", progress=lambda msg: console.print(f"  {msg}", markup=False))
-    resolve = model_resolver(workdir / "models")
+    registry.build(names, layout.models_dir(workdir), progress=lambda msg: console.print(f"  {msg}", markup=False))
+    resolve = model_resolver(layout.models_dir(workdir))
     points = [p for g in grids for p in expand(g, resolve)]
+    runner = PointRunner(workdir, console)
+    plans = runner.plan(points)
     console.print(f"Running {len(points)} points (one LoadGen test per child process)...")
-    run_points(points, workdir, console=console)
-    latest = {r["point_key"]: r for r in ResultsStore(store_path(workdir)).rows()}
-    rows = [latest[k] for k in dict.fromkeys(p.key() for p in points) if k in latest]
-    print_results(rows, title="mlperf-ext demo: MLP family on MNIST-5k held-out (1000 images)")
+    runner.run(points)
+    store = ResultsStore(layout.store_path(workdir))
+    results = [PointResult.from_row(row) for row in (store.latest(p.key) for p in plans) if row]
+    print_results(results, title="mlperf-ext demo: MLP family on MNIST-5k held-out (1000 images)", wide=wide)
+    counts = status_counts(results)
     elapsed = time.perf_counter() - started
-    crashed = [r for r in rows if r["status"] not in ("ok", "refused")]
-    console.print(f"demo finished in {elapsed:.0f} s: {len(rows)} points, "
-                  f"{sum(r['status'] == 'ok' for r in rows)} ok, {sum(r['status'] == 'refused' for r in rows)} "
-                  f"refused, {len(crashed)} failed. Stored in {store_path(workdir)}; "
-                  f"'mlperf-ext results --workdir {workdir}' prints them again.")
-    return 1 if crashed else 0
+    failed = sum(n for status, n in counts.items() if status not in ("ok", "invalid", "refused"))
+    console.print(f"demo finished in {elapsed:.0f} s: {len(results)} points, {counts.get('ok', 0)} ok, "
+                  f"{counts.get('invalid', 0)} INVALID, {counts.get('refused', 0)} refused, {failed} failed. "
+                  f"Stored in {layout.store_path(workdir)}; 'mlperf-ext results --workdir {workdir}' prints them again.")
+    return 1 if failed else 0

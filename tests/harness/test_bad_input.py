@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlperf_ext import cli
-from sut import base
+from sut import registry
 
 
 def run_cli(args, workdir: Path, capsys) -> tuple[int, str]:
@@ -107,10 +107,26 @@ def test_unknown_loadgen_setting(mlp_model, tmp_path, capsys):
 
 
 def test_runtime_not_installed(mlp_model, tmp_path, capsys, monkeypatch):
-    # a backend whose runtime module is absent here: the check is the real find_spec lookup
-    monkeypatch.setitem(base.BACKENDS, "tensorrt", ("sut.tensorrt", "TensorRtBackend", "tensorrt", "tensorrt"))
-    assert_refused(*run_cli(point_args(mlp_model, **{"--backend": "tensorrt"}), tmp_path, capsys), tmp_path,
-                   "pip install 'mlperf-ext[tensorrt]'")
+    # a registered backend whose runtime module is absent here: the check is the real find_spec lookup
+    from importlib.metadata import EntryPoint
+
+    entry = EntryPoint("absent", "tests.harness.test_bad_input:AbsentRuntimeBackend", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setitem(registry.registered(), "absent", entry)
+    assert_refused(*run_cli(point_args(mlp_model, **{"--backend": "absent"}), tmp_path, capsys), tmp_path,
+                   "python module 'no_such_runtime_here' not found", "pip install 'mlperf-ext[absent-extra]'")
+
+
+class AbsentRuntimeBackend:
+    """A backend declared like any other whose runtime is not installed."""
+
+    name, extra, runtime_module, runtime_packages = "absent", "absent-extra", "no_such_runtime_here", ()
+
+    def load(self, model_path, options): ...
+    def describe(self): ...
+    def input_spec(self): ...
+    def infer(self, batch, stream=0): ...
+    def compute_step(self, batch, stream=0): ...
+    def close(self): ...
 
 
 def test_accuracy_mode_needs_labels(mlp_model, tmp_path, capsys):
@@ -175,9 +191,10 @@ def test_point_option_with_a_spec(mlp_model, tmp_path, capsys):
 
 
 def test_csv_into_a_missing_folder(tmp_path, capsys):
+    from mlperf_ext.result import PointResult
     from mlperf_ext.store import ResultsStore
 
-    ResultsStore(tmp_path / "results.sqlite").append({"point_key": "k", "run_id": "r", "status": "ok"})
+    ResultsStore(tmp_path / "results.sqlite").append(PointResult(point_key="k", run_id="r", status="ok"))
     code = cli.main(["results", "--workdir", str(tmp_path), "--csv", str(tmp_path / "nope" / "r.csv")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "fix:" in err and len(err.splitlines()) == 1

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from mlperf_ext import cli
+from mlperf_ext.config import RunPoint
+from mlperf_ext.result import PointResult, SystemFigures
 from mlperf_ext.store import ResultsStore
+
+
+def stored(**system) -> PointResult:
+    point = RunPoint(model="m.onnx", model_name="mlp-x", dataset="mnist", backend="openvino", scenario="Offline",
+                     batch=8)
+    return PointResult(point=point, point_key="k", run_id="20261201T000000-abcdef0123", status="ok",
+                       system=SystemFigures(**system))
 
 
 def test_spec_timeout_is_kept_unless_overridden(tmp_path, monkeypatch):
     spec = tmp_path / "spec.yaml"
     spec.write_text("models: [m.onnx]\ndataset: mnist\nbackend: null\nscenario: Offline\ntimeout_s: 42\n")
     seen = []
-    monkeypatch.setattr("tiers.sweep.run_points", lambda points, workdir, force=False: seen.append(points) or [])
+    monkeypatch.setattr("tiers.sweep.run_points", lambda points, workdir, **kw: seen.append(points) or [])
     assert cli.main(["run", str(spec), "--workdir", str(tmp_path)]) == 0
     assert cli.main(["run", str(spec), "--workdir", str(tmp_path), "--timeout", "7"]) == 0
     assert [p.timeout_s for p in seen[0]] == [42] and [p.timeout_s for p in seen[1]] == [7]
@@ -18,9 +27,7 @@ def test_spec_timeout_is_kept_unless_overridden(tmp_path, monkeypatch):
 
 def test_results_table_and_csv(tmp_path, capsys):
     store = ResultsStore(tmp_path / "results.sqlite")
-    store.append({"point_key": "k", "run_id": "r", "status": "ok", "model_name": "mlp-x", "backend": "openvino",
-                  "scenario": "Offline", "profile": "quick", "valid": 1, "sys_throughput": 1234.0, "batch": 8,
-                  "streams": 1})
+    store.append(stored(valid=True, throughput=1234.0))
     out = tmp_path / "out.csv"
     assert cli.main(["results", "--workdir", str(tmp_path), "--csv", str(out)]) == 0
     text = capsys.readouterr().out

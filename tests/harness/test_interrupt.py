@@ -26,7 +26,8 @@ def stored_rows(db) -> int:
 def test_killed_sweep_keeps_finished_points_and_resumes(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("models: [none.onnx]\ndataset: mnist\nbackend: null\n"
-                    "scenarios: [SingleStream, MultiStream, Server, Offline]\nsettings: {min_duration_ms: 300}\n")
+                    "scenarios: [SingleStream, MultiStream, Server, Offline]\n"
+                    "settings: {min_duration_ms: 300, server_target_qps: 20000}\n")
     work = tmp_path / "work"
     db = work / "results.sqlite"
     cmd = [sys.executable, "-m", "mlperf_ext.cli", "run", str(spec), "--workdir", str(work)]
@@ -45,6 +46,6 @@ def test_killed_sweep_keeps_finished_points_and_resumes(tmp_path):
 
     resumed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stderr.count("stored, skipped") == kept
+    assert resumed.stderr.count("stored (ok), skipped") == kept
     rows = ResultsStore(db).rows()
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)

@@ -15,6 +15,7 @@ from mlperf_ext.config import RunPoint, expand, load_spec
 from mlperf_ext.datasets import ArrayDataset
 from mlperf_ext.errors import ConfigError
 from mlperf_ext.qsl import SampleLibrary
+from mlperf_ext.result import PointResult
 from mlperf_ext.store import ResultsStore
 from scenarios import ComputeEstimate, DispatchConfig, get_scenario
 from scenarios.base import MAX_OFFLINE_QPS
@@ -36,6 +37,7 @@ def test_user_conf_check_finds_what_loadgen_would_ignore(tmp_path):
     ]))
     problems = loadgen.check_user_conf(conf, "mlp")
     assert len(problems) == 7, problems
+    assert not any("1000" in p for p in problems)
     joined = "\n".join(problems)
     for needle in ("target_latency' for scenario 'Offline'", "model 'resnet'", "unknown scenario 'Ofline'",
                    "qsl_rng_seed", "did you mean 'min_duration'", "'fast' is not a number", "garbage"):
@@ -75,40 +77,57 @@ def test_qsl_loads_only_what_loadgen_asks():
         qsl.gather([2])
 
 
+def _result(key: str, run_id: str, status: str, **kw) -> PointResult:
+    return PointResult(point_key=key, run_id=run_id, status=status, **kw)
+
+
 def test_store_appends_and_reads_latest(tmp_path):
     store = ResultsStore(tmp_path / "r.sqlite")
-    store.append({"point_key": "a", "run_id": "1", "status": "failed", "host_json": {"cpu": "x"}})
-    store.append({"point_key": "a", "run_id": "2", "status": "ok"})
-    store.append({"point_key": "b", "run_id": "3", "status": "ok"})
-    assert store.has_ok("a") and not store.has_ok("zzz")
+    store.append(_result("a", "1", "failed", host={"cpu": "x"}))
+    store.append(_result("a", "2", "ok"))
+    store.append(_result("b", "3", "ok"))
+    assert store.latest_status("a") == "ok" and store.latest_status("zzz") is None
     assert [r["run_id"] for r in store.rows()] == ["2", "3"]
     assert len(store.rows(latest_only=False)) == 3
+    assert store.results(latest_only=False)[0].host == {"cpu": "x"}  # JSON columns come back as data
     with pytest.raises(ValueError):
-        store.append({"point_key": "c", "run_id": "4", "status": "ok", "not_a_column": 1})
+        store.append(_result("c", "4", "bogus"))
     with pytest.raises(ValueError):
-        store.append({"point_key": "c", "run_id": "4", "status": "bogus"})
+        store.append(_result("", "4", "ok"))
     assert len(store.rows(latest_only=False)) == 3  # refused rows left nothing behind
     out = tmp_path / "r.csv"
-    assert store.export_csv(out) == 2 and out.read_text().startswith("id,point_key")
+    assert store.export_csv(out) == 2 and out.read_text().startswith("id,point_key,run_id,status,")
 
 
 def test_store_write_is_atomic(tmp_path):
     """A row is one committed INSERT: a reader never sees a half row, even from another connection."""
     store = ResultsStore(tmp_path / "r.sqlite")
-    store.append({"point_key": "a", "run_id": "1", "status": "ok", "batch": 4})
+    point = RunPoint(model="m", dataset="d", backend="null", scenario="Offline", batch=4)
+    store.append(_result("a", "1", "ok", point=point))
     conn = sqlite3.connect(tmp_path / "r.sqlite")
     assert conn.execute("SELECT COUNT(*), MAX(batch) FROM runs").fetchone() == (1, 4)
     conn.close()
 
 
-def test_point_key_changes_with_model_bytes(tmp_path):
+def test_a_result_round_trips_through_a_row():
+    from mlperf_ext.result import ComputeFigures, SystemFigures, columns
+
+    point = RunPoint(model="m", dataset="d", backend="null", scenario="Server", batch=4, settings={"x": 1})
+    r = _result("k", "r", "invalid", point=point, system=SystemFigures(valid=False, invalid_reasons=["why"]),
+                compute=ComputeFigures(batch=4, throughput=10.0), flags={"noisy": "moved"})
+    back = PointResult.from_row(r.to_row())
+    assert back == r
+    assert set(r.to_row()) == set(columns())  # the store's columns are exactly the result's fields
+
+
+def test_point_identity_changes_with_model_bytes(tmp_path):
     model = tmp_path / "m.onnx"
     model.write_bytes(b"one")
     point = RunPoint(model=str(model), dataset="mnist", backend="onnxruntime", scenario="Offline")
-    key = point.key()
-    assert key == RunPoint(**{**point.to_dict(), "timeout_s": 5}).key()  # the watchdog is not the config
+    ident = point.identity()
+    assert ident == RunPoint(**{**point.to_dict(), "timeout_s": 5}).identity()  # the watchdog is not the config
     model.write_bytes(b"two!")
-    assert point.key() != key
+    assert point.identity() != ident
 
 
 def test_single_stream_batch_is_one():
@@ -128,7 +147,7 @@ def test_spec_expands_grid(tmp_path):
 
 def test_auto_hints_are_capped():
     # a near-zero compute time (the null backend) must not ask LoadGen for billions of samples
-    est = ComputeEstimate(batch=64, latency_s=1e-9)
+    est = ComputeEstimate(batch=64, latency_s=1e-9, throughput=6.4e10)
     assert get_scenario("Offline").auto_settings(est, DispatchConfig(batch=64))["offline_expected_qps"] == MAX_OFFLINE_QPS
     hint = get_scenario("SingleStream").auto_settings(est, DispatchConfig())["single_stream_expected_latency_ns"]
     assert hint >= 5000
@@ -153,3 +172,45 @@ def test_conf_sets_follows_loadgen_wildcards(tmp_path):
     assert not loadgen.conf_sets(conf, "mlp", "Offline", "target_qps")  # that line is for another model
     assert loadgen.conf_sets(conf, "mlp", "Offline", "min_duration")
     assert not loadgen.conf_sets(None, "mlp", "Offline", "min_duration")
+
+
+@pytest.mark.parametrize("line,needle", [
+    ("*.*.min_duration = 1e3", "strtoull"),  # LoadGen would read 1 ms
+    ("*.*.min_query_count = -5", "strtoull"),  # wraps around to 2**64 - 5
+    ("*.*.min_query_count = 010", "strtoull"),  # octal: 8
+    ("*.Server.target_latency = 15.5", "Server.target_latency"),  # an integer for Server only
+    ("*.*.mode = 2", "the harness sets LoadGen's mode"),
+])
+def test_user_conf_values_are_checked_as_loadgen_reads_them(tmp_path, line, needle):
+    conf = tmp_path / "user.conf"
+    conf.write_text(line + "\n")
+    problems = loadgen.check_user_conf(conf, "mlp")
+    assert len(problems) == 1 and needle in problems[0], problems
+
+
+def test_user_conf_float_keys_take_floats(tmp_path):
+    conf = tmp_path / "user.conf"
+    conf.write_text("*.SingleStream.target_latency = 0.5\n*.Offline.target_qps = 1e3\n*.*.min_duration = 1000\n")
+    assert loadgen.check_user_conf(conf, "mlp") == []
+
+
+def test_user_conf_lines_for_another_scenario_are_reported(tmp_path):
+    conf = tmp_path / "user.conf"
+    conf.write_text("*.Server.target_qps = 100\n*.Offline.target_qps = 10\n*.*.min_duration = 1000\n")
+    notes = loadgen.user_conf_notes(conf, "mlp", "Offline")
+    assert notes == ["user.conf:1 sets Server.target_qps, which this Offline run does not read"]
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("min_duration_ms", 99999999999999999999, "uint64_t"), ("min_query_count", -5, "uint64_t"),
+    ("offline_expected_qps", 1e300, "limited to 2,500,000"), ("offline_expected_qps", float("nan"), "finite"),
+    ("server_target_latency_percentile", 99, "fraction"), ("server_target_qps", 0, "above 0"),
+    ("server_num_issue_query_threads", 2, "cannot register issue threads"),
+])
+def test_settings_are_checked_against_the_fields_type_and_range(key, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        loadgen.validate_overrides({key: value})
+
+
+def test_rate_limits_can_be_lifted():
+    loadgen.validate_overrides({"offline_expected_qps": 5e6}, force_limits=True)

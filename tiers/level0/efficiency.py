@@ -1,9 +1,12 @@
 """Compute efficiency of measured points and how well level-0 predictions track measurements.
 
 Why: a measurement means little without the ceiling it is measured against. For each stored row
-(keys of ``mlperf_ext.store.ResultsStore.rows``): efficiency = measured compute fps / roofline fps,
-and peak fraction = measured compute ops/s / peak(dtype); per platform, Pearson and Spearman
-correlation of predicted vs measured fps, with the number of points.
+(columns of ``mlperf_ext.result``): efficiency = measured compute fps / roofline fps, and peak fraction
+= measured compute ops/s / peak(dtype); per platform, Pearson and Spearman correlation of predicted vs
+measured fps, with the number of points. The prediction uses the datatype that executed, as the
+runtime reported it (``runtime_compute_dtype``), with the weights streamed as stored: an INT2 variant
+that ORT dequantizes and runs as fp32 is predicted at the fp32 peak. Rows without that evidence fall
+back to the variant's label, and say so.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def row_efficiencies(rows: Iterable[dict], catalog: Catalog, default_mode: str |
     skipped: list[Skipped] = []
     for i, row in enumerate(rows):
         try:
-            path = row.get("model_path")
+            path = row.get("model")
             if not path or not Path(path).is_file():
                 skipped.append(Skipped(i, f"model file {path!r} not found"))
                 continue
@@ -83,26 +86,28 @@ def row_efficiencies(rows: Iterable[dict], catalog: Catalog, default_mode: str |
             if key not in cache:
                 cache[key] = analyse(str(path))
             cost = cache[key]
-            label = row.get("precision")
+            executed = row.get("runtime_compute_dtype")
+            label = executed or row.get("precision")
             prec = normalise_precision(label) if label else cost.stored_precision
             if prec is None:
-                skipped.append(Skipped(i, f"precision label {label!r} is not a known datatype; fix: store one of "
+                skipped.append(Skipped(i, f"precision {label!r} is not a known datatype; fix: store one of "
                                           f"{', '.join(PRECISION_BITS)} (or a label starting with one)"))
                 continue
             platform = catalog.get(row.get("platform") or "host")
             mode = row.get("operating_mode") or ""
-            note = ""
+            note = "" if executed else f"no executed precision stored; predicted at the label {label!r}"
             if mode and mode not in platform.modes:
                 # e.g. an OpenVINO PERFORMANCE_HINT (sut/openvino.py): a runtime setting, not a platform mode
                 used = default_mode if platform.modes and default_mode else ""
-                note = (f"operating_mode {mode!r} is not a mode of platform {platform.name}; "
-                        f"predicted against {used or 'its base numbers'}")
+                note = "; ".join(filter(None, [note, f"operating_mode {mode!r} is not a mode of platform "
+                                                     f"{platform.name}; predicted against {used or 'its base numbers'}"]))
                 mode = used
             elif not mode and platform.modes and default_mode:
                 mode = default_mode
             point = platform.point(mode or None)
             batch = int(row.get("compute_batch") or row.get("batch") or 1)  # compute fps is per compute batch
-            pred = predict(cost, point, prec, batch, "roofline", name=Path(path).stem)
+            pred = predict(cost, point, prec, batch, "roofline", name=Path(path).stem,
+                           weight_precision=cost.stored_precision)
             measured = float(row.get("compute_throughput") or 0.0)
             if pred is None or measured <= 0:
                 skipped.append(Skipped(i, "no prediction for this precision" if pred is None else "no compute throughput"))

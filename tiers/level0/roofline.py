@@ -86,9 +86,10 @@ def carrier(point: PlatformPoint, precision: str) -> str | None:
 
 def predict(model: ModelCost, point: PlatformPoint, precision: str, batch: int = 1,
             predictor: str = "roofline", fits: dict[str, EfficiencyFit] | None = None,
-            name: str | None = None) -> Prediction | None:
+            name: str | None = None, weight_precision: str | None = None) -> Prediction | None:
     """Predicted inputs/s of one model on one platform mode; None when the precision cannot run there
-    (or, for ``fitted``, when the platform has no fit)."""
+    (or, for ``fitted``, when the platform has no fit). ``precision`` is what the arithmetic runs in;
+    the weights stream at ``weight_precision`` (default: the same), e.g. int2 weights run in fp32."""
     if predictor not in PREDICTORS:
         raise ConfigError(f"unknown predictor '{predictor}'; fix: use one of {', '.join(PREDICTORS)}")
     if batch < 1:
@@ -103,7 +104,7 @@ def predict(model: ModelCost, point: PlatformPoint, precision: str, batch: int =
             return None
         factor = fit.factor
     ops = float(model.ops)
-    wbytes = float(model.weight_bytes_at(precision))
+    wbytes = float(model.weight_bytes_at(weight_precision or precision))
     peak = point.peak_tops[dt] * 1e12
     compute_fps = peak / ops if ops > 0 else math.inf
     memory_fps = batch * point.memory_bandwidth_gbs * 1e9 / wbytes if wbytes > 0 else math.inf

@@ -1,10 +1,14 @@
 """Run ONE point in THIS process (the child the launcher starts): one LoadGen test per process.
 
-Steps: load the backend and dataset; time the pure compute of the scenario's nominal batch (this is
-also the warm-up, and gives LoadGen hints the user did not set); run the LoadGen test through the SUT
-adapter; parse LoadGen's logs; score accuracy; write `result.json` into the run directory.
+Steps: load the backend and dataset; time the pure compute of the scenario's nominal batch at the
+point's deployment (all streams at once; this is also the warm-up, and gives LoadGen the hints the user
+did not set); run the LoadGen test through the SUT adapter; time compute again (the drift between the
+two says whether the host stayed quiet); parse LoadGen's logs; score accuracy; write `result.json`.
 
-Usage: python -m tiers.runner.child RUN_DIR   (RUN_DIR/point.json holds the RunPoint)
+A task says what else the child is for: a Server `probe` (a short performance run at a given target,
+for the runner's search) or a compliance rerun (LoadGen reads `audit.config` from the cwd).
+
+Usage: python -m tiers.runner.child RUN_DIR   (RUN_DIR/point.json holds the RunPoint, task.json the task)
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import sys
 import time
 import traceback
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,75 +28,132 @@ from mlperf_ext.accuracy import evaluate
 from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import MlperfExtError
-from mlperf_ext.logs import parse_run_dir
+from mlperf_ext.logs import LoadGenResult, parse_run_dir
 from mlperf_ext.qsl import SampleLibrary
+from mlperf_ext.result import (
+    AccuracyFigures,
+    ComputeFigures,
+    DispatchFigures,
+    LoadGenSettings,
+    PointResult,
+    RuntimeInfo,
+    SystemFigures,
+)
 from scenarios import ComputeEstimate, DispatchConfig, get_scenario
+from scenarios.base import MAX_SERVER_QPS
 from sut.adapter import SutAdapter
-from sut.base import DeploymentOptions, create_backend
+from sut.base import DeploymentOptions
+from sut.registry import create_backend
+from tiers.runner import layout
+from tiers.runner.compute import COMPUTE_SECONDS, ComputeTiming, latency_stats_ms, measure_compute
 from tiers.runner.validate import check_shapes
 
-#: seconds of compute timing per point (after warm-up), and its bounds in iterations
-COMPUTE_SECONDS = {"quick": 0.5, "submission": 5.0}
-MIN_ITERATIONS, MAX_ITERATIONS = 10, 5000
-WARMUP_RUNS = 3
-
-#: TestSettings fields a scenario may fill from the compute estimate, and the user.conf keys that set them
+#: TestSettings fields the harness may fill when the user did not, and the user.conf keys that set them
 AUTO_FIELDS_FROM_CONF = {
     "single_stream_expected_latency_ns": ("SingleStream", "target_latency"),
     "multi_stream_expected_latency_ns": ("MultiStream", "target_latency"),
     "server_target_qps": ("Server", "target_qps"),
     "offline_expected_qps": ("Offline", "target_qps"),
 }
+#: compute timing of a Server probe: only a warm-up and an upper bound for the search
+PROBE_COMPUTE_SECONDS = 0.2
+#: a probe's LoadGen duration (never longer than the point's own): long enough for early stopping's
+#: query count at the rates a Python SUT reaches, short next to the run it sizes
+PROBE_MIN_DURATION_MS = {"quick": 1000, "submission": 10000}
+#: a probe above what the SUT sustains would run until its backlog drains; it is cut off instead
+#: (LoadGen logs "Max test duration reached" and the probe is INVALID, which is its answer)
+PROBE_MAX_DURATION_FACTOR = 3
 
 
-def time_compute(backend, batch: np.ndarray, profile: str) -> list[float]:
-    for _ in range(WARMUP_RUNS):
-        backend.infer(batch)
-    probe = backend.time_compute(batch, 3)
-    per_run = max(float(np.mean(probe)), 1e-7)
-    iterations = int(np.clip(COMPUTE_SECONDS[profile] / per_run, MIN_ITERATIONS, MAX_ITERATIONS))
-    return backend.time_compute(batch, iterations)
+@dataclass
+class ChildTask:
+    """What the child runs the point for."""
+
+    role: str = "point"  # point | probe (a short Server run at a given target, for the runner's search)
+    #: hints the runner chose, for fields the user did not set: a Server target (a probe's to try, or the
+    #: one the search found; without one a Server run uses the compute throughput it measures), or a
+    #: corrected hint after an INVALID run. They replace the scenario's automatic hints.
+    hints: dict = field(default_factory=dict)
+    audit_config: bool = False  # compliance: LoadGen reads RUN_DIR/audit.config
+    force_limits: bool = False  # the user lifted the sanity limits on settings
+
+    @classmethod
+    def read(cls, run_dir: Path) -> ChildTask:
+        path = run_dir / layout.TASK_FILE
+        return cls(**json.loads(path.read_text())) if path.exists() else cls()
+
+    def write(self, run_dir: Path) -> None:
+        (run_dir / layout.TASK_FILE).write_text(json.dumps(asdict(self)))
 
 
-def latency_stats_ms(seconds: list[float]) -> dict:
-    """Compute-latency statistics; percentiles as LoadGen takes them (sorted[int(n * p)], results.cc),
-    so compute and system percentiles mean the same thing."""
-    arr = np.sort(np.asarray(seconds)) * 1e3
+def user_set(point: RunPoint, key: str) -> bool:
+    """Whether the user set a TestSettings field, by override or by a user.conf line LoadGen reads."""
+    if key in point.settings:
+        return True
+    if key not in AUTO_FIELDS_FROM_CONF:
+        return False
+    conf_scenario, conf_key = AUTO_FIELDS_FROM_CONF[key]
+    user_conf = Path(point.user_conf) if point.user_conf else None
+    return loadgen.conf_sets(user_conf, point.mlperf_model, conf_scenario, conf_key)
 
-    def pct(p: float) -> float:
-        return float(arr[min(int(arr.size * p), arr.size - 1)])
 
-    return {"mean": float(arr.mean()), "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
-            "min": float(arr[0]), "max": float(arr[-1]), "n": int(arr.size)}
+def system_figures(lg: LoadGenResult) -> SystemFigures:
+    lat = lg.latency_ns
+
+    def ms(name: str) -> float | None:
+        return None if lat.get(name) is None else float(lat[name]) / 1e6
+
+    return SystemFigures(valid=lg.valid, conditions=dict(lg.conditions), invalid_reasons=list(lg.invalid_reasons), metric_name=lg.metric_name,
+                         metric_value=lg.metric_value, throughput=lg.throughput, lat_mean_ms=ms("mean"),
+                         lat_p50_ms=ms("p50"), lat_p90_ms=ms("p90"), lat_p99_ms=ms("p99"),
+                         query_count=lg.query_count, sample_count=lg.sample_count, errors=list(lg.errors),
+                         warning_count=len(lg.warnings), loadgen_version=lg.loadgen_version or loadgen.LOADGEN_VERSION)
 
 
-def execute(point: RunPoint, run_dir: Path) -> dict:
+def compute_figures(timings: list[ComputeTiming]) -> ComputeFigures:
+    """Both measurements pooled; the throughput of each kept, and how far they drifted apart."""
+    pooled = [s for t in timings for s in t.latencies_s]
+    stats = latency_stats_ms(pooled)
+    samples = sum(t.batch * len(t.latencies_s) for t in timings)
+    before = timings[0].throughput
+    after = timings[1].throughput if len(timings) > 1 else None
+    return ComputeFigures(
+        batch=timings[0].batch, streams=timings[0].streams, lat_mean_ms=stats["mean"], lat_p50_ms=stats["p50"],
+        lat_p90_ms=stats["p90"], lat_p99_ms=stats["p99"], lat_min_ms=stats["min"], lat_max_ms=stats["max"],
+        executions=stats["n"], throughput=samples / sum(t.wall_s for t in timings), before_throughput=before,
+        after_throughput=after, drift=None if after is None else abs(after - before) / before)
+
+
+def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
     started = datetime.now(timezone.utc).isoformat()
     dataset = open_dataset(point.dataset)
     scenario = get_scenario(point.scenario)
     backend = create_backend(point.backend)
-    backend.load(Path(point.model), DeploymentOptions(threads=point.threads, streams=point.streams,
-                                                      device=point.device, max_batch=point.batch,
-                                                      operating_mode=point.operating_mode))
+    backend.load(Path(point.model), DeploymentOptions(
+        threads=point.threads, streams=point.streams, device=point.device, max_batch=point.batch,
+        operating_mode=point.operating_mode, exec_precision=point.exec_precision))
     if getattr(backend, "runs_model", True):  # the null backend runs no model and takes anything
         check_shapes(dataset, backend.input_spec())
     library = SampleLibrary(dataset)
-    settings = loadgen.make_settings(point.scenario, point.mode, point.profile, point.mlperf_model,
-                                     Path(point.user_conf) if point.user_conf else None,
-                                     dict(point.settings), run_dir)
+    probe = task.role == "probe"
+    user_conf = Path(point.user_conf) if point.user_conf else None
+    settings = loadgen.make_settings(point.scenario, "performance" if probe else point.mode, point.profile,
+                                     point.mlperf_model, user_conf, dict(point.settings), run_dir,
+                                     task.force_limits)
     config = DispatchConfig(batch=point.batch, streams=point.streams,
                             samples_per_query=settings.multi_stream_samples_per_query,
                             max_wait_us=point.max_wait_us)
-    nominal = scenario.nominal_batch(config)
-    compute_s = time_compute(backend, library.first_batch(nominal), point.profile)
-    estimate = ComputeEstimate(nominal, float(np.mean(compute_s)))
-    auto = {}
-    for key, value in scenario.auto_settings(estimate, config).items():
-        conf_scenario, conf_key = AUTO_FIELDS_FROM_CONF[key]
-        user_conf = Path(point.user_conf) if point.user_conf else None
-        if key in point.settings or loadgen.conf_sets(user_conf, point.mlperf_model, conf_scenario, conf_key):
-            continue
-        auto[key] = value
+    nominal = library.first_batch(scenario.nominal_batch(config))
+    seconds = PROBE_COMPUTE_SECONDS if probe else COMPUTE_SECONDS[point.profile]
+    timings = [measure_compute(backend, nominal, point.streams, seconds)]
+    estimate = ComputeEstimate(len(nominal), timings[0].mean_latency_s, timings[0].throughput)
+    auto = {k: v for k, v in scenario.auto_settings(estimate, config).items() if not user_set(point, k)}
+    if point.scenario == "Server" and not user_set(point, "server_target_qps"):
+        auto["server_target_qps"] = min(timings[0].throughput, MAX_SERVER_QPS)
+    auto.update({k: v for k, v in task.hints.items() if not user_set(point, k)})
+    if probe:
+        auto["min_duration_ms"] = min(settings.min_duration_ms, PROBE_MIN_DURATION_MS[point.profile])
+        auto["max_duration_ms"] = PROBE_MAX_DURATION_FACTOR * auto["min_duration_ms"]
     loadgen.apply_settings(settings, auto)
 
     errors = loadgen.CallbackErrors()
@@ -100,58 +162,68 @@ def execute(point: RunPoint, run_dir: Path) -> dict:
     test = loadgen.LoadGenTest(issue=dispatcher.issue, flush=dispatcher.flush,
                                total_count=library.total_count, performance_count=library.performance_count,
                                load=library.load, unload=library.unload, errors=errors)
-    log_dir = run_dir / "loadgen"
+    log_dir = run_dir / layout.LOADGEN_DIR
     try:
-        test.run(settings, log_dir)
+        test.run(settings, log_dir, audit_config=Path(layout.AUDIT_CONFIG) if task.audit_config else None)
     finally:
         dispatcher.close()
-    stats = latency_stats_ms(compute_s)
-    np.save(run_dir / "compute_latency_s.npy", np.asarray(compute_s))
-    runtime = backend.describe().to_dict()
+    if not probe:  # the same measurement after the run: did the host stay as it was?
+        timings.append(measure_compute(backend, nominal, point.streams, seconds))
+    np.save(run_dir / layout.COMPUTE_FILE, np.asarray([s for t in timings for s in t.latencies_s]))
+    desc = backend.describe()
     backend.close()
+    result = PointResult(
+        status="ok", callback_errors=errors.count, started_at=started,
+        settings=LoadGenSettings(requested=loadgen.settings_snapshot(settings), auto=auto,
+                                 user_conf_notes=loadgen.user_conf_notes(user_conf, point.mlperf_model,
+                                                                         point.scenario)),
+        compute=compute_figures(timings),
+        runtime=RuntimeInfo(name=desc.runtime, version=desc.version, device=desc.device,
+                            providers=list(desc.providers), settings=desc.settings, precision=desc.precision,
+                            compute_dtype=desc.compute_dtype, notes=list(desc.notes)),
+        dispatch=DispatchFigures(batches=adapter.batches, samples=adapter.samples,
+                                 batch_sizes={str(k): v for k, v in sorted(adapter.batch_sizes.items())}))
     problems = [f"{errors.count} callback error(s); first: {errors.first}"] if errors.count else []
-    result = {
-        "callback_errors": errors.count,
-        "compute": {"batch": nominal, "latency_ms": stats, "throughput": nominal / (stats["mean"] / 1e3)},
-        "runtime": runtime,
-        "settings": loadgen.settings_snapshot(settings),
-        "auto_settings": auto,
-        "adapter": {"batches": adapter.batches, "samples": adapter.samples},
-        "started_at": started,
-    }
     # From here on the run happened: a problem makes it 'failed' (never 'refused') and keeps what was measured.
     try:
-        result["loadgen"] = parse_run_dir(log_dir).to_dict()
-        if point.mode in ("accuracy", "submission") and dataset.labels is not None and not errors.count:
+        lg = parse_run_dir(log_dir)
+        result.system = system_figures(lg)
+        result.settings.effective = lg.effective
+        if point.mode in ("accuracy", "submission") and not probe and dataset.labels is not None \
+                and not errors.count:
             acc = evaluate(log_dir / "mlperf_log_accuracy.json", dataset.labels, "int32")
-            result["accuracy"] = {"accuracy": acc.accuracy, "good": acc.good, "total": acc.total, "line": acc.line}
-            (run_dir / "accuracy.txt").write_text(acc.line + "\n")
+            result.accuracy = AccuracyFigures(value=acc.accuracy, good=acc.good, total=acc.total, line=acc.line)
+            (run_dir / layout.ACCURACY_FILE).write_text(acc.line + "\n")
     except MlperfExtError as exc:
         problems.append(str(exc))
-    result.update(status="failed" if problems else "ok", error="; ".join(problems) or None,
-                  finished_at=datetime.now(timezone.utc).isoformat())
+    if problems:
+        result.status, result.error = "failed", "; ".join(problems)
+    elif result.system.valid is False:
+        result.status, result.error = "invalid", "; ".join(result.system.invalid_reasons)
+    result.finished_at = datetime.now(timezone.utc).isoformat()
     return result
 
 
 def main(argv: list[str]) -> int:
     run_dir = Path(argv[0])
-    point = RunPoint.from_dict(json.loads((run_dir / "point.json").read_text()))
+    point = RunPoint.from_dict(json.loads((run_dir / layout.POINT_FILE).read_text()))
+    task = ChildTask.read(run_dir)
     started = time.time()
     try:
-        result = execute(point, run_dir)
+        result = execute(point, task, run_dir)
         code = 0
     except MlperfExtError as exc:
         # raised before the LoadGen run: the backend or the data refused this point (a clear reason)
-        result = {"status": "refused", "error": str(exc)}
+        result = PointResult(status="refused", error=str(exc))
         code = 0
     except Exception as exc:  # noqa: BLE001 - becomes a failure row; the traceback goes to stderr.txt
         traceback.print_exc()
-        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        result = PointResult(status="failed", error=f"{type(exc).__name__}: {exc}")
         code = 1
-    result["elapsed_s"] = time.time() - started
-    tmp = run_dir / "result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1, default=str))
-    tmp.replace(run_dir / "result.json")
+    result.elapsed_s = time.time() - started
+    tmp = run_dir / (layout.RESULT_FILE + ".tmp")
+    tmp.write_text(result.to_json())
+    tmp.replace(run_dir / layout.RESULT_FILE)
     return code
 
 

@@ -1,17 +1,53 @@
-"""Checks a run point before anything runs: every bad input becomes one clear error, no partial row."""
+"""Checks every point before anything runs, and says what each one is.
+
+Bad input (an unknown backend, a dataset that does not fit the model, a setting of the wrong type, a
+resource beyond what this host can give) raises one clear error and nothing runs. A point that is
+well formed gets a `Plan`: its key (what decides the measurement: the resolved point, the bytes of its
+model, user.conf and dataset, and the versions of LoadGen, this project and the backend's runtime),
+the zoo's facts about its variant, and the backend's reason if it cannot run the variant (that point
+becomes a `refused` row without a child).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+import mlperf_ext
 from mlperf_ext import loadgen
 from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import Dataset, open_dataset
 from mlperf_ext.errors import ConfigError, DatasetError
+from mlperf_ext.result import Variant
 from scenarios import DispatchConfig
-from sut.base import TensorSpec, check_backend, create_backend
+from sut.base import DeploymentOptions, TensorSpec
+from sut.registry import check_backend, runtime_versions
+
+#: resource limits (lifted by --force-limits): beyond them a run measures the machine thrashing, or dies
+STREAMS_PER_CPU = 4  # concurrent executions per usable CPU
+THREADS_PER_CPU = 4  # intra-op threads per usable CPU
+BATCH_MEMORY_FRACTION = 0.25  # one input batch may take this share of the memory available now
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where the kernel does not say)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def check_shapes(dataset: Dataset, spec: TensorSpec) -> None:
@@ -27,11 +63,42 @@ def check_shapes(dataset: Dataset, spec: TensorSpec) -> None:
                            f"input takes {spec.dtype}; fix: preprocess the data to {spec.dtype}")
 
 
-class PointValidator:
-    """Validates points, opening each dataset and model once however many points share it."""
+def check_limits(point: RunPoint, dataset: Dataset) -> None:
+    """Refuse streams, threads and batches no measurement on this host can use."""
+    cpus = usable_cpus()
+    if point.streams > STREAMS_PER_CPU * cpus:
+        raise ConfigError(f"streams {point.streams} is more than {STREAMS_PER_CPU} per usable CPU ({cpus} here, "
+                          f"limit {STREAMS_PER_CPU * cpus}); fix: use fewer streams, or pass --force-limits")
+    if point.threads is not None and point.threads > THREADS_PER_CPU * cpus:
+        raise ConfigError(f"threads {point.threads} is more than {THREADS_PER_CPU} per usable CPU ({cpus} here, "
+                          f"limit {THREADS_PER_CPU * cpus}); fix: use fewer threads, or pass --force-limits")
+    memory = available_memory_bytes()
+    batch_bytes = point.batch * int(np.prod(dataset.sample_shape)) * np.dtype(dataset.dtype).itemsize
+    if memory is not None and batch_bytes > BATCH_MEMORY_FRACTION * memory:
+        raise ConfigError(f"batch {point.batch} needs {batch_bytes / 2**30:.1f} GiB per input batch, more than "
+                          f"{100 * BATCH_MEMORY_FRACTION:.0f} % of the {memory / 2**30:.1f} GiB available; fix: use a "
+                          "smaller --batch, or pass --force-limits")
 
-    def __init__(self):
+
+@dataclass
+class Plan:
+    """A checked point and what the runner needs to know about it."""
+
+    point: RunPoint
+    key: str
+    variant: Variant = field(default_factory=Variant)
+    dataset_sha256: str | None = None
+    versions: dict = field(default_factory=dict)
+    refusal: str | None = None  # why the backend cannot run this variant (a refused row, no child)
+
+
+class PointValidator:
+    """Validates points, opening each dataset, model and backend once however many points share it."""
+
+    def __init__(self, force_limits: bool = False):
+        self.force_limits = force_limits
         self._datasets: dict[str, Dataset] = {}
+        self._dataset_hashes: dict[str, str] = {}
         self._models: dict[str, object] = {}
         self._devices: set[tuple[str, str]] = set()
 
@@ -40,6 +107,11 @@ class PointValidator:
             self._datasets[ref] = open_dataset(ref)
         return self._datasets[ref]
 
+    def dataset_sha256(self, ref: str) -> str:
+        if ref not in self._dataset_hashes:
+            self._dataset_hashes[ref] = self.dataset(ref).content_sha256()
+        return self._dataset_hashes[ref]
+
     def model(self, path: str):
         from sut.model_file import inspect_model
 
@@ -47,30 +119,59 @@ class PointValidator:
             self._models[path] = inspect_model(Path(path))
         return self._models[path]
 
-    def check(self, point: RunPoint) -> None:
+    def check(self, point: RunPoint) -> type:
+        """Raise for any bad input of `point`; returns the backend class."""
         from sut.model_file import refuse_batch
 
         if point.mode not in loadgen.MODES:
             raise ConfigError(f"unknown mode '{point.mode}'; fix: use one of {', '.join(loadgen.MODES)}")
         if point.profile not in loadgen.PROFILES:
             raise ConfigError(f"unknown profile '{point.profile}'; fix: use one of {', '.join(loadgen.PROFILES)}")
-        check_backend(point.backend)
-        backend = create_backend(point.backend)
+        backend = check_backend(point.backend)
         if (point.backend, point.device) not in self._devices:
-            check_device = getattr(backend, "check_device", None)
-            if check_device is not None:
-                check_device(point.device)
+            backend.check_device(point.device)
             self._devices.add((point.backend, point.device))
         DispatchConfig(batch=point.batch, streams=point.streams, max_wait_us=point.max_wait_us)
-        loadgen.validate_overrides(point.settings)
+        loadgen.validate_overrides(point.settings, self.force_limits)
         if point.user_conf:
             loadgen.validate_user_conf(Path(point.user_conf), point.mlperf_model)
         dataset = self.dataset(point.dataset)
         if point.mode in ("accuracy", "submission") and dataset.labels is None:
             raise DatasetError(f"dataset '{point.dataset}' has no labels, so mode '{point.mode}' cannot score "
                                "accuracy; fix: add a labels file or use --mode performance")
-        if not getattr(backend, "runs_model", True):
-            return  # the null backend runs no model: only the harness is measured
-        info = self.model(point.model)
-        refuse_batch(info, point.batch)
-        check_shapes(dataset, info.input)
+        if not self.force_limits:
+            check_limits(point, dataset)
+        if getattr(backend, "runs_model", True):  # the null backend runs no model: only the harness is measured
+            info = self.model(point.model)
+            refuse_batch(info, point.batch)
+            check_shapes(dataset, info.input)
+        return backend
+
+    def plan(self, point: RunPoint) -> Plan:
+        backend = self.check(point)
+        refusal = None
+        if getattr(backend, "runs_model", True):
+            options = DeploymentOptions(threads=point.threads, streams=point.streams, device=point.device,
+                                        max_batch=point.batch, operating_mode=point.operating_mode,
+                                        exec_precision=point.exec_precision)
+            refusal = backend.supports(self.model(point.model), options)
+        versions = {"mlcommons-loadgen": loadgen.LOADGEN_VERSION, "mlperf-ext": mlperf_ext.__version__,
+                    **runtime_versions(point.backend)}
+        dataset_sha = self.dataset_sha256(point.dataset)
+        blob = json.dumps({"point": point.identity(), "dataset_sha256": dataset_sha, "versions": versions},
+                          sort_keys=True, default=str).encode()
+        return Plan(point=point, key=hashlib.sha256(blob).hexdigest(), variant=variant_of(point),
+                    dataset_sha256=dataset_sha, versions=versions, refusal=refusal)
+
+
+def variant_of(point: RunPoint) -> Variant:
+    """The zoo's metadata for the model file (family, precision label, pruning), if the zoo built it."""
+    from mlperf_ext.config import file_sha256
+    from mlperf_ext.zoo.metadata import read_metadata
+
+    path = Path(point.model)
+    if not path.is_file():
+        return Variant()
+    meta = read_metadata(path) or {}
+    return Variant(family=meta.get("family"), precision=meta.get("precision"), pruning=meta.get("pruning"),
+                   model_sha256=file_sha256(path))

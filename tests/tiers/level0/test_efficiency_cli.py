@@ -28,9 +28,16 @@ def dense_path(tmp_path):
     return p
 
 
-def _row(path, fps, batch=1, platform="toy", precision="fp32"):
-    return {"model_path": str(path), "model_sha256": None, "precision": precision, "platform": platform,
-            "operating_mode": None, "batch": batch, "compute_throughput": fps, "backend": "onnxruntime"}
+def _row(path, fps, batch=1, platform="toy", precision="fp32", executed=None):
+    return {"model": str(path), "model_sha256": None, "precision": precision, "platform": platform,
+            "operating_mode": None, "batch": batch, "compute_throughput": fps, "backend": "onnxruntime",
+            "runtime_compute_dtype": executed, "dataset": "mnist", "scenario": "Offline"}
+
+
+def _stored(row: dict, i: int):
+    from mlperf_ext.result import PointResult
+
+    return PointResult.from_row({**row, "point_key": f"k{i}", "run_id": f"r{i}", "status": "ok"})
 
 
 def test_row_efficiency_hand_computed(dense_path):
@@ -62,6 +69,16 @@ def test_runtime_hint_as_operating_mode_uses_default_mode_and_says_so(dense_path
     assert hint in toy.note and "base numbers" in toy.note
     assert moded.mode == "slow" and hint in moded.note and "slow" in moded.note
     assert moded.predicted_fps == pytest.approx(4e8 / 15680)  # slow mode: compute-bound at 0.4 of the peak
+
+
+def test_the_precision_that_executed_is_predicted_not_the_label(dense_path):
+    """An int8-labelled variant that the runtime ran in fp32 is predicted at the fp32 peak, with the weights
+    still streaming as stored; a row without that evidence uses its label and says so."""
+    cat = Catalog([parse_platform({**TOY, "peak_tops": {"fp32": 1e-3, "int8": 4e-3}}, "t")])
+    (ran, labelled), _ = row_efficiencies([_row(dense_path, 1.0, precision="int8", executed="fp32"),
+                                           _row(dense_path, 1.0, precision="int8")], cat)
+    assert ran.precision == "fp32" and ran.note == ""
+    assert labelled.precision == "int8" and "no executed precision" in labelled.note
 
 
 def test_unknown_precision_label_is_skipped_with_reason(dense_path):
@@ -143,7 +160,7 @@ def test_cli_efficiency_and_fitted_from_results_store(capsys, tmp_path, dense_pa
     plat.write_text(yaml.safe_dump({"platforms": [TOY]}))
     store = ResultsStore(tmp_path / "results.sqlite")
     for i, fps in enumerate((MEM_FPS / 2, MEM_FPS / 4, MEM_FPS)):
-        store.append({**_row(dense_path, fps, batch=1), "point_key": f"k{i}", "run_id": f"r{i}", "status": "ok"})
+        store.append(_stored(_row(dense_path, fps, batch=1), i))
     assert _run(["efficiency", "--workdir", str(tmp_path), "--platforms-file", str(plat)]) == 0
     out = capsys.readouterr().out
     assert "50.00%" in out and "25.00%" in out and "n=3" in out
@@ -162,8 +179,7 @@ def test_cli_fitted_learns_eta_in_the_mode_it_is_applied_to(capsys, tmp_path, de
     measured_fps = 0.5 * 2e8 / 15680  # half of the measured-mode roofline (compute-bound there)
     store = ResultsStore(tmp_path / "results.sqlite")
     for i in range(3):
-        store.append({**_row(dense_path, measured_fps, platform="hosty"), "point_key": f"k{i}", "run_id": f"r{i}",
-                      "status": "ok"})
+        store.append(_stored(_row(dense_path, measured_fps, platform="hosty"), i))
     out_csv = tmp_path / "fit.csv"
     assert _run(["predict", "--model", str(dense_path), "--platform", "hosty", "--predictor", "fitted",
                  "--csv", str(out_csv), "--workdir", str(tmp_path), "--platforms-file", str(plat)]) == 0
@@ -177,8 +193,7 @@ def test_cli_fitted_learns_eta_in_the_mode_it_is_applied_to(capsys, tmp_path, de
 def test_cli_csv_empty_result_has_header_and_directory_path_is_a_config_error(tmp_path, dense_path):
     plat = tmp_path / "p.yaml"
     plat.write_text(yaml.safe_dump({"platforms": [TOY]}))
-    ResultsStore(tmp_path / "results.sqlite").append(
-        {**_row(dense_path, 1.0, platform="nope"), "point_key": "k", "run_id": "r", "status": "ok"})
+    ResultsStore(tmp_path / "results.sqlite").append(_stored(_row(dense_path, 1.0, platform="nope"), 0))
     out_csv = tmp_path / "eff.csv"
     assert _run(["efficiency", "--workdir", str(tmp_path), "--platforms-file", str(plat),
                  "--csv", str(out_csv)]) == 0

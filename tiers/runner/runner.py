@@ -1,0 +1,305 @@
+"""The point runner: the one way points are run, by every tier and by the audit.
+
+`PointRunner.run(points)` checks every point before anything runs (bad input stops everything with one
+line), takes the workdir's lock (a second driver on the same workdir is refused), stores what a dead
+driver's children left behind, then runs each point that is not stored yet in a child process of its
+own and appends one row per run to the results store. On the way it
+
+- searches the Server target when the user set none (`server_search`);
+- reruns an INVALID point once with a corrected hint when the harness's own automatic hint was the
+  cause, and records both runs;
+- stores a refusal (a variant the backend cannot run) once: it cannot change until the key does;
+- treats SIGTERM like Ctrl-C: the running child is killed with its process group, stored rows stay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from mlperf_ext.config import RunPoint
+from mlperf_ext.errors import ConfigError, MlperfExtError
+from mlperf_ext.result import PointResult
+from mlperf_ext.store import ResultsStore
+from tiers.runner import layout
+from tiers.runner.child import ChildTask
+from tiers.runner.launch import complete, launch, read_result, refused, run_child
+from tiers.runner.server_search import needs_search, search_target
+from tiers.runner.validate import Plan, PointValidator
+
+#: statuses of a latest row that make a re-run skip the point (others are retried)
+SETTLED = ("ok", "refused")
+#: a Server rerun after the searched target missed the bound asks for this share of it
+SERVER_RETRY_FACTOR = 0.75
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    force: bool = False  # re-run points whose latest row is ok or refused
+    force_limits: bool = False  # lift the resource and settings sanity limits
+    retry_invalid: bool = True  # rerun once when the harness's own hint made a run INVALID
+
+
+def check_workdir_path(workdir: Path) -> None:
+    """The part of check_workdir that writes nothing (for validation and --dry-run)."""
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir} is a file, not a directory; fix: name a directory (it is created if "
+                          "missing)")
+
+
+def check_workdir(workdir: Path) -> None:
+    """The workdir must be a directory we can write (or one we can create)."""
+    check_workdir_path(workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create workdir {workdir} ({exc.strerror or exc}); fix: pass a writable --workdir") from exc
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        raise ConfigError(f"workdir {workdir} is read-only; fix: pass a writable --workdir")
+
+
+class WorkdirLock:
+    """An exclusive lock on `<workdir>/.lock`, released when the holder exits (even if it is killed)."""
+
+    def __init__(self, workdir: Path):
+        self.path = Path(workdir) / layout.LOCK_NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> WorkdirLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {self.path} ({exc.strerror or exc}); fix: pass a writable "
+                              "--workdir") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(f"workdir {self.path.parent} is in use by another mlperf-ext run (pid {holder}); fix: "
+                              "wait for it to finish, or pass another --workdir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises KeyboardInterrupt in the main thread, so it cleans up as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def corrected_hints(result: PointResult) -> tuple[dict, str] | None:
+    """New hints when an INVALID run's cause is a hint the harness set itself, with the reason; else None."""
+    if result.status != "invalid" or result.system is None or result.settings is None or result.point is None:
+        return None
+    auto, system, cond = result.settings.auto, result.system, result.system.conditions
+    too_short = cond.get("min_duration_met") is False or cond.get("min_queries_met") is False
+    early = cond.get("early_stopping_met") is False
+    scenario = result.point.scenario
+    if scenario == "Offline" and "offline_expected_qps" in auto and too_short:
+        old = auto["offline_expected_qps"]
+        new = 2 * max(old, system.throughput or 0.0)
+        return {"offline_expected_qps": new}, f"offline_expected_qps {old:,.0f} made one query too small; now {new:,.0f}"
+    key = {"SingleStream": "single_stream_expected_latency_ns", "MultiStream": "multi_stream_expected_latency_ns"}.get(
+        scenario)
+    if key and key in auto and (too_short or early):
+        old = auto[key]
+        new = max(old / 2, 1000.0)
+        return {key: new}, f"{key} {old:,.0f} made LoadGen generate too few queries; now {new:,.0f}"
+    if scenario == "Server" and "server_target_qps" in auto and (early or cond.get("perf_constraints_met") is False):
+        old = auto["server_target_qps"]
+        new = SERVER_RETRY_FACTOR * old
+        return {"server_target_qps": new}, f"server_target_qps {old:,.0f} missed the latency bound; now {new:,.0f}"
+    return None
+
+
+class PointRunner:
+    """Runs points into one workdir's store (see the module docstring)."""
+
+    def __init__(self, workdir: Path, console: Console | None = None, options: RunnerOptions = RunnerOptions()):
+        self.workdir = Path(workdir)
+        self.console = console or Console(stderr=True)
+        self.options = options
+        self.validator = PointValidator(force_limits=options.force_limits)
+
+    # -- before anything runs --------------------------------------------------------------------
+    def plan(self, points: Sequence[RunPoint]) -> list[Plan]:
+        check_workdir_path(self.workdir)
+        return [self.validator.plan(p) for p in points]
+
+    def states(self, plans: Sequence[Plan]) -> list[str]:
+        """What a run would do with each plan: 'stored' (skipped), 'refused' or 'to run'."""
+        path = layout.store_path(self.workdir)
+        store = ResultsStore(path) if path.exists() else None
+        out = []
+        for plan in plans:
+            latest = store.latest_status(plan.key) if store else None
+            if latest in SETTLED and not self.options.force:
+                out.append(f"stored ({latest})")
+            else:
+                out.append("refused" if plan.refusal else "to run")
+        return out
+
+    # -- running -----------------------------------------------------------------------------------
+    def run(self, points: Sequence[RunPoint]) -> list[PointResult]:
+        """Run every point not already stored; returns the results stored by this call."""
+        plans = self.plan(points)
+        check_workdir(self.workdir)
+        stored: list[PointResult] = []
+        with WorkdirLock(self.workdir), sigterm_as_interrupt():
+            store = ResultsStore(layout.store_path(self.workdir))
+            self.recover(store)
+            started, durations = time.monotonic(), []
+            todo = [p for p in plans if self.options.force or store.latest_status(p.key) not in SETTLED]
+            for number, plan in enumerate(plans, 1):
+                where = f"[{number}/{len(plans)}]"
+                if plan not in todo:
+                    self.say(f"{where} {plan.point.label()}: stored ({store.latest_status(plan.key)}), skipped "
+                             "(use --force to re-run)")
+                    continue
+                self.say(f"{where} {plan.point.label()}: running ({progress_text(started, durations, todo, plan)})")
+                t0 = time.monotonic()
+                for result in self.run_plan(plan, store):
+                    stored.append(result)
+                    self.say(f"{where} {summary_line(result)}")
+                    if result.run_dir:
+                        self.say(f"    run {result.run_id}: {result.run_dir}")
+                durations.append(time.monotonic() - t0)
+        return stored
+
+    def run_plan(self, plan: Plan, store: ResultsStore) -> list[PointResult]:
+        """Run one plan (its search, its run, at most one corrected rerun) and store each result."""
+        if plan.refusal:
+            result = refused(plan, plan.refusal)
+            store.append(result)
+            return [result]
+        results = [self.run_once(plan, ChildTask(force_limits=self.options.force_limits))]
+        store.append(results[0])
+        fix = corrected_hints(results[0]) if self.options.retry_invalid else None
+        if fix:
+            hints, why = fix
+            first = results[0]
+            self.say(f"    INVALID because of the harness's own hint: {why}; running it once more")
+            task = ChildTask(hints={**(first.settings.auto if first.settings else {}), **hints},
+                             force_limits=self.options.force_limits)
+            again = self.run_once(plan, task, search=first.search)
+            again.retry_of = first.run_id
+            again.notes.append(f"rerun of {first.run_id}, INVALID with the harness's automatic hint ({why})")
+            store.append(again)
+            results.append(again)
+        return results
+
+    def run_once(self, plan: Plan, task: ChildTask, search=None) -> PointResult:
+        runs = layout.runs_dir(self.workdir)
+        if search is None and needs_search(plan):
+            run_id, run_dir = layout.new_run_dir(runs, plan.key)
+            search = search_target(plan, run_dir / layout.SEARCH_DIR, self.options.force_limits, self.say)
+            if search.target_qps is not None:
+                task.hints.setdefault("server_target_qps", search.target_qps)
+            result, status, rc = run_child(plan.point, run_dir, task)
+            result = complete(plan, run_id, run_dir, result, status, rc)
+        else:
+            result = launch(plan, runs, task)
+        result.search = search
+        return result
+
+    # -- what a dead driver left ---------------------------------------------------------------
+    def recover(self, store: ResultsStore) -> None:
+        """Store finished results that no row holds (their driver died first); mark the rest, with why."""
+        runs = layout.runs_dir(self.workdir)
+        if not runs.is_dir():
+            return
+        known = store.run_ids()
+        for run_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
+            if run_dir.name in known or (run_dir / layout.DISCARDED_MARK).exists():
+                continue
+            reason = self._recover_one(run_dir, store)
+            if reason:
+                (run_dir / layout.DISCARDED_MARK).write_text(reason + "\n")
+                self.say(f"run dir {run_dir} was not stored: {reason}")
+
+    def _recover_one(self, run_dir: Path, store: ResultsStore) -> str | None:
+        result = read_result(run_dir)
+        if result is None:
+            return "its driver stopped before the child finished, so there is no result (the point runs again)"
+        try:
+            point = RunPoint.from_dict(json.loads((run_dir / layout.POINT_FILE).read_text()))
+            plan = self.validator.plan(point)
+        except (OSError, ValueError, TypeError, MlperfExtError) as exc:
+            return f"its point can no longer be checked ({exc})"
+        recovered = complete(plan, run_dir.name, run_dir, result, "", None)
+        recovered.notes.append("stored when the next driver started: the child finished after its driver died")
+        store.append(recovered)
+        self.say(f"recovered run {run_dir.name} ({recovered.status}): stored")
+        return None
+
+    def say(self, text: str) -> None:
+        self.console.print(text, markup=False, soft_wrap=True, highlight=False)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def progress_text(started: float, durations: list[float], todo: list[Plan], plan: Plan) -> str:
+    """Elapsed time and an ETA from the points measured so far."""
+    elapsed = time.monotonic() - started
+    if not durations:
+        return f"{_clock(elapsed)} elapsed"
+    left = len(todo) - todo.index(plan)
+    return f"{_clock(elapsed)} elapsed, about {_clock(left * sum(durations) / len(durations))} left"
+
+
+def summary_line(result: PointResult) -> str:
+    """One line per stored result: the point, its verdict, and its main figures."""
+    from mlperf_ext.tables import verdict
+
+    point = result.point
+    head = point.label() if point else result.point_key
+    if result.status not in ("ok", "invalid"):
+        return f"{head}: {result.status.upper()} {(result.error or '-').splitlines()[0][:160]}"
+    parts = [f"{head}: {verdict(result)}"]
+    if result.accuracy and result.accuracy.value is not None:
+        parts.append(f"acc {100 * result.accuracy.value:.2f}%")
+    system, compute = result.system, result.compute
+    if system and system.throughput is not None:
+        p90 = "-" if system.lat_p90_ms is None else f"{system.lat_p90_ms:.3f}"
+        parts.append(f"system {system.throughput:,.0f}/s p90 {p90} ms")
+    if compute and compute.throughput is not None:
+        parts.append(f"compute {compute.throughput:,.0f}/s {compute.lat_mean_ms:.3f} ms/batch")
+    if result.search and result.search.target_qps:
+        parts.append(f"searched target {result.search.target_qps:,.0f} QPS")
+    if result.status == "invalid":
+        parts.append(f"INVALID: {result.error}")
+    parts.extend(f"FLAG {text}" for text in result.flags.values())
+    return " | ".join(parts)

@@ -1,0 +1,106 @@
+"""The Server target, found the way submitters find it: short LoadGen runs bisecting `target_qps`.
+
+A Server run's throughput is the target it was asked to sustain, so a target derived from the compute
+rate would make the result the harness's own claim. Without a target from the user, the runner asks
+short probe runs (each a child with one LoadGen Server test; performance mode; the point's deployment)
+which targets are VALID:
+
+1. the first probe runs at the compute throughput it measures itself (nothing sustains more, since
+   compute is timed at the largest batch over all streams at once); VALID there ends the search;
+2. an INVALID probe that completed fewer samples/s than it was offered was overloaded: what it
+   completed is about what the system sustains, so no target above `OVERLOAD_MARGIN` times that can be
+   VALID, and the upper bound drops to it;
+3. below the upper bound the search tries 80 % of it, then halves until a probe is VALID, then bisects
+   between the highest VALID and the lowest INVALID target until they are within `TOLERANCE`, or
+   `MAX_PROBES` probes ran.
+
+A probe counts for the search when LoadGen says VALID *and* its tail latency leaves `LATENCY_HEADROOM` of
+the bound: near saturation latency climbs steeply, and a probe that only just passed is often INVALID
+when repeated, so the headroom costs a few percent of target and buys a run that holds. The point then
+runs at the highest accepted target. Every probe (target, LoadGen's verdict, reasons, p99, whether the
+search accepted it) is kept in the row (`search_trace`) and its logs under `runs/<id>/search/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from mlperf_ext.result import PointResult, ServerSearch
+from tiers.runner.child import ChildTask, user_set
+from tiers.runner.launch import launch
+from tiers.runner.validate import Plan
+
+MAX_PROBES = 6
+TOLERANCE = 0.10  # stop when (upper bound - highest VALID) / upper bound is below this
+OVERLOAD_MARGIN = 1.1  # an overloaded probe's completed rate, plus noise, bounds every VALID target
+OVERLOADED = 0.95  # a probe that completed less than this share of its target could not keep up
+LATENCY_HEADROOM = 0.8  # an accepted probe's target-percentile latency is at most this share of the bound
+
+
+def needs_search(plan: Plan) -> bool:
+    point = plan.point
+    return (point.scenario == "Server" and point.mode in ("performance", "submission")
+            and not user_set(point, "server_target_qps"))
+
+
+def _trace_entry(result: PointResult, asked: float | None) -> dict:
+    system, requested = result.system, (result.settings.requested if result.settings else {})
+    bound_ns = requested.get("server_target_latency_ns")
+    p99 = None if system is None else system.lat_p99_ms
+    accepted = bool(system and system.valid and p99 is not None and bound_ns
+                    and p99 <= LATENCY_HEADROOM * bound_ns / 1e6)
+    return {"target_qps": requested.get("server_target_qps", asked), "status": result.status,
+            "valid": None if system is None else system.valid, "accepted": accepted,
+            "reasons": [] if system is None else list(system.invalid_reasons) or ([result.error] if result.error else []),
+            "p99_ms": p99, "bound_ms": None if not bound_ns else bound_ns / 1e6,
+            "completed_qps": None if system is None else system.throughput, "run_dir": result.run_dir}
+
+
+def upper_bound(high: float, entry: dict) -> float:
+    """The upper bound after an INVALID probe: its target, or less when it was overloaded."""
+    completed = entry.get("completed_qps")
+    if completed and entry["target_qps"] and completed < OVERLOADED * entry["target_qps"]:
+        return min(high, OVERLOAD_MARGIN * completed)
+    return high
+
+
+def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
+                  say: Callable[[str], None] | None = None) -> ServerSearch:
+    """Probe targets under `search_dir` and return the highest VALID one with the trace."""
+    say = say or (lambda _msg: None)
+    trace: list[dict] = []
+
+    def probe(target: float | None) -> dict:
+        hints = {} if target is None else {"server_target_qps": target}
+        result = launch(plan, search_dir, ChildTask(role="probe", hints=hints, force_limits=force_limits))
+        entry = _trace_entry(result, target)
+        trace.append(entry)
+        verdict = {True: "VALID", False: "INVALID", None: result.status}[entry["valid"]]
+        if entry["valid"] and not entry["accepted"]:
+            verdict += f" (p99 {entry['p99_ms']:.2f} ms leaves less than {100 - 100 * LATENCY_HEADROOM:.0f} % of the bound)"
+        shown = "-" if entry["target_qps"] is None else f"{entry['target_qps']:,.0f}"
+        say(f"  server target search: probe {len(trace)} at {shown} QPS -> {verdict}")
+        return entry
+
+    first = probe(None)
+    if first["target_qps"] is None:  # the probe failed before LoadGen ran: nothing to search with
+        return ServerSearch(target_qps=None, trace=trace,
+                            note=f"the first probe {first['status']}: {'; '.join(first['reasons']) or 'no result'}")
+    if first["accepted"]:
+        return ServerSearch(target_qps=first["target_qps"], trace=trace,
+                            note="VALID at the compute throughput, the most a Server run can sustain")
+    low, high = 0.0, upper_bound(float(first["target_qps"]), first)
+    while len(trace) < MAX_PROBES and (low == 0.0 or (high - low) / high > TOLERANCE):
+        target = (0.8 * high if len(trace) == 1 else high / 2) if low == 0.0 else (low + high) / 2
+        entry = probe(target)
+        if entry["accepted"]:
+            low = float(entry["target_qps"])
+        else:
+            high = upper_bound(min(high, float(entry["target_qps"])), entry)
+    if low == 0.0:
+        return ServerSearch(target_qps=high, trace=trace,
+                            note=f"no probe was accepted down to {high:,.0f} QPS; the run uses that target")
+    return ServerSearch(target_qps=low, trace=trace,
+                        note=f"highest accepted target (VALID with p99 within {100 * LATENCY_HEADROOM:.0f} % of the "
+                             f"bound), within {100 * (high - low) / high:.0f} % of the upper bound, after {len(trace)} probes")
