@@ -4,8 +4,8 @@ The detail log is the source of truth, as for MLCommons' submission checker
 (`tools/submission/log_parser.py`): the first line must start with `:::MLLOG`, and the first
 occurrence of each key wins. Every error and warning line is kept as well, because one error
 (e.g. "Multiple conf files are used") is enough to make a run unfit for submission even when
-LoadGen printed VALID. Key names and formats: notes/mlperf-loadgen.md §2.2-§2.4, checked
-against logs written by mlcommons-loadgen 6.0.17.
+LoadGen printed VALID. Key names and formats: LoadGen's loadgen/results.cc and logging.cc
+(github.com/mlcommons/inference), checked against logs written by mlcommons-loadgen 6.0.17.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MLLOG_MARKER = ":::MLLOG"
 DETAIL_NAME = "mlperf_log_detail.txt"
 SUMMARY_NAME = "mlperf_log_summary.txt"
 
-#: the metric each scenario is ranked by (the checker's RESULT_FIELD_NEW, notes §2.1)
+#: the metric each scenario is ranked by (RESULT_FIELD_NEW in MLCommons' submission checker, tools/submission)
 METRIC_KEYS = {
     "SingleStream": "early_stopping_latency_ss",  # ns, 90th-percentile early-stopping estimate
     "MultiStream": "early_stopping_latency_ms",  # ns, 99th-percentile early-stopping estimate

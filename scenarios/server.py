@@ -12,7 +12,7 @@ from collections import deque
 from scenarios.base import ComputeEstimate, DispatchConfig, RunBatch
 
 #: LoadGen's issue thread needs the GIL for every query; a 5 ms switch interval shows up directly
-#: in the tail latency (shared/notes/mlperf-loadgen.md §1.6), so the Server run lowers it.
+#: in the tail latency (measured with LoadGen's null SUT on 2 cores), so the Server run lowers it.
 SERVER_SWITCH_INTERVAL_S = 0.0005
 
 

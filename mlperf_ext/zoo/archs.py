@@ -275,10 +275,10 @@ def _info(arch: str) -> ArchInfo:
 # ---- zoo family ----------------------------------------------------------------------------------
 FAMILY = "archs"
 #: precisions built for the speed-run models. int4 (W4A8 QDQ) and int2 are left out: ORT dequantizes
-#: them at run time (notes §4), so they would measure an emulation, not a speed.
+#: them at run time (docs/models.md), so they would measure an emulation, not a speed.
 ARCH_PRECISIONS = ("fp32", "fp16", "int8")
 WEIGHT_SEED = 0
-#: random N(0, 1) images used to calibrate INT8 (notes §6 used 16 random images for ResNet-50)
+#: random N(0, 1) images used to calibrate INT8 (16, as for ResNet-50 in docs/models.md)
 CALIBRATION_SAMPLES = 16
 CALIBRATION_SEED = 1234
 #: bump when the builders or the variant recipe change the artifacts' bytes

@@ -435,7 +435,7 @@ class CnvFamily:
             float_model, _ = trained_model(models_dir / ".cache", c, x_train, y_train, self.config)
             ptq, _ = quantize.to_int2_qdq(onnx.load_from_string(onnx_bytes(float_model)), scale_rule="twn")
             extra["int2_ptq_accuracy"] = top1(ort_logits(ptq.SerializeToString(), x_test), y_test)
-        elif info.precision == "int4":  # W4A8 QDQ: convs hold the weights; W4A4 breaks MaxPool (notes §4)
+        elif info.precision == "int4":  # W4A8 QDQ: convs hold the weights; W4A4 breaks MaxPool (ORT: MaxPool rejects uint4)
             variant, producer = quantize.to_int4_qdq(fp32, calib, INPUT_NAME)
         else:
             variant, producer = quantize.make_variant(fp32, info.precision, calib=calib, input_name=INPUT_NAME)

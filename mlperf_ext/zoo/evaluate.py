@@ -31,7 +31,7 @@ def ort_logits(model: Path | bytes, x: np.ndarray, threads: int = 2) -> np.ndarr
 def openvino_logits(model: Path, x: np.ndarray) -> np.ndarray:
     """Logits from OpenVINO's CPU plugin with f32 inference precision.
 
-    The default INFERENCE_PRECISION_HINT is bf16 on CPUs with avx512_bf16 (notes §5), which would not
+    The default INFERENCE_PRECISION_HINT is bf16 on CPUs with avx512_bf16 (OpenVINO CPU plugin docs), which would not
     be the model's own precision; f32 measures the artifact as stored.
     """
     try:

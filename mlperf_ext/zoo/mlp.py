@@ -2,7 +2,7 @@
 
 Widths 2048/1024/512/256 are the pruning levels 100/50/25/12.5 %. The widest is trained from scratch;
 each narrower one is the previous width after structured L1 pruning and a short fine-tune (pruning
-without fine-tuning collapses accuracy to 10-70 %, notes §3). INT2 variants are fine-tuned from the
+without fine-tuning collapses accuracy to 10-70 %, measured here). INT2 variants are fine-tuned from the
 same-width FP32 weights with quantization-aware training. Trained weights are cached as `.npz`
 under `<models_dir>/.cache/`, keyed by the recipe, so building one precision never retrains another's.
 """

@@ -1,6 +1,6 @@
 """A FINN-style MLP trained with plain numpy: forward, backward, Adam, pruning and 2-bit QAT.
 
-Why numpy: the core may import only numpy (ARCHITECTURE.md), and the models are small enough
+Why numpy: the core may import only numpy (docs/architecture.md), and the models are small enough
 (<= 10 M parameters) that a few epochs train in seconds on 2 cores. Topology after FINN's
 TFC/SFC/LFC: `hidden_layers` x (Linear without bias -> BatchNorm -> ReLU), then Linear -> 10 logits.
 A bias before BatchNorm would be cancelled by the batch mean, so hidden Linears have none.

@@ -3,7 +3,7 @@
 Each builder takes an FP32 `onnx.ModelProto` and returns `(variant, producer)`, where `producer`
 is the dict stored in the artifact's metadata saying exactly how the variant was made.
 
-Recipes (measured in /work/shared/notes/offline-models-and-data.md §4-§5, ORT 1.32 / OpenVINO 2026.4):
+Recipes (measured with ORT 1.32 / OpenVINO 2026.4; docs/models.md):
 - fp16: onnxconverter_common float16 with float32 I/O kept.
 - int8: ORT static QDQ, per-channel QInt8 weights, QUInt8 activations, calibrated on training samples.
   ORT's fastest CPU path for these models (e.g. 68 k vs 24 k img/s for the 1024-wide MLP).
@@ -183,7 +183,7 @@ def to_int8_qdq(model: onnx.ModelProto, calib: np.ndarray, input_name: str) -> t
 
 def to_int4_qdq(model: onnx.ModelProto, calib: np.ndarray, input_name: str) -> tuple[onnx.ModelProto, dict]:
     """Static QDQ W4A8 (int4 per-channel weights, uint8 activations): for Conv-heavy models.
-    Correct but slow on ORT CPU (dequantized at run time); W4A4 breaks MaxPool (notes §4)."""
+    Correct but slow on ORT CPU (dequantized at run time); W4A4 breaks MaxPool (ORT: MaxPool rejects uint4)."""
     return _static_qdq_variant(model, calib, input_name, 4)
 
 

@@ -5,7 +5,7 @@ Usage: python loadgen_null_run.py SCENARIO MODE OUTDIR [--min-duration-ms N ...]
 The SUT completes every sample inside the issue callback with a 4-byte little-endian int32
 payload equal to `qsl_index % 10`, so an accuracy run can be scored against `labels = idx % 10`.
 One StartTest per process: LoadGen loads its embedded mlperf.conf only on the first FromConfig
-of a process (notes/mlperf-loadgen.md §1.3), and aborts the process on a missing log directory
+of a process (loadgen/test_settings_internal.cc), and aborts the process on a missing log directory
 or on an exception escaping a callback (§1.5) - hence mkdir first and the catch-all in issue().
 """
 
@@ -126,7 +126,7 @@ def main(argv: list[str]) -> int:
     qsl = lg.ConstructQSL(args.total_count, args.performance_count, load, load)
     try:
         # an audit.config path that does not exist: a stray ./audit.config must not turn this
-        # into a compliance run (notes §1.4)
+        # into a compliance run (docs/architecture.md)
         lg.StartTestWithLogSettings(sut, qsl, settings, log_settings, str(args.outdir / "no-audit.config"))
     finally:
         lg.DestroyQSL(qsl)

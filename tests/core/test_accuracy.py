@@ -105,7 +105,7 @@ def test_bad_inputs(tmp_path, accuracy_json):
 
 
 def test_performance_run_log_is_empty(tmp_path):
-    # what LoadGen writes after a performance run without accuracy sampling (notes §2.5)
+    # what LoadGen writes after a performance run without accuracy sampling (an empty JSON array)
     empty = tmp_path / "mlperf_log_accuracy.json"
     empty.write_text("[\n]")
     with pytest.raises(LogParseError, match="AccuracyOnly"):

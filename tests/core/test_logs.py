@@ -16,7 +16,7 @@ from .loadgen_null_run import run_in_subprocess
 # Settings chosen so validity does not depend on this machine's speed: the SUT sleeps per sample
 # (a latency floor), LoadGen's expected-latency hint is below that floor (enough queries are
 # pre-generated), and min_query_count covers early stopping (64 queries at p90, 662 at p99:
-# notes/mlperf-loadgen.md §2.2).
+# loadgen/results.cc).
 VALID_RUNS = {
     "SingleStream": ("--sample-delay-us", "100", "--expected-latency-ns", "50000"),
     "MultiStream": ("--sample-delay-us", "10", "--expected-latency-ns", "5000", "--min-query-count", "700"),
@@ -122,7 +122,7 @@ def test_throughput_definitions(results):
 def test_effective_settings(results):
     srv = results["Server"]
     assert srv.server_target_qps == 5000
-    # embedded mlperf.conf: *.Server.target_latency = 10 (ms) (notes/mlperf-loadgen.md §1.3)
+    # embedded mlperf.conf: *.Server.target_latency = 10 (ms) (loadgen/mlperf.conf)
     assert srv.server_target_latency_ns == 10_000_000
     for name in ("SingleStream", "MultiStream", "Offline"):
         assert results[name].server_target_qps is None
@@ -130,7 +130,7 @@ def test_effective_settings(results):
     ss = results["SingleStream"]
     assert ss.effective["min_duration_ms"] == 200
     assert ss.effective["scenario"] == "SingleStream"
-    # the v6.1 seed carried by LoadGen 6.0.17's embedded mlperf.conf (notes §1.3): FromConfig loaded it
+    # the v6.1 seed carried by LoadGen 6.0.17's embedded mlperf.conf (loadgen/mlperf.conf): FromConfig loaded it
     assert ss.effective["qsl_rng_seed"] == 2085463073848966840
     assert not any(k.startswith("effective_") for k in ss.effective)
     assert results["MultiStream"].effective["min_query_count"] == 700

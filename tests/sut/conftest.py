@@ -101,7 +101,7 @@ def build_convnet(path: Path, seed: int = 1) -> BuiltModel:
 def build_int2_matmul(path: Path, seed: int = 2) -> BuiltModel:
     """x @ DequantizeLinear(W_int2, per-column scale): the INT2 QDQ pattern OpenVINO cannot read.
 
-    INT2 initializers need opset 25 / IR 11 (shared/notes/offline-models-and-data.md §4).
+    INT2 initializers need opset 25 / IR 11 (the ONNX spec's INT2 type, onnx 1.18).
     """
     rng = np.random.default_rng(seed)
     wq = rng.integers(-2, 2, size=(16, 4)).astype(np.int8)  # INT2 range is [-2, 1]

@@ -13,6 +13,7 @@ Usage: python -m tiers.runner.child RUN_DIR   (RUN_DIR/point.json holds the RunP
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -135,6 +136,10 @@ def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
     if getattr(backend, "runs_model", True):  # the null backend runs no model and takes anything
         check_shapes(dataset, backend.input_spec())
     library = SampleLibrary(dataset)
+    # The runtime, model and dataset live as long as the process: frozen out of the collector, they are
+    # not rescanned by every collection that per-batch garbage triggers during the run.
+    gc.collect()
+    gc.freeze()
     probe = task.role == "probe"
     user_conf = Path(point.user_conf) if point.user_conf else None
     settings = loadgen.make_settings(point.scenario, "performance" if probe else point.mode, point.profile,

@@ -5,11 +5,13 @@ Each stream's thread repeats its step until the time budget is spent (and at lea
 ran, at most `MAX_EXECUTIONS`); the streams start together at a barrier. Throughput is all executed
 samples over the wall time from the barrier to the last stream's end (with one stream: over the sum of
 the executions' own durations, so the timing loop is not counted); latencies are each execution's own
-duration as the backend timed it (a host clock around the call, or device events).
+duration as the backend timed it (a host clock around the call, or device events). Python's garbage
+collector is off while timing, as timeit keeps it off: a collection is no part of an execution.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import dataclass
@@ -76,7 +78,13 @@ def measure_compute(backend, batch: np.ndarray, streams: int, seconds: float) ->
     as they will during the run), then time them concurrently for about `seconds`."""
     steps = [backend.compute_step(batch, k) for k in range(streams)]
     _run_streams(steps, WARMUP_FRACTION * seconds, WARMUP_EXECUTIONS)
-    per_stream, wall = _run_streams(steps, seconds, MIN_EXECUTIONS)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        per_stream, wall = _run_streams(steps, seconds, MIN_EXECUTIONS)
+    finally:
+        if enabled:
+            gc.enable()
     latencies = [s for part in per_stream for s in part]
     return ComputeTiming(batch=len(batch), streams=streams, latencies_s=latencies, wall_s=wall)
 

@@ -15,7 +15,7 @@ PUBLISHED = Path(tiers.level0.__file__).with_name("models_published.yaml")
 
 
 def test_googlenet_on_ultra96_dpu_matches_qutibench():
-    # QuTiBench's hardware/topology CSVs give 306.7092652 inputs/s (shared/notes/peer-tools.md §1.3)
+    # QuTiBench's hardware/topology CSVs give 306.7092652 inputs/s (github.com/RCL-lab/QutibenchWeb)
     models = {m.name: m for m in load_requirements(PUBLISHED)}
     point = load_catalog().get("ultra96-dpu").point(None)
     pred = predict(models["GoogLeNetv1 (QuTiBench)"], point, "int8")
