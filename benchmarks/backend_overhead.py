@@ -104,7 +104,7 @@ def run_sut(backend_name: str, model_path: Path, batch: int, threads: int, secon
     settings.scenario = lg.TestScenario.Offline
     settings.mode = lg.TestMode.PerformanceOnly
     settings.min_duration_ms = int(seconds * 1000)
-    settings.offline_expected_qps = 1.5 * rate  # a hint only: sizes the query to outlast min_duration
+    settings.offline_expected_qps = 3 * rate  # a hint only: sizes the query to outlast min_duration
     errors = loadgen.CallbackErrors()
     adapter = SutAdapter(backend, library, errors)
     dispatcher = get_scenario("Offline").make_dispatcher(adapter.run_batch, DispatchConfig(batch=batch))

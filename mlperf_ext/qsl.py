@@ -28,6 +28,8 @@ class SampleLibrary:
         self.performance_count = min(performance_count or DEFAULT_PERFORMANCE_COUNT, self.total_count)
         self._row_of = np.full(self.total_count, -1, dtype=np.int64)
         self._data = np.empty((0, *dataset.sample_shape), dtype=dataset.dtype)
+        self._order: list[int] = []  # dataset index of each loaded row (LoadGen's load order)
+        self._first_row: dict[int, int] = {}  # dataset index -> its row, for the run check
 
     def load(self, indices: Sequence[int]) -> None:
         """LoadGen callback: bring these samples into memory (replacing any previous set)."""
@@ -37,20 +39,30 @@ class SampleLibrary:
         self._data = np.ascontiguousarray(self.dataset.load(wanted))
         self._row_of[:] = -1
         self._row_of[wanted] = np.arange(wanted.size)
+        self._order = wanted.tolist()
+        self._first_row = {index: row for row, index in enumerate(self._order)}
 
     def unload(self, indices: Sequence[int]) -> None:
         """LoadGen callback: forget these samples."""
         self._row_of[np.asarray(indices, dtype=np.int64)] = -1
         if not (self._row_of >= 0).any():
             self._data = self._data[:0]
+            self._order, self._first_row = [], {}
 
     def gather(self, indices: Sequence[int]) -> np.ndarray:
         """A batch of loaded samples, in the order given.
 
         When the rows are consecutive (Offline issues the loaded set in order) the batch is a view of
         the resident buffer, not a copy: copying 64 MNIST samples from a buffer larger than the
-        cache cost ~55 us per batch, 4 % of an MLP batch's compute (measured through LoadGen).
+        cache cost ~55 us per batch, 4 % of an MLP batch's compute (measured through LoadGen). The
+        run is recognised on the Python list LoadGen handed over (one slice compare, ~1 us for 256
+        samples) before any conversion to an array (~10 us).
         """
+        if isinstance(indices, list) and indices:
+            first = self._first_row.get(indices[0], -1)
+            n = len(indices)
+            if first >= 0 and self._order[first:first + n] == indices and self._row_of[indices[0]] == first:
+                return self._data[first:first + n]
         rows = self._row_of[np.asarray(indices, dtype=np.int64)]
         n, first = len(rows), rows[0]
         if first >= 0 and (n == 1 or (rows[-1] - first == n - 1 and (np.diff(rows) == 1).all())):
