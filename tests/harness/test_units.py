@@ -163,6 +163,12 @@ def test_qsl_keeps_loadgen_order_and_serves_runs_as_views():
     shuffled = qsl.gather([3, 5])
     np.testing.assert_array_equal(shuffled, data.samples[[3, 5]])
     assert not np.shares_memory(shuffled, qsl.gather([5, 1, 8, 3]))
+    same_ends = qsl.gather([5, 8, 1, 3])  # starts and ends where the run does, but is not the run
+    np.testing.assert_array_equal(same_ends, data.samples[[5, 8, 1, 3]])
+    qsl.unload([5, 1, 8, 3])
+    qsl.load([2, 5])
+    with pytest.raises(RuntimeError):
+        qsl.gather([1, 8])  # unloaded: the old run must not be served
 
 
 def test_conf_sets_follows_loadgen_wildcards(tmp_path):
