@@ -1,0 +1,259 @@
+"""What a new user hits, through the real CLI in a subprocess: signals, environment errors, limits,
+settings out of range, INVALID rows, and the way from a row to its evidence."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlperf_ext.store import ResultsStore
+from tiers.runner import layout
+from tiers.runner.launch import PROJECT_ROOT
+
+ENV = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+CLI = [sys.executable, "-m", "mlperf_ext.cli"]
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def assert_one_line_refusal(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mlperf-ext: error: ") and "fix:" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def point_args(model: Path, work: Path, *extra: str) -> list[str]:
+    return ["run", "--model", str(model), "--dataset", "mnist", "--backend", "onnxruntime", "--scenario", "Offline",
+            "--workdir", str(work), *extra]
+
+
+def nothing_written(work: Path) -> bool:
+    return not (work / layout.STORE_NAME).exists() and not (work / layout.RUNS_DIR).exists()
+
+
+def null_spec(tmp_path: Path, points: int = 4, duration_ms: int = 1000) -> Path:
+    """`points` null-backend Offline points (large batches: the harness's fastest path, ~2 s each)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"models: [none.onnx]\ndataset: mnist\nbackend: null\nscenario: Offline\n"
+                    f"batch: {[256 * (k + 1) for k in range(points)]}\nsettings: {{min_duration_ms: {duration_ms}}}\n")
+    return spec
+
+
+def children_of(work: Path) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "tiers.runner.child"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(work) in line]
+
+
+def wait_for_child(work: Path, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not children_of(work):
+        assert time.monotonic() < deadline, "no child started"
+        time.sleep(0.05)
+
+
+# -- 1. signals and orphans -----------------------------------------------------------------------------
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_driver_leaves_no_child_and_a_rerun_stores_every_point_once(tmp_path, sig):
+    spec, work = null_spec(tmp_path), tmp_path / "work"
+    driver = subprocess.Popen([*CLI, "run", str(spec), "--workdir", str(work)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=ENV, start_new_session=True)
+    wait_for_child(work)
+    driver.send_signal(sig)
+    driver.wait(timeout=30)
+    if sig == signal.SIGTERM:
+        assert driver.returncode == 130 and "interrupted" in driver.stderr.read().decode()
+    deadline = time.monotonic() + 10
+    while children_of(work) and time.monotonic() < deadline:  # PDEATHSIG is delivered at once; reaping may lag
+        time.sleep(0.05)
+    assert children_of(work) == []
+    again = cli("run", str(spec), "--workdir", str(work))
+    assert again.returncode == 0, again.stderr
+    rows = ResultsStore(layout.store_path(work)).rows(latest_only=False)
+    keys = [r["point_key"] for r in rows]
+    assert len(keys) == len(set(keys)) == 4 and all(r["status"] == "ok" for r in rows)
+
+
+def test_a_second_driver_on_the_same_workdir_is_refused(tmp_path):
+    spec, work = null_spec(tmp_path, points=2, duration_ms=3000), tmp_path / "work"
+    first = subprocess.Popen([*CLI, "run", str(spec), "--workdir", str(work)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=ENV)
+    try:
+        wait_for_child(work)
+        second = cli("run", str(spec), "--workdir", str(work))
+        assert_one_line_refusal(second, "is in use by another mlperf-ext run", f"pid {first.pid}")
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=30)
+
+
+def test_a_result_its_driver_never_stored_is_stored_on_the_next_start(tmp_path):
+    spec, work = null_spec(tmp_path, points=1, duration_ms=200), tmp_path / "work"
+    assert cli("run", str(spec), "--workdir", str(work)).returncode == 0
+    with sqlite3.connect(layout.store_path(work)) as conn:  # as if the driver died before its INSERT
+        conn.execute("DELETE FROM runs")
+    (run_dir,) = (work / layout.RUNS_DIR).iterdir()
+    stray = work / layout.RUNS_DIR / "20261201T000000000000-0000000000"
+    stray.mkdir()  # a child killed before it wrote a result
+    (stray / layout.POINT_FILE).write_text((run_dir / layout.POINT_FILE).read_text())
+    again = cli("run", str(spec), "--workdir", str(work))
+    assert again.returncode == 0, again.stderr
+    assert f"recovered run {run_dir.name} (ok): stored" in again.stderr
+    assert "stored (ok), skipped" in again.stderr  # the recovered row settles the point: nothing reruns
+    assert f"run dir {stray} was not stored" in again.stderr and (stray / layout.DISCARDED_MARK).exists()
+    [row] = ResultsStore(layout.store_path(work)).rows(latest_only=False)
+    assert row["run_id"] == run_dir.name and "the child finished after its driver died" in row["notes"]
+
+
+# -- 2. environment errors --------------------------------------------------------------------------------
+def test_workdir_naming_a_file(mlp_model, tmp_path):
+    work = tmp_path / "afile"
+    work.write_text("not a directory")
+    assert_one_line_refusal(cli(*point_args(mlp_model, work)), "is a file, not a directory")
+    assert_one_line_refusal(cli("results", "--workdir", str(work)), "is a file, not a directory")
+    assert work.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("command", ["results", "run"])
+def test_a_corrupt_store_is_refused_and_kept(mlp_model, tmp_path, command):
+    work = tmp_path / "work"
+    work.mkdir()
+    store = work / layout.STORE_NAME
+    store.write_bytes(b"this is not an SQLite database" * 100)
+    args = ["results", "--workdir", str(work)] if command == "results" else point_args(mlp_model, work)
+    assert_one_line_refusal(cli(*args), "is not a readable results store")
+    assert store.read_bytes() == b"this is not an SQLite database" * 100
+    assert not (work / layout.RUNS_DIR).exists()
+
+
+def test_a_read_only_workdir(mlp_model, tmp_path):
+    work = tmp_path / "ro"
+    work.mkdir()
+    if os.geteuid() == 0:  # root writes through permission bits: only a read-only mount stops it
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(work)], capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip("running as root without the right to mount a read-only filesystem")
+    else:
+        work.chmod(0o555)
+    try:
+        assert_one_line_refusal(cli(*point_args(mlp_model, work)), "read-only")
+        assert list(work.iterdir()) == []
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(work)], check=True)
+        else:
+            work.chmod(0o755)
+
+
+def test_a_backend_that_is_not_a_class(mlp_model, tmp_path):
+    work = tmp_path / "w"
+    assert_one_line_refusal(cli(*[a if a != "onnxruntime" else "os:path" for a in point_args(mlp_model, work)]),
+                            "not a class")
+    assert_one_line_refusal(cli(*[a if a != "onnxruntime" else "tests.harness.faulty_backends:NotABackend"
+                                  for a in point_args(mlp_model, work)]), "lacks", "Backend protocol")
+    assert nothing_written(work)
+
+
+# -- 3. unbounded resources -----------------------------------------------------------------------------
+@pytest.mark.parametrize("option,value,needle", [("--streams", "1000", "streams 1000 is more than"),
+                                                 ("--threads", "100000", "threads 100000 is more than"),
+                                                 ("--batch", "100000000", "GiB per input batch")])
+def test_unbounded_resources_are_refused_unless_forced(mlp_model, tmp_path, option, value, needle):
+    work = tmp_path / "w"
+    assert_one_line_refusal(cli(*point_args(mlp_model, work, option, value)), needle, "--force-limits")
+    assert nothing_written(work)
+    if option != "--batch":  # with the limits lifted the same point passes validation (dry run: nothing runs)
+        forced = cli(*point_args(mlp_model, work, option, value, "--force-limits", "--dry-run"))
+        assert forced.returncode == 0 and "to run" in forced.stdout, forced.stderr
+
+
+# -- 4. settings checked in the parent ----------------------------------------------------------------
+@pytest.mark.parametrize("setting,needle", [("min_duration_ms=99999999999999999999", "uint64_t"),
+                                            ("min_query_count=-5", "uint64_t"),
+                                            ("offline_expected_qps=1e300", "limited to 2,500,000")])
+def test_settings_out_of_range_are_refused_before_anything_runs(mlp_model, tmp_path, setting, needle):
+    work = tmp_path / "w"
+    assert_one_line_refusal(cli(*point_args(mlp_model, work, "--setting", setting)), needle)
+    assert nothing_written(work)
+
+
+# -- 5 and 6. INVALID rows, and from a row to its evidence -------------------------------------------------
+@pytest.fixture(scope="module")
+def invalid_and_ok(tmp_path_factory, mlp_model):
+    work = tmp_path_factory.mktemp("evidence")
+    ran = [cli(*point_args(mlp_model, work, "--batch", "8", "--setting", "min_duration_ms=200")),
+           cli(*point_args(mlp_model, work, "--batch", "8", "--setting", "min_duration_ms=200",
+                           "--setting", "offline_expected_qps=10"))]  # the user's hint: far too low, never rerun
+    return work, ran
+
+
+def test_run_prints_each_points_run_id_and_directory(invalid_and_ok):
+    work, ran = invalid_and_ok
+    assert ran[0].returncode == 0 and ran[1].returncode == 0, (ran[0].stderr, ran[1].stderr)
+    rows = ResultsStore(layout.store_path(work)).rows()
+    for proc, row in zip(ran, rows):
+        assert f"run {row['run_id']}: {row['run_dir']}" in proc.stderr
+
+
+def test_invalid_rows_say_why_everywhere_and_are_counted_apart(invalid_and_ok):
+    work, ran = invalid_and_ok
+    assert "INVALID" in ran[1].stderr and "minimum duration not met" in ran[1].stderr
+    statuses = [r["status"] for r in ResultsStore(layout.store_path(work)).rows()]
+    assert statuses == ["ok", "invalid"]
+    table = cli("results", "--workdir", str(work), "--wide")
+    assert table.returncode == 0
+    assert "INVALID*" in table.stdout and "invalid: minimum duration not met" in table.stdout
+    narrow = subprocess.run([*CLI, "results", "--workdir", str(work)], capture_output=True, text=True,
+                            env={**ENV, "COLUMNS": "80", "FORCE_COLOR": "1"})  # a terminal 80 columns wide
+    assert "invalid: minimum duration not met" in narrow.stdout  # the reason survives a narrow terminal
+
+
+def test_results_show_a_run(invalid_and_ok):
+    work, _ran = invalid_and_ok
+    rows = ResultsStore(layout.store_path(work)).rows()
+    shown = cli("results", "show", rows[1]["run_id"][-10:], "--workdir", str(work))
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert f"run {rows[1]['run_id']}" in out and "INVALID: minimum duration not met" in out
+    assert "compute (batch 8" in out and "runtime: onnxruntime" in out and "executed: fp32" in out
+    assert str(Path(rows[1]["run_dir"]) / "loadgen" / "mlperf_log_detail.txt") in out
+    assert_one_line_refusal(cli("results", "show", "nosuchrun", "--workdir", str(work)), "no run 'nosuchrun'")
+
+
+def test_results_table_has_a_run_column(invalid_and_ok):
+    work, _ran = invalid_and_ok
+    out = cli("results", "--workdir", str(work), "--wide").stdout
+    for row in ResultsStore(layout.store_path(work)).rows():
+        assert row["run_id"][-10:] in out
+
+
+def test_version():
+    proc = cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("mlperf-ext ") and "mlcommons-loadgen 6.0.17" in proc.stdout
+
+
+def test_dry_run_lists_points_without_running_any(mlp_model, invalid_and_ok, tmp_path):
+    work, _ran = invalid_and_ok
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"models: [{mlp_model}]\ndataset: mnist\nbackends: [onnxruntime]\nscenario: Offline\nbatch: [8, 16]\n"
+                    "settings: {min_duration_ms: 200}\n")
+    before = ResultsStore(layout.store_path(work)).rows(latest_only=False)
+    dry = cli("run", str(spec), "--workdir", str(work), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.strip().splitlines()
+    assert lines[0].startswith("stored (ok)") and "b8" in lines[0] and lines[1].startswith("to run") and "b16" in lines[1]
+    assert ResultsStore(layout.store_path(work)).rows(latest_only=False) == before
+    fresh = tmp_path / "fresh"
+    assert cli("run", str(spec), "--workdir", str(fresh), "--dry-run").returncode == 0 and nothing_written(fresh)
