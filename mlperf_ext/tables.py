@@ -128,6 +128,7 @@ def row_notes(result: PointResult, width: int | None = 200) -> list[str]:
         out.append(f"{name}: {result.status}: {text if width is None else text[:width]}")
     for text in result.flags.values():
         out.append(f"{name}: flag: {text}")
+    out.extend(f"{name}: {note}" for note in result.notes)
     return out
 
 

@@ -161,7 +161,7 @@ class MlpFamily:
             cfg = nt.TrainConfig(epochs=r.qat_epochs, batch_size=r.batch_size, lr=r.qat_lr, seed=r.seed + 2,
                                  quant="int2")
             say(f"{self.prefix}-w{width}: 2-bit QAT, {cfg.epochs} epochs")
-            nt.train(p, x_train, y_train, cfg)
+            nt.train(p, x_train, y_train, cfg, log=lambda m: say(f"{self.prefix}-w{width}: {m}"))
             log = {"kind": "qat-int2", "from": f"{self.prefix}-w{width} fp32", "epochs": cfg.epochs,
                    "lr": cfg.lr, "loss_per_epoch": cfg.history,
                    "numpy_test_accuracy": nt.accuracy(p, x_test, y_test, nt.fake_quant_2bit)}
@@ -169,7 +169,7 @@ class MlpFamily:
             p = nt.init_mlp(IN_FEATURES, width, r.hidden_layers, CLASSES, r.seed)
             cfg = nt.TrainConfig(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, seed=r.seed)
             say(f"{self.prefix}-w{width}: training from scratch, {cfg.epochs} epochs")
-            nt.train(p, x_train, y_train, cfg)
+            nt.train(p, x_train, y_train, cfg, log=lambda m: say(f"{self.prefix}-w{width}: {m}"))
             log = {"kind": "scratch", "epochs": cfg.epochs, "lr": cfg.lr, "loss_per_epoch": cfg.history,
                    "numpy_test_accuracy": nt.accuracy(p, x_test, y_test)}
         else:
@@ -180,7 +180,7 @@ class MlpFamily:
             cfg = nt.TrainConfig(epochs=r.finetune_epochs, batch_size=r.batch_size, lr=r.finetune_lr,
                                  seed=r.seed + 1)
             say(f"{self.prefix}-w{width}: L1-pruned from w{wider}, fine-tuning {cfg.epochs} epochs")
-            nt.train(p, x_train, y_train, cfg)
+            nt.train(p, x_train, y_train, cfg, log=lambda m: say(f"{self.prefix}-w{width}: {m}"))
             log = {"kind": "pruned+finetuned", "from": f"{self.prefix}-w{wider} fp32",
                    "pruning": "structured L1 (top-k hidden neurons by L1 norm of incoming weights)",
                    "numpy_test_accuracy_before_finetune": before, "epochs": cfg.epochs, "lr": cfg.lr,

@@ -257,3 +257,53 @@ def test_dry_run_lists_points_without_running_any(mlp_model, invalid_and_ok, tmp
     assert ResultsStore(layout.store_path(work)).rows(latest_only=False) == before
     fresh = tmp_path / "fresh"
     assert cli("run", str(spec), "--workdir", str(fresh), "--dry-run").returncode == 0 and nothing_written(fresh)
+
+
+# -- 8. smaller defects -----------------------------------------------------------------------------------
+def test_options_may_come_before_model_names(tmp_path):
+    from mlperf_ext import cli as main_cli
+    from mlperf_ext.zoo.mlp import MlpFamily, MlpRecipe, register
+    from mlperf_ext.zoo.registry import unregister_family
+
+    register(MlpFamily(MlpRecipe(widths=(16,), epochs=1, batch_size=256, finetune_epochs=1, qat_epochs=1),
+                       prefix="mlporder"))
+    try:
+        assert main_cli.main(["models", "build", "--workdir", str(tmp_path), "mlporder-w16-fp32"]) == 0
+        assert (tmp_path / "models" / "mlporder-w16-fp32.onnx").is_file()
+    finally:
+        unregister_family("mlporder")
+
+
+def test_training_reports_every_epoch(tmp_path):
+    from mlperf_ext.zoo.mlp import MlpFamily, MlpRecipe, register
+    from mlperf_ext.zoo.registry import build, unregister_family
+
+    register(MlpFamily(MlpRecipe(widths=(16,), epochs=2, batch_size=256, finetune_epochs=1, qat_epochs=1),
+                       prefix="mlpepochs"))
+    try:
+        said: list[str] = []
+        build(["mlpepochs-w16-fp32"], tmp_path, progress=said.append)
+        assert [m for m in said if "epoch" in m and "loss" in m] == [
+            m for m in said if m.startswith("mlpepochs-w16: epoch ")] and len([m for m in said if "epoch 1/2" in m]) == 1
+        assert any("epoch 2/2 loss" in m for m in said)
+    finally:
+        unregister_family("mlpepochs")
+
+
+def test_help_texts():
+    demo = cli("demo", "--help").stdout
+    assert "every variant in all four scenarios" in demo and "12.5 % width" in demo
+    assert "write the rows" in cli("results", "--help").stdout
+
+
+def test_a_score_that_cannot_mean_what_it_says_is_warned_about():
+    import numpy as np
+
+    from tiers.runner.child import classifier_warnings
+
+    labels = np.arange(10)
+    assert classifier_warnings(0.9, 10, labels) == []
+    [few] = classifier_warnings(0.1, 1, labels)
+    assert "1 value(s) per sample but the labels have 10 classes" in few
+    [zero] = classifier_warnings(0.0, 10, labels)
+    assert "0.00 % top-1" in zero

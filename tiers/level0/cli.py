@@ -77,7 +77,29 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _peaks(peaks: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in peaks.items()) or "-"
+
+
+def measured_above_nominal(entry: dict) -> list[str]:
+    """Why a measured ceiling can exceed the nominal peak: the nominal clock is only the clock the kernel
+    reports (the base clock on many VMs), and a core that turbos runs faster than the formula assumes."""
+    nominal = entry["peak_tops"] if "nominal" in entry.get("modes", {}) else {}
+    measured = entry.get("modes", {}).get("measured", {}).get("peak_tops", {})
+    clock = entry.get("nominal_formula", {}).get("clock_mhz")
+    out = []
+    for dtype, value in measured.items():
+        if dtype in nominal and value > nominal[dtype]:
+            effective = f", an effective clock of about {clock * value / nominal[dtype]:,.0f} MHz" if clock else ""
+            out.append(f"measured {dtype} {value:g} TOP/s is above the nominal {nominal[dtype]:g}: the nominal peak "
+                       f"uses the clock the kernel reports ({clock} MHz), not the turbo clock the core ran at"
+                       f"{effective}")
+    return out
+
+
 def cmd_platforms(args) -> int:
+    from mlperf_ext.tables import table_console
+
     if args.action == "detect":
         from tiers.level0.host_ceilings import host_platform_entry, measure, write_host_platform
 
@@ -86,14 +108,28 @@ def cmd_platforms(args) -> int:
         print(f"wrote {path}")
         entry = host_platform_entry(c)
         print(entry["description"])
+        for note in measured_above_nominal(entry):
+            print(f"note: {note}")
         args.name = "host"
     cat = load_catalog(args.platforms_file, args.workdir)
     if args.action == "list":
-        print(f"{'name':18} {'kind':5} {'modes':22} {'peak TOP/s':44} {'GB/s':>8} {'on-chip MB':>10} {'TDP W':>6}")
+        from rich.table import Table
+
+        table = Table(title="platform catalog (level 0)")
+        for header in ("name", "kind", "modes", "peak TOP/s", "GB/s", "on-chip MB", "TDP W"):
+            table.add_column(header, justify="right" if header in ("GB/s", "on-chip MB", "TDP W") else "left")
         for p in cat:
-            peaks = ", ".join(f"{k} {v:g}" for k, v in p.peak_tops.items())
-            print(f"{p.name:18} {p.kind:5} {','.join(p.modes) or '-':22} {peaks:44} {p.memory_bandwidth_gbs:>8g} "
-                  f"{_fmt(p.onchip_memory_mb):>10} {_fmt(p.tdp_w):>6}")
+            table.add_row(p.name, p.kind, ", ".join(p.modes) or "-", _peaks(p.peak_tops), f"{p.memory_bandwidth_gbs:g}",
+                          _fmt(p.onchip_memory_mb), _fmt(p.tdp_w))
+        if "host" not in cat.names():
+            from tiers.level0.host_ceilings import detect
+
+            spec = detect()
+            table.add_row("host", "cpu", "(not measured)", _peaks({k: round(v, 4) for k, v in
+                                                                    spec.nominal_peak_tops.items()}) + " nominal",
+                          "-", "-", "-")
+            table.caption = "host: nominal peaks from this CPU's flags; 'mlperf-ext platforms detect' measures it"
+        table_console(False).print(table)
         return 0
     if not args.name:
         raise ConfigError("'platforms show' needs a platform name; fix: mlperf-ext platforms show NAME")
@@ -123,9 +159,16 @@ def _models(args) -> list[tuple[str, object, list[str]]]:
     out = []
     paths = list(args.model)
     if args.zoo:
+        import sys
+
         from mlperf_ext.zoo import registry
 
-        paths += registry.build(list(args.zoo), args.workdir / "models")
+        models_dir = args.workdir / "models"
+        for name in args.zoo:
+            if not registry.model_path(name, models_dir).exists():
+                print(f"building zoo model {name} into {models_dir} (a one-time build; large architectures take a "
+                      "while and ~100 MB)", file=sys.stderr)
+        paths += registry.build(list(args.zoo), models_dir, progress=lambda msg: print(f"  {msg}", file=sys.stderr))
     for path in paths:
         a = analyze(path)
         out.append((Path(path).stem, a, [a.stored_precision]))
@@ -210,19 +253,39 @@ def _fit_per_mode(args, cat, points) -> dict[tuple[str, str], EfficiencyFit]:
 
 
 def _print_heatmap(table: list[dict], points, predictor: str) -> None:
-    cols = [pt.label for pt in points]
+    """One block per platform kind (fpga, gpu, asic, ...), each cut into column groups that fit the terminal:
+    a heatmap over every platform mode would be ~300 columns wide."""
+    import shutil
+
+    width = shutil.get_terminal_size((160, 24)).columns
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for r in table:
-        key = (r["model"], r["precision"])
         label = f"{r['platform']}/{r['mode']}" if r["mode"] else r["platform"]
         v = r["inputs_per_s"]
-        cells.setdefault(key, {})[label] = "" if v is None else (f"{v:.4g}" + ("*" if r["bound"] == "memory" else ""))
+        cells.setdefault((r["model"], r["precision"]), {})[label] = (
+            "" if v is None else f"{v:.4g}" + ("*" if r["bound"] == "memory" else ""))
     print(f"predicted inputs/s ({predictor}; * = memory-bound; empty = precision not supported)")
-    head = ["model", "precision"] + cols
-    rows = [[m, p] + [c.get(col, "") for col in cols] for (m, p), c in cells.items()]
-    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    for r in [head] + rows:
-        print("  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+    kinds: dict[str, list[str]] = {}
+    for pt in points:
+        kinds.setdefault(pt.kind, []).append(pt.label)
+    names = [[m, p] for m, p in cells]
+    name_w = [max([len("model")] + [len(n[0]) for n in names]), max([len("precision")] + [len(n[1]) for n in names])]
+    for kind, cols in kinds.items():
+        col_w = {c: max([len(c)] + [len(v.get(c, "")) for v in cells.values()]) for c in cols}
+        chunk: list[str] = []
+        chunks: list[list[str]] = []
+        for c in cols:
+            if chunk and sum(name_w) + 4 + sum(col_w[x] + 2 for x in chunk) + col_w[c] > width:
+                chunks.append(chunk)
+                chunk = []
+            chunk.append(c)
+        chunks.append(chunk)
+        for part in chunks:
+            print(f"\n[{kind}]")
+            print("  ".join(["model".ljust(name_w[0]), "precision".ljust(name_w[1])] + [c.rjust(col_w[c]) for c in part]))
+            for (model, prec), row in cells.items():
+                print("  ".join([model.ljust(name_w[0]), prec.ljust(name_w[1])]
+                                + [row.get(c, "").rjust(col_w[c]) for c in part]))
 
 
 def _write_csv(path: Path, rows: list[dict], fieldnames: list[str]) -> None:
@@ -259,6 +322,12 @@ def cmd_efficiency(args) -> int:
     for e in effs:
         if e.note:
             print(f"note: {e.model} ({e.backend}, {e.scenario}): {e.note}")
+    above = [e for e in effs if e.efficiency > 1]
+    if above:
+        print(f"note: {len(above)} row(s) above 100 %: measured beats that roofline. Memory-bound rows: the weights "
+              "fit in the caches and are not re-read from DRAM as the roofline assumes (--predictor onchip, or the "
+              "platform's onchip_memory_mb); compute-bound rows: the core ran above the nominal clock (turbo), or "
+              "the runtime used units the nominal peak does not count")
     for s in skipped:
         print(f"skipped row {s.row_index}: {s.reason}")
     print("\nprediction quality (predicted vs measured compute fps, per platform)")

@@ -125,6 +125,19 @@ def compute_figures(timings: list[ComputeTiming]) -> ComputeFigures:
         after_throughput=after, drift=None if after is None else abs(after - before) / before)
 
 
+def classifier_warnings(accuracy: float, outputs: int, labels: np.ndarray) -> list[str]:
+    """Warnings for a top-1 score that cannot mean what it says."""
+    classes = int(labels.max()) + 1
+    out = []
+    if outputs < classes:
+        out.append(f"WARNING: the model gives {outputs} value(s) per sample but the labels have {classes} classes: "
+                   "top-1 over its outputs cannot score them (is this a classifier of this dataset?)")
+    if accuracy == 0:
+        out.append("WARNING: 0.00 % top-1: check that the model classifies this dataset's labels (another dataset, "
+                   "or classes in another order)")
+    return out
+
+
 def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
     started = datetime.now(timezone.utc).isoformat()
     dataset = open_dataset(point.dataset)
@@ -175,6 +188,7 @@ def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
     if not probe:  # the same measurement after the run: did the host stay as it was?
         timings.append(measure_compute(backend, nominal, point.streams, seconds))
     np.save(run_dir / layout.COMPUTE_FILE, np.asarray([s for t in timings for s in t.latencies_s]))
+    outputs_per_sample = int(np.prod(backend.infer(nominal[:1]).shape[1:]))  # what top-1 is taken over
     desc = backend.describe()
     backend.close()
     result = PointResult(
@@ -199,6 +213,7 @@ def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
             acc = evaluate(log_dir / "mlperf_log_accuracy.json", dataset.labels, "int32")
             result.accuracy = AccuracyFigures(value=acc.accuracy, good=acc.good, total=acc.total, line=acc.line)
             (run_dir / layout.ACCURACY_FILE).write_text(acc.line + "\n")
+            result.notes += classifier_warnings(acc.accuracy, outputs_per_sample, dataset.labels)
     except MlperfExtError as exc:
         problems.append(str(exc))
     if problems:

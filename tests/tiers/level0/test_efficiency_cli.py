@@ -164,10 +164,20 @@ def test_cli_efficiency_and_fitted_from_results_store(capsys, tmp_path, dense_pa
     assert _run(["efficiency", "--workdir", str(tmp_path), "--platforms-file", str(plat)]) == 0
     out = capsys.readouterr().out
     assert "50.00%" in out and "25.00%" in out and "n=3" in out
+    assert "above 100 %" not in out  # no row beats its roofline here
     assert _run(["predict", "--model", str(dense_path), "--platform", "toy", "--predictor", "fitted",
                  "--workdir", str(tmp_path), "--platforms-file", str(plat)]) == 0
     out = capsys.readouterr().out
     assert "fit toy: eta = 0.5 from n = 3" in out  # geometric mean of 0.5, 0.25, 1.0
+
+
+def test_efficiency_above_100_percent_is_explained(capsys, tmp_path, dense_path):
+    plat = tmp_path / "p.yaml"
+    plat.write_text(yaml.safe_dump({"platforms": [TOY]}))
+    ResultsStore(tmp_path / "results.sqlite").append(_stored(_row(dense_path, 2.24 * MEM_FPS), 0))
+    assert _run(["efficiency", "--workdir", str(tmp_path), "--platforms-file", str(plat)]) == 0
+    out = capsys.readouterr().out
+    assert "224.00%" in out and "1 row(s) above 100 %" in out and "fit in the caches" in out
 
 
 def test_cli_fitted_learns_eta_in_the_mode_it_is_applied_to(capsys, tmp_path, dense_path):
