@@ -37,11 +37,15 @@ class SutAdapter:
         self.batches = 0
         self.samples = 0
         self.batch_sizes: Counter[int] = Counter()
+        self.outputs_per_sample: int | None = None  # what top-1 is taken over (seen on the first batch)
         self._count_lock = threading.Lock()  # streams finish batches concurrently
 
     def run_batch(self, ids: Sequence[int], indices: Sequence[int], stream: int = 0) -> None:
         try:
-            result = top1(self.backend.infer(self.library.gather(indices), stream))
+            logits = self.backend.infer(self.library.gather(indices), stream)
+            result = top1(logits)
+            if self.outputs_per_sample is None:
+                self.outputs_per_sample = int(logits.size // max(len(logits), 1))
             if len(result) != len(ids):  # LoadGen would read past the buffer
                 raise ValueError(f"backend returned {len(result)} results for {len(ids)} samples")
         except BaseException as exc:  # noqa: BLE001 - recorded, samples still completed

@@ -188,7 +188,6 @@ def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
     if not probe:  # the same measurement after the run: did the host stay as it was?
         timings.append(measure_compute(backend, nominal, point.streams, seconds))
     np.save(run_dir / layout.COMPUTE_FILE, np.asarray([s for t in timings for s in t.latencies_s]))
-    outputs_per_sample = int(np.prod(backend.infer(nominal[:1]).shape[1:]))  # what top-1 is taken over
     desc = backend.describe()
     backend.close()
     result = PointResult(
@@ -213,7 +212,7 @@ def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
             acc = evaluate(log_dir / "mlperf_log_accuracy.json", dataset.labels, "int32")
             result.accuracy = AccuracyFigures(value=acc.accuracy, good=acc.good, total=acc.total, line=acc.line)
             (run_dir / layout.ACCURACY_FILE).write_text(acc.line + "\n")
-            result.notes += classifier_warnings(acc.accuracy, outputs_per_sample, dataset.labels)
+            result.notes += classifier_warnings(acc.accuracy, adapter.outputs_per_sample or 0, dataset.labels)
     except MlperfExtError as exc:
         problems.append(str(exc))
     if problems:
