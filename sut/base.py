@@ -15,14 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from mlperf_ext.errors import ConfigError
-
-if TYPE_CHECKING:
-    from sut.model_file import ModelInfo
 
 #: `exec_precision` value that runs the model in its own precision (every backend supports it)
 MODEL_PRECISION = "model"
@@ -93,8 +90,9 @@ class Backend(Protocol):
         """Raise ConfigError, before anything runs, for a device this backend cannot use here."""
 
     @classmethod
-    def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:
-        """None when this backend can run the model with these options, else the reason it cannot."""
+    def supports(cls, model: Any, options: DeploymentOptions) -> str | None:
+        """None when this backend can run the model (a sut.model_file.ModelInfo) with these options, else
+        the reason it cannot."""
 
     def load(self, model_path: Path, options: DeploymentOptions) -> None:
         """Load and compile the model; raise ModelError/UnsupportedVariant/BackendUnavailable on failure."""
