@@ -43,6 +43,8 @@ class RunPoint:
     model_name: str | None = None  # display name (zoo name or file stem)
     timeout_s: float = 600.0  # watchdog for the child process; not part of the key
     exec_precision: str = "model"  # precision the runtime executes in: model (its own) | fp32 | bf16 | fp16
+    runtime_options: dict[str, Any] = field(default_factory=dict)  # backend-specific, checked by the backend
+    audit_config: str | None = None  # a compliance test's audit.config text (LoadGen reads it from the cwd)
 
     def __post_init__(self):
         if self.scenario not in SCENARIO_NAMES:
@@ -59,6 +61,9 @@ class RunPoint:
             raise ConfigError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}; fix: e.g. 600")
         if not isinstance(self.exec_precision, str) or not self.exec_precision:
             raise ConfigError(f"exec_precision must be a name, got {self.exec_precision!r}; fix: e.g. model or bf16")
+        if not isinstance(self.runtime_options, dict):
+            raise ConfigError(f"runtime_options must be a mapping, got {self.runtime_options!r}; fix: write "
+                              "runtime_options: {graph_optimization_level: basic}")
         if not isinstance(self.settings, dict):
             raise ConfigError(f"settings must be a mapping of TestSettings fields, got {self.settings!r}; "
                               "fix: write settings: {min_duration_ms: 2000}")
@@ -97,6 +102,9 @@ class RunPoint:
             parts.append(self.operating_mode)
         if self.exec_precision != "model":
             parts.append(f"exec {self.exec_precision}")
+        parts.extend(f"{k}={v}" for k, v in sorted(self.runtime_options.items()))
+        if self.audit_config:
+            parts.append("audit")
         return " ".join(str(p) for p in parts)
 
 
@@ -133,7 +141,8 @@ SPEC_AXES = {
     "operating_modes": "operating_mode", "operating_mode": "operating_mode",
     "exec_precisions": "exec_precision", "exec_precision": "exec_precision",
 }
-SPEC_SCALARS = {"profile", "platform", "user_conf", "settings", "max_wait_us", "mlperf_model", "timeout_s"}
+SPEC_SCALARS = {"profile", "platform", "user_conf", "settings", "max_wait_us", "mlperf_model", "timeout_s",
+                "runtime_options"}
 SPEC_KEYS = set(SPEC_AXES) | SPEC_SCALARS
 
 
@@ -230,7 +239,11 @@ def expand(spec: dict, resolve_model) -> list[RunPoint]:
     if not isinstance(settings, dict):
         raise ConfigError("'settings' must be a mapping of LoadGen TestSettings fields; fix: write "
                           "'settings: {min_duration_ms: 500}'")
-    scalars = {k: spec[k] for k in SPEC_SCALARS - {"settings", "user_conf"} if k in spec}
+    scalars = {k: spec[k] for k in SPEC_SCALARS - {"settings", "user_conf", "runtime_options"} if k in spec}
+    runtime_options = spec.get("runtime_options") or {}
+    if not isinstance(runtime_options, dict):
+        raise ConfigError("'runtime_options' must be a mapping of backend options; fix: write "
+                          "'runtime_options: {graph_optimization_level: basic}'")
     user_conf = _resolve_path(spec.get("user_conf"), base)
     datasets = _as_list(spec["datasets"] if "datasets" in spec else spec.get("dataset"))
     points = []
@@ -246,7 +259,8 @@ def expand(spec: dict, resolve_model) -> list[RunPoint]:
                 values = dict(zip(names, combo))
                 try:
                     point = RunPoint(model=model_path, dataset=dataset, model_name=display,
-                                     user_conf=user_conf, settings=dict(settings), **values, **scalars)
+                                     user_conf=user_conf, settings=dict(settings),
+                                     runtime_options=dict(runtime_options), **values, **scalars)
                 except TypeError as exc:
                     raise ConfigError(f"bad value in spec: {exc}; fix: check the types of the values") from exc
                 points.append(point)

@@ -143,8 +143,10 @@ def _reads_as_integer(scenario: str, key: str) -> str | None:
     return None
 
 
-def check_user_conf(path: Path, model_name: str) -> list[str]:
-    """Problems with a user.conf that LoadGen would silently ignore, misread or reject; empty when clean."""
+def check_user_conf(path: Path, model_name: str, audit: bool = False) -> list[str]:
+    """Problems with a user.conf that LoadGen would silently ignore, misread or reject; empty when clean.
+    `audit`: the file is a compliance test's audit.config, which may set the mode (LoadGen applies it
+    after the harness's settings, with model '*')."""
     if not path.is_file():
         return [f"user.conf {path} does not exist"]
     problems = []
@@ -170,7 +172,7 @@ def check_user_conf(path: Path, model_name: str) -> list[str]:
         if key in MLPERF_CONF_ONLY_KEYS:
             problems.append(f"{where}: '{key}' is read from mlperf.conf only (LoadGen ignores it here)")
             continue
-        if key in USER_CONF_HARNESS_KEYS:
+        if key in USER_CONF_HARNESS_KEYS and not audit:
             problems.append(f"{where}: '{key}' cannot be set in a user.conf: {USER_CONF_HARNESS_KEYS[key]}")
             continue
         known = key in USER_CONF_GENERIC_KEYS or (
@@ -202,8 +204,8 @@ def user_conf_notes(path: Path | None, model_name: str, scenario: str) -> list[s
     return notes
 
 
-def validate_user_conf(path: Path, model_name: str) -> None:
-    problems = check_user_conf(path, model_name)
+def validate_user_conf(path: Path, model_name: str, audit: bool = False) -> None:
+    problems = check_user_conf(path, model_name, audit)
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(f"{problems[0]}{more}; fix: correct the user.conf line(s)")

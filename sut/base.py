@@ -35,6 +35,7 @@ class DeploymentOptions:
     max_batch: int = 1  # the largest batch the SUT will hand to infer()
     operating_mode: str | None = None  # power/clock mode, or a runtime hint such as OpenVINO's LATENCY
     exec_precision: str = MODEL_PRECISION  # precision the runtime is asked to execute in
+    runtime_options: dict = field(default_factory=dict)  # backend-specific (its `runtime_option_values`)
 
     def __post_init__(self):
         if self.threads is not None and self.threads < 1:
@@ -84,6 +85,7 @@ class Backend(Protocol):
     runtime_module: ClassVar[str | None]  # import name checked before anything runs
     runtime_packages: ClassVar[tuple[str, ...]]  # distributions whose versions are part of a point's key
     exec_precisions: ClassVar[tuple[str, ...]]  # accepted `exec_precision` values ("model" always)
+    runtime_option_values: ClassVar[dict[str, tuple]]  # backend-specific options and the values each takes
 
     @staticmethod
     def check_device(device: str) -> None:
@@ -111,6 +113,21 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release runtime resources."""
+
+
+def check_runtime_options(backend_cls, options: dict) -> None:
+    """Raise ConfigError for a runtime option the backend does not know, or a value it does not take."""
+    from mlperf_ext.errors import ConfigError
+
+    known: dict = getattr(backend_cls, "runtime_option_values", {})
+    for key, value in options.items():
+        if key not in known:
+            valid = ", ".join(sorted(known)) or "none"
+            raise ConfigError(f"{backend_cls.name} has no runtime option '{key}' (it has: {valid}); fix: drop it or "
+                              "use one of those")
+        if value not in known[key]:
+            raise ConfigError(f"{backend_cls.name} runtime option {key}={value!r} is not one of "
+                              f"{', '.join(map(str, known[key]))}; fix: use one of those")
 
 
 def check_exec_precision(backend_cls, options: DeploymentOptions) -> str | None:

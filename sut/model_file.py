@@ -30,6 +30,7 @@ class ModelInfo:
     output_names: tuple[str, ...]
     float_precision: str  # "fp32" | "fp16" | "bf16" | "fp64": type of most floating-point weight elements
     weight_types: tuple[str, ...]  # distinct initializer element types, e.g. ("float32", "int2")
+    op_counts: tuple[tuple[str, int], ...] = ()  # (op type, nodes) in the graph as stored
 
     @property
     def fixed_batch(self) -> int | None:
@@ -137,9 +138,10 @@ def inspect_model(path: Path | str) -> ModelInfo:
         raise ModelError(f"model file {p} holds no ONNX graph (no nodes or outputs); fix: re-export or "
                          f"re-download the model")
     precision, types = _weight_census(model)
+    ops = Counter(node.op_type for node in model.graph.node)
     return ModelInfo(path=p, input=_input_spec(model, p),
                      output_names=tuple(o.name for o in model.graph.output),
-                     float_precision=precision, weight_types=types)
+                     float_precision=precision, weight_types=types, op_counts=tuple(sorted(ops.items())))
 
 
 def refuse_batch(info: ModelInfo, max_batch: int) -> None:

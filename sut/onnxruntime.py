@@ -21,6 +21,10 @@ the attributes of the kernels it chose. E.g. QGemm on uint8 is int8; FusedGemm o
 fp32 with the fp16 weights upcast (ORT's CPU provider has no fp16 Gemm); DequantizeLinear of Int2x4
 feeding a float Gemm is fp32 with int2 weights dequantized at run time; MatMulNBits computes in what its
 `accuracy_level` names (ORT's contrib-op spec: 0/1 fp32, 2 fp16, 3 bf16, 4 int8) on `bits`-bit weights.
+
+Graph optimizations: the runtime option `graph_optimization_level` (disabled | basic | extended | all;
+ORT's default is all) sets SessionOptions.graph_optimization_level; the row records how the graph
+changed (node counts by op type before and after), so a BatchNormalization fused into its Conv says so.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from sut.base import (
     DeploymentOptions,
     TensorSpec,
     check_exec_precision,
+    check_runtime_options,
 )
 from sut.model_file import ModelInfo, first_line, fit_batch, inspect_model, refuse_batch
 from sut.precision import HeavyOp, dtype_name, summarize
@@ -52,6 +57,9 @@ _DEVICES: dict[str, tuple[list[str], str]] = {
     # The TensorRT EP hands the nodes TensorRT cannot build to the CUDA EP: that is how ORT runs TRT.
     "tensorrt": (["TensorrtExecutionProvider", "CUDAExecutionProvider"], "cuda"),
 }
+#: runtime option value -> the onnxruntime.GraphOptimizationLevel member it selects
+GRAPH_OPTIMIZATION_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                             "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 _GPU_FIX = "install onnxruntime-gpu (with a matching CUDA/cuDNN) on a machine with an NVIDIA GPU, or use --device cpu"
 #: kernels that carry a model's arithmetic (their input types say what precision ran)
 HEAVY_KERNELS = {"Conv", "FusedConv", "NhwcFusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "QGemm",
@@ -97,6 +105,18 @@ def nbits_kernels(optimized) -> list[tuple[int, int]]:
     return out
 
 
+def graph_changes(before: dict[str, int], optimized) -> dict:
+    """How ORT's optimizations changed the graph: node counts, and each op type whose count changed."""
+    if optimized is None:
+        return {}
+    after: dict[str, int] = {}
+    for node in optimized.graph.node:
+        after[node.op_type] = after.get(node.op_type, 0) + 1
+    changed = {op: [before.get(op, 0), after.get(op, 0)] for op in sorted(set(before) | set(after))
+               if before.get(op, 0) != after.get(op, 0)}
+    return {"nodes_before": sum(before.values()), "nodes_after": sum(after.values()), "op_counts_changed": changed}
+
+
 def executed_precision(kernels: list[dict], info: ModelInfo, optimized=None) -> tuple[str, str]:
     """(what executed, compute dtype) from ORT profiler kernel events (their `args`) and the optimized graph."""
     heavy: list[HeavyOp] = []
@@ -128,6 +148,7 @@ class OnnxRuntimeBackend:
     runtime_module = "onnxruntime"
     runtime_packages = ("onnxruntime", "onnxruntime-gpu")
     exec_precisions = (MODEL_PRECISION,)  # ORT has no switch that changes the precision a graph runs in
+    runtime_option_values = {"graph_optimization_level": tuple(GRAPH_OPTIMIZATION_LEVELS)}
 
     def __init__(self) -> None:
         self._ort = None
@@ -139,6 +160,7 @@ class OnnxRuntimeBackend:
         self._output_name = ""
         self._threads: list[int | None] = []
         self._precision = ("", "")
+        self._graph_changes: dict = {}
 
     # -- facts ---------------------------------------------------------------------------------
     @staticmethod
@@ -155,6 +177,7 @@ class OnnxRuntimeBackend:
 
     @classmethod
     def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:
+        check_runtime_options(cls, options.runtime_options)
         return check_exec_precision(cls, options)
 
     # -- loading -------------------------------------------------------------------------------
@@ -190,6 +213,9 @@ class OnnxRuntimeBackend:
         so = ort.SessionOptions()
         if threads is not None:
             so.intra_op_num_threads = threads
+        level = (self._options.runtime_options if self._options else {}).get("graph_optimization_level")
+        if level is not None:
+            so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION_LEVELS[level])
         if profile_dir is not None:  # one profiled warm-up run says which kernels ran in which types
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(profile_dir) / "ort_profile")
@@ -225,6 +251,7 @@ class OnnxRuntimeBackend:
                    if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")]
         optimized_path = scratch / "optimized.onnx"
         optimized = onnx.load(str(optimized_path), load_external_data=False) if optimized_path.exists() else None
+        self._graph_changes = graph_changes(dict(self._info.op_counts), optimized)
         return executed_precision(kernels, self._info, optimized)
 
     def _require(self):
@@ -249,11 +276,17 @@ class OnnxRuntimeBackend:
             "model_float_precision": self._info.float_precision,
             "model_weight_types": list(self._info.weight_types),
             "compute_boundary": "run_with_iobinding, input and outputs pre-bound on the device",
+            "graph_changes": self._graph_changes,
         }
         text, dtype = self._precision
+        notes = []
+        bn = self._graph_changes.get("op_counts_changed", {}).get("BatchNormalization")
+        if bn:
+            notes.append(f"ORT's graph optimizations ({settings['graph_optimization_level']}) left {bn[1]} of the "
+                         f"model's {bn[0]} BatchNormalization nodes (the rest fused into the preceding Conv)")
         return BackendDescription(runtime="onnxruntime", version=self._ort.__version__, device=self._options.device,
                                   providers=list(sessions[0].get_providers()), settings=settings,
-                                  precision=text, compute_dtype=dtype)
+                                  precision=text, compute_dtype=dtype, notes=notes)
 
     def input_spec(self) -> TensorSpec:
         self._require()

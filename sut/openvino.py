@@ -45,6 +45,7 @@ from sut.base import (
     DeploymentOptions,
     TensorSpec,
     check_exec_precision,
+    check_runtime_options,
 )
 from sut.model_file import ModelInfo, first_line, fit_batch, inspect_model, refuse_batch
 from sut.precision import HeavyOp, dtype_name, summarize
@@ -94,6 +95,20 @@ def _core():
     return ov.Core()
 
 
+def runtime_layer_types(compiled) -> dict[str, int]:
+    """How many layers of each type the compiled (runtime) model executes."""
+    try:
+        ops = compiled.get_runtime_model().get_ops()
+    except Exception:  # noqa: BLE001 - not every plugin exposes a runtime model
+        return {}
+    counts: dict[str, int] = {}
+    for op in ops:
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def executed_precision(compiled) -> tuple[str, str]:
     """(what executed, compute dtype) from the compiled model's runtime graph."""
     try:
@@ -120,6 +135,7 @@ class OpenVinoBackend:
     runtime_module = "openvino"
     runtime_packages = ("openvino",)
     exec_precisions = (MODEL_PRECISION, "fp32", "bf16", "fp16")
+    runtime_option_values: dict[str, tuple] = {}
 
     def __init__(self) -> None:
         self._ov = None
@@ -145,6 +161,7 @@ class OpenVinoBackend:
 
     @classmethod
     def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:
+        check_runtime_options(cls, options.runtime_options)
         if any(t.endswith("int2") for t in model.weight_types):
             return f"{INT2_REASON}; fix: use onnxruntime for INT2 variants"
         reason = check_exec_precision(cls, options)
@@ -251,9 +268,17 @@ class OpenVinoBackend:
         devices = (_plain(compiled.get_property("EXECUTION_DEVICES")) if "EXECUTION_DEVICES" in supported
                    else [self._device])
         text, dtype = executed_precision(compiled)
+        layers = runtime_layer_types(compiled)
+        settings["runtime_layer_types"] = layers
+        notes = list(self._notes)
+        bn = dict(self._info.op_counts).get("BatchNormalization", 0)
+        if bn:
+            kept = sum(n for kind, n in layers.items() if "batchnorm" in kind.lower())
+            notes.append(f"OpenVINO's transformations left {kept} of the model's {bn} BatchNormalization nodes as "
+                         "layers of their own (the rest fused into the preceding convolution)")
         return BackendDescription(runtime="openvino", version=self._ov.get_version(), device=self._device,
                                   providers=list(devices), settings=settings, precision=text, compute_dtype=dtype,
-                                  notes=list(self._notes))
+                                  notes=notes)
 
     @staticmethod
     def _runtime_precisions(compiled) -> list[str]:

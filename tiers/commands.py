@@ -11,7 +11,14 @@ from mlperf_ext.errors import ConfigError
 
 #: `run` options that describe one point; with a spec file they belong in the spec
 POINT_OPTIONS = ("model", "dataset", "backend", "scenario", "mode", "batch", "threads", "streams", "device",
-                 "operating_mode", "platform", "user_conf", "setting", "max_wait_us", "exec_precision")
+                 "operating_mode", "platform", "user_conf", "setting", "max_wait_us", "exec_precision", "runtime_option")
+
+
+def _option(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
 
 
 def _setting(text: str) -> tuple[str, float | int]:
@@ -60,6 +67,8 @@ def points_of(args) -> list:
             given["user_conf"] = str(given["user_conf"].resolve())
         if "setting" in given:
             given["settings"] = dict(given.pop("setting"))
+        if "runtime_option" in given:
+            given["runtime_options"] = dict(given.pop("runtime_option"))
         points = [RunPoint(model=model, model_name=name, dataset=args.dataset or default_dataset,
                            backend=args.backend, scenario=args.scenario, profile=args.profile or "quick",
                            **given)]
@@ -104,6 +113,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--exec-precision", default=None,
                      help="precision the runtime executes in: model (default: the model's own), fp32, bf16, fp16; "
                           "refused where the runtime or device cannot honour it")
+    run.add_argument("--runtime-option", type=_option, action="append", metavar="KEY=VALUE",
+                     help="a backend's own option, e.g. graph_optimization_level=basic for onnxruntime (repeatable)")
     run.add_argument("--platform", default=None, help="platform catalog name for level-0 comparisons (host)")
     run.add_argument("--user-conf", type=Path, default=None, help="LoadGen user.conf")
     run.add_argument("--setting", type=_setting, action="append", metavar="KEY=VALUE",

@@ -181,3 +181,37 @@ def int8_model(tmp_path) -> BuiltModel:
     path = tmp_path / "mlp8.onnx"
     onnx.save(model, str(path))
     return BuiltModel(path, built.reference, built.input_shape)
+
+
+def build_conv_bn(path: Path, seed: int = 4) -> BuiltModel:
+    """Conv 3x3 (3->4) -> BatchNormalization -> Relu -> GlobalAveragePool -> Flatten: BN as its own node."""
+    rng = np.random.default_rng(seed)
+    k = (rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32)
+    scale, bias = rng.uniform(0.5, 1.5, 4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    mean, var = rng.standard_normal(4).astype(np.float32), rng.uniform(0.5, 2.0, 4).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "k"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["b"], epsilon=1e-5),
+             helper.make_node("Relu", ["b"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["y"], axis=1)]
+    inits = [numpy_helper.from_array(a, n) for a, n in ((k, "k"), (scale, "scale"), (bias, "bias"), (mean, "mean"),
+                                                        (var, "var"))]
+    _save(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits, path)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+        n, _, h, w = x.shape
+        conv = np.zeros((n, 4, h, w))
+        for i in range(3):
+            for j in range(3):
+                conv += np.einsum("nchw,oc->nohw", xp[:, :, i:i + h, j:j + w], k[:, :, i, j])
+        bn = (conv - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5)
+        bn = bn * scale[None, :, None, None] + bias[None, :, None, None]
+        return np.maximum(bn, 0).mean(axis=(2, 3))
+
+    return BuiltModel(path, reference, (3, 8, 8))
+
+
+@pytest.fixture
+def conv_bn_model(tmp_path) -> BuiltModel:
+    return build_conv_bn(tmp_path / "conv_bn.onnx")

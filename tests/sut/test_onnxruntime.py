@@ -193,3 +193,22 @@ def test_short_last_batch_is_padded_for_a_fixed_batch_model(fixed_batch4_model):
     assert backend.compute_step(x)() > 0  # the compute path pads the short batch once, outside the timing
     with pytest.raises(ModelError):
         backend.infer(fixed_batch4_model.batch(5))
+
+
+def test_graph_optimization_level_is_an_option_and_the_row_says_what_it_fused(conv_bn_model):
+    fused = _loaded(conv_bn_model, runtime_options={"graph_optimization_level": "all"}).describe()
+    assert fused.settings["graph_changes"]["op_counts_changed"]["BatchNormalization"] == [1, 0]
+    assert any("left 0 of the model's 1 BatchNormalization" in n for n in fused.notes)
+    kept = _loaded(conv_bn_model, runtime_options={"graph_optimization_level": "disabled"})
+    d = kept.describe()
+    assert d.settings["graph_optimization_level"] == "ORT_DISABLE_ALL"
+    assert "BatchNormalization" not in d.settings["graph_changes"]["op_counts_changed"] and d.notes == []
+    x = conv_bn_model.batch(2)
+    np.testing.assert_allclose(kept.infer(x), conv_bn_model.reference(x), rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_runtime_options_are_refused(mlp_model):
+    with pytest.raises(ConfigError, match="no runtime option 'fusion'"):
+        _loaded(mlp_model, runtime_options={"fusion": "off"})
+    with pytest.raises(ConfigError, match="is not one of disabled, basic, extended, all"):
+        _loaded(mlp_model, runtime_options={"graph_optimization_level": "max"})

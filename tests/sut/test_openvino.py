@@ -196,3 +196,9 @@ def test_int2_model_is_refused_by_openvino_and_run_by_onnxruntime(int2_model):
     # ORT's optimiser fuses DequantizeLinear+MatMul into a low-precision kernel (measured max error
     # ~1e-3 relative), so the tolerance is relative to the output scale; wrong INT2 unpacking is O(1).
     np.testing.assert_allclose(ort_backend.infer(x), ref, rtol=0, atol=0.01 * np.abs(ref).max())
+
+
+def test_fused_batchnorm_is_said_in_the_row(conv_bn_model):
+    d = _loaded(conv_bn_model, max_batch=2).describe()
+    assert any("BatchNormalization" in n and "fused" in n for n in d.notes)
+    assert sum(d.settings["runtime_layer_types"].values()) > 0

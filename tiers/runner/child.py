@@ -6,7 +6,8 @@ did not set); run the LoadGen test through the SUT adapter; time compute again (
 two says whether the host stayed quiet); parse LoadGen's logs; score accuracy; write `result.json`.
 
 A task says what else the child is for: a Server `probe` (a short performance run at a given target,
-for the runner's search) or a compliance rerun (LoadGen reads `audit.config` from the cwd).
+for the runner's search). A point with an `audit_config` is a compliance rerun: the child writes it as
+`audit.config` into its working directory, where LoadGen reads it, and checks that LoadGen says so.
 
 Usage: python -m tiers.runner.child RUN_DIR   (RUN_DIR/point.json holds the RunPoint, task.json the task)
 """
@@ -56,6 +57,8 @@ AUTO_FIELDS_FROM_CONF = {
     "server_target_qps": ("Server", "target_qps"),
     "offline_expected_qps": ("Offline", "target_qps"),
 }
+#: what LoadGen's detail log says when it applies an audit.config (loadgen.cc, StartTest)
+AUDIT_FOUND = "Found Audit Config file"
 #: compute timing of a Server probe: only a warm-up and an upper bound for the search
 PROBE_COMPUTE_SECONDS = 0.2
 #: a probe's LoadGen duration (never longer than the point's own): long enough for early stopping's
@@ -75,7 +78,6 @@ class ChildTask:
     #: one the search found; without one a Server run uses the compute throughput it measures), or a
     #: corrected hint after an INVALID run. They replace the scenario's automatic hints.
     hints: dict = field(default_factory=dict)
-    audit_config: bool = False  # compliance: LoadGen reads RUN_DIR/audit.config
     force_limits: bool = False  # the user lifted the sanity limits on settings
 
     @classmethod
@@ -145,7 +147,8 @@ def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
     backend = create_backend(point.backend)
     backend.load(Path(point.model), DeploymentOptions(
         threads=point.threads, streams=point.streams, device=point.device, max_batch=point.batch,
-        operating_mode=point.operating_mode, exec_precision=point.exec_precision))
+        operating_mode=point.operating_mode, exec_precision=point.exec_precision,
+        runtime_options=dict(point.runtime_options)))
     if getattr(backend, "runs_model", True):  # the null backend runs no model and takes anything
         check_shapes(dataset, backend.input_spec())
     library = SampleLibrary(dataset)
@@ -181,8 +184,12 @@ def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
                                total_count=library.total_count, performance_count=library.performance_count,
                                load=library.load, unload=library.unload, errors=errors)
     log_dir = run_dir / layout.LOADGEN_DIR
+    audit = None
+    if point.audit_config:  # a compliance rerun: LoadGen applies the test's settings from its cwd
+        audit = Path(layout.AUDIT_CONFIG)
+        (run_dir / layout.AUDIT_CONFIG).write_text(point.audit_config)
     try:
-        test.run(settings, log_dir, audit_config=Path(layout.AUDIT_CONFIG) if task.audit_config else None)
+        test.run(settings, log_dir, audit_config=audit)
     finally:
         dispatcher.close()
     if not probe:  # the same measurement after the run: did the host stay as it was?
@@ -206,6 +213,9 @@ def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
     try:
         lg = parse_run_dir(log_dir)
         result.system = system_figures(lg)
+        if audit is not None and not any(AUDIT_FOUND in w for w in lg.warnings):
+            problems.append(f"LoadGen did not report reading {layout.AUDIT_CONFIG} (no '{AUDIT_FOUND}' in its "
+                            "detail log): the compliance settings were not applied")
         result.settings.effective = lg.effective
         if point.mode in ("accuracy", "submission") and not probe and dataset.labels is not None \
                 and not errors.count:

@@ -25,7 +25,7 @@ from mlperf_ext.datasets import Dataset, open_dataset
 from mlperf_ext.errors import ConfigError, DatasetError
 from mlperf_ext.result import Variant
 from scenarios import DispatchConfig
-from sut.base import DeploymentOptions, TensorSpec
+from sut.base import DeploymentOptions, TensorSpec, check_runtime_options
 from sut.registry import check_backend, runtime_versions
 
 #: resource limits (lifted by --force-limits): beyond them a run measures the machine thrashing, or dies
@@ -131,10 +131,13 @@ class PointValidator:
         if (point.backend, point.device) not in self._devices:
             backend.check_device(point.device)
             self._devices.add((point.backend, point.device))
+        check_runtime_options(backend, point.runtime_options)
         DispatchConfig(batch=point.batch, streams=point.streams, max_wait_us=point.max_wait_us)
         loadgen.validate_overrides(point.settings, self.force_limits)
         if point.user_conf:
             loadgen.validate_user_conf(Path(point.user_conf), point.mlperf_model)
+        if point.audit_config:
+            self._check_audit_config(point)
         dataset = self.dataset(point.dataset)
         if point.mode in ("accuracy", "submission") and dataset.labels is None:
             raise DatasetError(f"dataset '{point.dataset}' has no labels, so mode '{point.mode}' cannot score "
@@ -147,13 +150,23 @@ class PointValidator:
             check_shapes(dataset, info.input)
         return backend
 
+    @staticmethod
+    def _check_audit_config(point: RunPoint) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "audit.config"
+            path.write_text(point.audit_config)
+            loadgen.validate_user_conf(path, "*", audit=True)
+
     def plan(self, point: RunPoint) -> Plan:
         backend = self.check(point)
         refusal = None
         if getattr(backend, "runs_model", True):
             options = DeploymentOptions(threads=point.threads, streams=point.streams, device=point.device,
                                         max_batch=point.batch, operating_mode=point.operating_mode,
-                                        exec_precision=point.exec_precision)
+                                        exec_precision=point.exec_precision,
+                                        runtime_options=dict(point.runtime_options))
             refusal = backend.supports(self.model(point.model), options)
         versions = {"mlcommons-loadgen": loadgen.LOADGEN_VERSION, "mlperf-ext": mlperf_ext.__version__,
                     **runtime_versions(point.backend)}
