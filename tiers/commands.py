@@ -78,6 +78,7 @@ def points_of(args) -> list:
 
 
 def cmd_run(args) -> int:
+    from tiers.runner.executors import make_executor
     from tiers.sweep import dry_run, run_points
 
     points = points_of(args)
@@ -85,7 +86,8 @@ def cmd_run(args) -> int:
         for point, state in dry_run(points, args.workdir, force=args.force, force_limits=args.force_limits):
             print(f"{state:<16} {point.label()}")
         return 0
-    results = run_points(points, args.workdir, force=args.force, force_limits=args.force_limits)
+    executor = make_executor(args.executor, args.address, args.points_per_host)
+    results = run_points(points, args.workdir, force=args.force, force_limits=args.force_limits, executor=executor)
     failed = [r for r in results if r.status not in ("ok", "refused", "invalid")]
     return 1 if failed else 0
 
@@ -126,6 +128,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--force-limits", action="store_true",
                      help="lift the limits on streams, threads, batch memory and LoadGen rate hints")
     run.add_argument("--dry-run", action="store_true", help="list the points (stored, to run, refused); run none")
+    run.add_argument("--executor", default="local", help="local (default: one point after another here) or ray "
+                     "(one task per point on a Ray cluster; pip install 'mlperf-ext[ray]')")
+    run.add_argument("--address", default=None, help="ray: the cluster to join (auto, or HOST:PORT); default: start "
+                     "a cluster of this machine alone")
+    run.add_argument("--points-per-host", type=int, default=1, help="ray: points timed at once on one host (1: "
+                     "never two, since timing under contention is not a measurement)")
     add_workdir(run)
     run.set_defaults(func=cmd_run)
 

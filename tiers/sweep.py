@@ -30,9 +30,9 @@ def model_resolver(models_dir: Path, say: Callable[[str], None] | None = None):
 
 
 def run_points(points: Sequence[RunPoint], workdir: Path, force: bool = False, console: Console | None = None,
-               force_limits: bool = False) -> list[PointResult]:
+               force_limits: bool = False, executor=None) -> list[PointResult]:
     """Run every point not already stored; returns the results stored by this call."""
-    runner = PointRunner(workdir, console, RunnerOptions(force=force, force_limits=force_limits))
+    runner = PointRunner(workdir, console, RunnerOptions(force=force, force_limits=force_limits), executor)
     return runner.run(points)
 
 

@@ -2,14 +2,15 @@
 
 `PointRunner.run(points)` checks every point before anything runs (bad input stops everything with one
 line), takes the workdir's lock (a second driver on the same workdir is refused), stores what a dead
-driver's children left behind, then runs each point that is not stored yet in a child process of its
-own and appends one row per run to the results store. On the way it
+driver's children left behind, then hands each point that is not stored yet to its executor (here, or
+on a Ray cluster), which runs it in a child process of its own (`plan_run`); the driver appends one row
+per run to the results store as each arrives. On the way
 
-- searches the Server target when the user set none (`server_search`);
-- reruns an INVALID point once with a corrected hint when the harness's own automatic hint was the
-  cause, and records both runs;
-- stores a refusal (a variant the backend cannot run) once: it cannot change until the key does;
-- treats SIGTERM like Ctrl-C: the running child is killed with its process group, stored rows stay.
+- the Server target is searched when the user set none (`server_search`);
+- an INVALID point is rerun once with a corrected hint when the harness's own automatic hint was the
+  cause, and both runs are recorded;
+- a refusal (a variant the backend cannot run) is stored once: it cannot change until the key does;
+- SIGTERM is treated like Ctrl-C: the running child is killed with its process group, stored rows stay.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import json
 import os
 import signal
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +32,13 @@ from mlperf_ext.errors import ConfigError, MlperfExtError
 from mlperf_ext.result import PointResult
 from mlperf_ext.store import ResultsStore
 from tiers.runner import layout
-from tiers.runner.child import ChildTask
-from tiers.runner.launch import complete, launch, read_result, refused, run_child
-from tiers.runner.server_search import needs_search, search_target
+from tiers.runner.executors import Executor, LocalExecutor
+from tiers.runner.launch import complete, read_result
+from tiers.runner.plan_run import RunOptions
 from tiers.runner.validate import Plan, PointValidator
 
 #: statuses of a latest row that make a re-run skip the point (others are retried)
 SETTLED = ("ok", "refused")
-#: a Server rerun after the searched target missed the bound asks for this share of it
-SERVER_RETRY_FACTOR = 0.75
 
 
 @dataclass(frozen=True)
@@ -117,38 +115,15 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def corrected_hints(result: PointResult) -> tuple[dict, str] | None:
-    """New hints when an INVALID run's cause is a hint the harness set itself, with the reason; else None."""
-    if result.status != "invalid" or result.system is None or result.settings is None or result.point is None:
-        return None
-    auto, system, cond = result.settings.auto, result.system, result.system.conditions
-    too_short = cond.get("min_duration_met") is False or cond.get("min_queries_met") is False
-    early = cond.get("early_stopping_met") is False
-    scenario = result.point.scenario
-    if scenario == "Offline" and "offline_expected_qps" in auto and too_short:
-        old = auto["offline_expected_qps"]
-        new = 2 * max(old, system.throughput or 0.0)
-        return {"offline_expected_qps": new}, f"offline_expected_qps {old:,.0f} made one query too small; now {new:,.0f}"
-    key = {"SingleStream": "single_stream_expected_latency_ns", "MultiStream": "multi_stream_expected_latency_ns"}.get(
-        scenario)
-    if key and key in auto and (too_short or early):
-        old = auto[key]
-        new = max(old / 2, 1000.0)
-        return {key: new}, f"{key} {old:,.0f} made LoadGen generate too few queries; now {new:,.0f}"
-    if scenario == "Server" and "server_target_qps" in auto and (early or cond.get("perf_constraints_met") is False):
-        old = auto["server_target_qps"]
-        new = SERVER_RETRY_FACTOR * old
-        return {"server_target_qps": new}, f"server_target_qps {old:,.0f} missed the latency bound; now {new:,.0f}"
-    return None
-
-
 class PointRunner:
     """Runs points into one workdir's store (see the module docstring)."""
 
-    def __init__(self, workdir: Path, console: Console | None = None, options: RunnerOptions = RunnerOptions()):
+    def __init__(self, workdir: Path, console: Console | None = None, options: RunnerOptions = RunnerOptions(),
+                 executor: Executor | None = None):
         self.workdir = Path(workdir)
         self.console = console or Console(stderr=True)
         self.options = options
+        self.executor = executor or LocalExecutor()
         self.validator = PointValidator(force_limits=options.force_limits)
 
     # -- before anything runs --------------------------------------------------------------------
@@ -178,59 +153,22 @@ class PointRunner:
         with WorkdirLock(self.workdir), sigterm_as_interrupt():
             store = ResultsStore(layout.store_path(self.workdir))
             self.recover(store)
-            started, durations = time.monotonic(), []
             todo = [p for p in plans if self.options.force or store.latest_status(p.key) not in SETTLED]
-            for number, plan in enumerate(plans, 1):
-                where = f"[{number}/{len(plans)}]"
+            for plan in plans:
                 if plan not in todo:
-                    self.say(f"{where} {plan.point.label()}: stored ({store.latest_status(plan.key)}), skipped "
+                    self.say(f"{plan.point.label()}: stored ({store.latest_status(plan.key)}), skipped "
                              "(use --force to re-run)")
-                    continue
-                self.say(f"{where} {plan.point.label()}: running ({progress_text(started, durations, todo, plan)})")
-                t0 = time.monotonic()
-                for result in self.run_plan(plan, store):
-                    stored.append(result)
-                    self.say(f"{where} {summary_line(result)}")
-                    if result.run_dir:
-                        self.say(f"    run {result.run_id}: {result.run_dir}")
-                durations.append(time.monotonic() - t0)
+
+            def keep(result: PointResult) -> None:
+                store.append(result)  # each result in its own transaction, as soon as it exists
+                stored.append(result)
+                self.say(f"[{len(stored)}] {summary_line(result)}")
+                if result.run_dir:
+                    self.say(f"    run {result.run_id}: {result.run_dir}")
+
+            run_options = RunOptions(force_limits=self.options.force_limits, retry_invalid=self.options.retry_invalid)
+            self.executor.run(todo, layout.runs_dir(self.workdir), run_options, keep, self.say)
         return stored
-
-    def run_plan(self, plan: Plan, store: ResultsStore) -> list[PointResult]:
-        """Run one plan (its search, its run, at most one corrected rerun) and store each result."""
-        if plan.refusal:
-            result = refused(plan, plan.refusal)
-            store.append(result)
-            return [result]
-        results = [self.run_once(plan, ChildTask(force_limits=self.options.force_limits))]
-        store.append(results[0])
-        fix = corrected_hints(results[0]) if self.options.retry_invalid else None
-        if fix:
-            hints, why = fix
-            first = results[0]
-            self.say(f"    INVALID because of the harness's own hint: {why}; running it once more")
-            task = ChildTask(hints={**(first.settings.auto if first.settings else {}), **hints},
-                             force_limits=self.options.force_limits)
-            again = self.run_once(plan, task, search=first.search)
-            again.retry_of = first.run_id
-            again.notes.append(f"rerun of {first.run_id}, INVALID with the harness's automatic hint ({why})")
-            store.append(again)
-            results.append(again)
-        return results
-
-    def run_once(self, plan: Plan, task: ChildTask, search=None) -> PointResult:
-        runs = layout.runs_dir(self.workdir)
-        if search is None and needs_search(plan):
-            run_id, run_dir = layout.new_run_dir(runs, plan.key)
-            search = search_target(plan, run_dir / layout.SEARCH_DIR, self.options.force_limits, self.say)
-            if search.target_qps is not None:
-                task.hints.setdefault("server_target_qps", search.target_qps)
-            result, status, rc = run_child(plan.point, run_dir, task)
-            result = complete(plan, run_id, run_dir, result, status, rc)
-        else:
-            result = launch(plan, runs, task)
-        result.search = search
-        return result
 
     # -- what a dead driver left ---------------------------------------------------------------
     def recover(self, store: ResultsStore) -> None:
@@ -264,20 +202,6 @@ class PointRunner:
 
     def say(self, text: str) -> None:
         self.console.print(text, markup=False, soft_wrap=True, highlight=False)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def progress_text(started: float, durations: list[float], todo: list[Plan], plan: Plan) -> str:
-    """Elapsed time and an ETA from the points measured so far."""
-    elapsed = time.monotonic() - started
-    if not durations:
-        return f"{_clock(elapsed)} elapsed"
-    left = len(todo) - todo.index(plan)
-    return f"{_clock(elapsed)} elapsed, about {_clock(left * sum(durations) / len(durations))} left"
 
 
 def summary_line(result: PointResult) -> str:
