@@ -6,6 +6,10 @@ Rows are never updated: re-running a point appends a newer row, and readers take
 point key. Killing a sweep mid-way loses at most the point in flight, because each row is one
 committed INSERT (SQLite's journal makes it all-or-nothing). A file that is not a readable store is
 refused, never overwritten.
+
+`compliant` is the audit checker's verdict on a run, kept in a table of its own (`verdicts`, appended
+by the checker only) and joined in when rows are read: the runner cannot set it, and a run nobody has
+checked reads as unknown (NULL).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class ResultsStore:
                 cols = ", ".join(f'"{name}" {kind}' for name, kind in COLUMNS.items())
                 conn.execute(f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, {cols})")
                 conn.execute("CREATE INDEX IF NOT EXISTS runs_point ON runs(point_key)")
+                conn.execute("CREATE TABLE IF NOT EXISTS verdicts (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                             "run_id TEXT NOT NULL, compliant INTEGER NOT NULL, problems TEXT, checker TEXT, "
+                             "checked_at TEXT)")
                 have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
                 for name in (c for c in COLUMNS if c not in have):  # a store made by an older version
                     conn.execute(f'ALTER TABLE runs ADD COLUMN "{name}" {COLUMNS[name]}')
@@ -66,6 +73,8 @@ class ResultsStore:
             raise ValueError(f"status must be one of {STATUSES}, got {result.status!r}")
         if not result.point_key or not result.run_id:
             raise ValueError("a stored result needs its point_key and run_id")
+        if result.compliant is not None:
+            raise ValueError("compliant is the audit checker's verdict (record_verdict), never part of a run's row")
         values = {k: v for k, v in result.to_row().items() if v is not None}
         names = ", ".join(f'"{k}"' for k in values)
         marks = ", ".join("?" for _ in values)
@@ -78,8 +87,45 @@ class ResultsStore:
         finally:
             conn.close()
 
+    def record_verdict(self, run_id: str, compliant: bool, problems: list[str], checker: str) -> None:
+        """Append the audit checker's verdict on one run (the latest verdict is the one rows show)."""
+        import json
+        from datetime import datetime, timezone
+
+        conn = self._connect()
+        try:
+            with conn:
+                conn.execute("INSERT INTO verdicts (run_id, compliant, problems, checker, checked_at) VALUES "
+                             "(?, ?, ?, ?, ?)", (run_id, int(compliant), json.dumps(problems), checker,
+                                                  datetime.now(timezone.utc).isoformat()))
+        except sqlite3.OperationalError as exc:
+            raise ConfigError(f"cannot write to {self.path} ({exc}); fix: check that the workdir is writable") from exc
+        finally:
+            conn.close()
+
+    def verdict(self, run_id: str) -> dict | None:
+        """The latest verdict on a run: compliant, problems, checker, checked_at (None when never checked)."""
+        import json
+
+        rows = self._query("SELECT * FROM verdicts WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        return {"compliant": bool(row["compliant"]), "problems": json.loads(row["problems"] or "[]"),
+                "checker": row["checker"], "checked_at": row["checked_at"]}
+
+    #: runs joined with the latest verdict on each (the only source of `compliant`)
+    _JOINED = ("SELECT runs.*, v.compliant AS _verdict FROM runs LEFT JOIN verdicts v ON v.id = "
+               "(SELECT MAX(id) FROM verdicts WHERE verdicts.run_id = runs.run_id)")
+
+    def _joined(self, where: str = "", args: tuple = ()) -> list[dict]:
+        rows = self._query(f"{self._JOINED} {where}", args)
+        for row in rows:
+            row["compliant"] = row.pop("_verdict")
+        return rows
+
     def latest(self, point_key: str) -> dict | None:
-        rows = self._query("SELECT * FROM runs WHERE point_key = ? ORDER BY id DESC LIMIT 1", (point_key,))
+        rows = self._joined("WHERE runs.point_key = ? ORDER BY runs.id DESC LIMIT 1", (point_key,))
         return rows[0] if rows else None
 
     def latest_status(self, point_key: str) -> str | None:
@@ -90,15 +136,13 @@ class ResultsStore:
         return {r["run_id"] for r in self._query("SELECT run_id FROM runs")}
 
     def by_run_id(self, run_id: str) -> dict | None:
-        rows = self._query("SELECT * FROM runs WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,))
+        rows = self._joined("WHERE runs.run_id = ? ORDER BY runs.id DESC LIMIT 1", (run_id,))
         return rows[0] if rows else None
 
     def rows(self, status: str | None = None, latest_only: bool = True) -> list[dict]:
         """Rows in insertion order; by default only the newest row of each point."""
-        query = "SELECT * FROM runs"
-        if latest_only:
-            query += " WHERE id IN (SELECT MAX(id) FROM runs GROUP BY point_key)"
-        rows = self._query(query + " ORDER BY id")
+        where = "WHERE runs.id IN (SELECT MAX(id) FROM runs GROUP BY point_key)" if latest_only else ""
+        rows = self._joined(where + " ORDER BY runs.id")
         return rows if status is None else [r for r in rows if r["status"] == status]
 
     def results(self, status: str | None = None, latest_only: bool = True) -> list[PointResult]:

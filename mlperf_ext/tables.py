@@ -72,10 +72,12 @@ RESULT_COLUMNS: Sequence[Column] = (
     ("sys p90 ms", lambda r: _num(r.system.lat_p90_ms if r.system else None, ".3f"), "right", 5),
     ("compute samples/s", lambda r: _num(r.compute.throughput if r.compute else None, ",.0f"), "right", 2),
     ("compute ms/batch", lambda r: _num(r.compute.lat_mean_ms if r.compute else None, ".3f"), "right", 6),
+    ("compliant", lambda r: {True: "yes", False: "no", None: "-"}[r.compliant], "left", 6),
     ("flags", _flags, "left", 7),
 )
 CAPTION = ("* quick profile: short runs, not submission-compliant. system = LoadGen (issue -> complete); compute = "
-           "backend execution only, per batch, all streams at once. prec: variant label -> datatype that executed.")
+           "backend execution only, per batch, all streams at once. prec: variant label -> datatype that executed. "
+           "compliant: the audit checker's verdict (- = not checked).")
 
 
 def fitting_columns(columns: Sequence[Column], cells: list[list[str]], width: int) -> list[int]:

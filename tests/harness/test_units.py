@@ -220,3 +220,15 @@ def test_settings_are_checked_against_the_fields_type_and_range(key, value, need
 
 def test_rate_limits_can_be_lifted():
     loadgen.validate_overrides({"offline_expected_qps": 5e6}, force_limits=True)
+
+
+def test_compliant_comes_only_from_the_checkers_verdicts(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    store.append(_result("a", "run-a", "ok"))
+    assert store.rows()[0]["compliant"] is None and store.results()[0].compliant is None  # nobody checked it
+    with pytest.raises(ValueError, match="checker's verdict"):
+        store.append(_result("b", "run-b", "ok", compliant=True))
+    store.record_verdict("run-a", False, ["performance: min_duration 1000 < 600000"], "audit v6.1")
+    assert store.results()[0].compliant is False
+    store.record_verdict("run-a", True, [], "audit v6.1")
+    assert store.by_run_id("run-a")["compliant"] == 1 and store.verdict("run-a")["problems"] == []
