@@ -139,6 +139,14 @@ class DispatchFigures:
 
 
 @dataclass
+class ModeState:
+    """The operating mode as applied: the catalog's actions, and the state read back after applying them."""
+
+    actions: dict = column(factory=dict)
+    applied: dict = column(factory=dict)
+
+
+@dataclass
 class ServerSearch:
     """How a Server target was found when the user set none: short runs bisecting target_qps."""
 
@@ -169,6 +177,7 @@ class PointResult:
     runtime: RuntimeInfo | None = section("runtime_")
     dispatch: DispatchFigures | None = section("dispatch_")
     search: ServerSearch | None = section("search_")
+    mode: ModeState | None = section("mode_")
     dataset_sha256: str | None = None
     versions: dict = column(factory=dict)  # distributions whose versions are part of the point key
     host: dict = column(factory=dict)  # pyperf-style environment metadata
@@ -307,5 +316,6 @@ def _build(cls, data: dict):
     return cls(**kwargs)
 
 
-__all__ = ["AccuracyFigures", "ComputeFigures", "DispatchFigures", "LoadGenSettings", "NOISY_DRIFT", "PointResult",
+__all__ = ["AccuracyFigures", "ComputeFigures", "DispatchFigures", "LoadGenSettings", "ModeState", "NOISY_DRIFT",
+           "PointResult",
            "RuntimeInfo", "STATUSES", "ServerSearch", "SystemFigures", "Variant", "columns", "json_columns"]

@@ -14,7 +14,14 @@ from mlperf_ext.errors import ConfigError
 from mlperf_ext.yaml_file import read_yaml
 
 BUILTIN_CATALOG = Path(__file__).with_name("platforms.yaml")
+HOST_MODES_FILE = Path(__file__).with_name("host_modes.yaml")
 HOST_PLATFORM_FILE = "host_platform.yaml"
+#: operating-mode actions a mode's `apply` block may hold, and the values each takes (tiers/runner/modes.py)
+APPLY_ACTIONS = {
+    "cpus": "positive int", "threads_per_core": (1,), "cpufreq_governor": "str", "cpufreq_max_khz": "positive int",
+    "nvpmodel": "non-negative int", "openvino_hint": ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"),
+    "edgetpu_clock": ("max", "std"),
+}
 
 DATATYPES = ("int2", "int4", "int8", "fp16", "bf16", "fp32")
 KINDS = ("cpu", "gpu", "fpga", "asic", "vliw", "npu", "dsp")
@@ -129,7 +136,7 @@ def parse_platform(entry: dict, origin: str) -> Platform:
         mwhere = f"{where} mode '{mode}'"
         if not isinstance(over, dict):
             raise ConfigError(f"{mwhere}: overrides must be a mapping; fix: e.g. '{mode}: {{peak_tops: {{int8: 2}}}}'")
-        bad = set(over) - ({"peak_tops", "replace_peak_tops", "source", "description"} | set(_NUMERIC))
+        bad = set(over) - ({"peak_tops", "replace_peak_tops", "source", "description", "apply"} | set(_NUMERIC))
         if bad:
             raise ConfigError(f"{mwhere}: cannot override {', '.join(sorted(bad))}; fix: override only peak_tops, "
                               f"{', '.join(_NUMERIC)} (and set replace_peak_tops)")
@@ -140,6 +147,8 @@ def parse_platform(entry: dict, origin: str) -> Platform:
             raise ConfigError(f"{mwhere}: replace_peak_tops needs the mode's own peak_tops; fix: add peak_tops "
                               "to the mode or drop replace_peak_tops")
         co = dict(over)
+        if "apply" in over:
+            co["apply"] = check_apply(mwhere, over["apply"])
         if "peak_tops" in over:
             co["peak_tops"] = _check_peaks(mwhere, over["peak_tops"])
         for k in _NUMERIC:
@@ -151,6 +160,39 @@ def parse_platform(entry: dict, origin: str) -> Platform:
                     onchip_memory_mb=nums["onchip_memory_mb"], tdp_w=nums["tdp_w"], modes=checked_modes,
                     description=str(entry.get("description", "")),
                     extra={k: entry[k] for k in ("measured_with", "nominal_formula") if k in entry})
+
+
+def check_apply(where: str, actions) -> dict:
+    """A mode's operating-state actions: known names, values of their kind."""
+    if not isinstance(actions, dict) or not actions:
+        raise ConfigError(f"{where}: apply must be a mapping of actions; fix: e.g. 'apply: {{cpus: 1}}'")
+    for name, value in actions.items():
+        kind = APPLY_ACTIONS.get(name)
+        if kind is None:
+            raise ConfigError(f"{where}: unknown apply action '{name}'; fix: use one of {', '.join(APPLY_ACTIONS)}")
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        ok = (value in kind if isinstance(kind, tuple) else
+              whole and value > 0 if kind == "positive int" else
+              whole and value >= 0 if kind == "non-negative int" else isinstance(value, str) and bool(value))
+        if not ok:
+            raise ConfigError(f"{where}: apply {name} = {value!r} is not a {kind if isinstance(kind, str) else kind}; "
+                              "fix: give a value of that kind")
+    return dict(actions)
+
+
+def operating_modes(catalog: Catalog, platform: str) -> dict[str, dict]:
+    """Operating mode -> its apply actions, for a platform (the host's come from host_modes.yaml, plus any
+    its detected file defines). Modes without actions are level-0 numbers only and cannot be applied."""
+    modes: dict[str, dict] = {}
+    if platform == "host":
+        data = read_yaml(HOST_MODES_FILE, "host modes file")
+        for name, over in (data.get("modes") or {}).items():
+            modes[str(name)] = check_apply(f"{HOST_MODES_FILE.name}: mode '{name}'", over["apply"])
+    if platform in catalog.names():
+        modes.update({name: over["apply"] for name, over in catalog.get(platform).modes.items() if "apply" in over})
+    elif platform != "host":
+        catalog.get(platform)  # the usual one-line error for an unknown platform
+    return modes
 
 
 def load_platform_file(path: str | Path) -> list[Platform]:

@@ -37,6 +37,7 @@ from mlperf_ext.result import (
     ComputeFigures,
     DispatchFigures,
     LoadGenSettings,
+    ModeState,
     PointResult,
     RuntimeInfo,
     SystemFigures,
@@ -46,7 +47,7 @@ from scenarios.base import MAX_SERVER_QPS
 from sut.adapter import SutAdapter
 from sut.base import DeploymentOptions
 from sut.registry import create_backend
-from tiers.runner import layout
+from tiers.runner import layout, modes
 from tiers.runner.compute import COMPUTE_SECONDS, ComputeTiming, latency_stats_ms, measure_compute
 from tiers.runner.validate import check_shapes
 
@@ -79,6 +80,7 @@ class ChildTask:
     #: corrected hint after an INVALID run. They replace the scenario's automatic hints.
     hints: dict = field(default_factory=dict)
     force_limits: bool = False  # the user lifted the sanity limits on settings
+    mode: dict = field(default_factory=dict)  # the operating mode's actions, applied before the backend loads
 
     @classmethod
     def read(cls, run_dir: Path) -> ChildTask:
@@ -141,13 +143,22 @@ def classifier_warnings(accuracy: float, outputs: int, labels: np.ndarray) -> li
 
 
 def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
+    """The child's steps, inside the operating mode (applied, read back, and undone where it can be)."""
+    with modes.applied(task.mode) as state:
+        result = execute_in_mode(point, task, run_dir)
+    if task.mode:
+        result.mode = ModeState(actions=dict(task.mode), applied=state)
+    return result
+
+
+def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
     started = datetime.now(timezone.utc).isoformat()
     dataset = open_dataset(point.dataset)
     scenario = get_scenario(point.scenario)
     backend = create_backend(point.backend)
     backend.load(Path(point.model), DeploymentOptions(
         threads=point.threads, streams=point.streams, device=point.device, max_batch=point.batch,
-        operating_mode=point.operating_mode, exec_precision=point.exec_precision,
+        operating_mode=modes.backend_hint(task.mode), exec_precision=point.exec_precision,
         runtime_options=dict(point.runtime_options)))
     if getattr(backend, "runs_model", True):  # the null backend runs no model and takes anything
         check_shapes(dataset, backend.input_spec())

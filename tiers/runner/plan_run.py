@@ -76,7 +76,8 @@ def run_plan(plan: Plan, runs: Path, options: RunOptions, keep: Callable[[PointR
         result = refused(plan, plan.refusal)
         keep(result)
         return [result]
-    first = run_once(plan, runs, ChildTask(force_limits=options.force_limits), options, say)
+    first = run_once(plan, runs, ChildTask(force_limits=options.force_limits, mode=dict(plan.mode_actions)), options,
+                     say)
     keep(first)
     fix = corrected_hints(first) if options.retry_invalid else None
     if not fix:
@@ -84,7 +85,7 @@ def run_plan(plan: Plan, runs: Path, options: RunOptions, keep: Callable[[PointR
     hints, why = fix
     say(f"    INVALID because of the harness's own hint: {why}; running it once more")
     task = ChildTask(hints={**(first.settings.auto if first.settings else {}), **hints},
-                     force_limits=options.force_limits)
+                     force_limits=options.force_limits, mode=dict(plan.mode_actions))
     again = run_once(plan, runs, task, options, say, search=first.search)
     again.retry_of = first.run_id
     again.notes.append(f"rerun of {first.run_id}, INVALID with the harness's automatic hint ({why})")

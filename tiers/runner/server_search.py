@@ -73,7 +73,8 @@ def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
 
     def probe(target: float | None) -> dict:
         hints = {} if target is None else {"server_target_qps": target}
-        result = launch(plan, search_dir, ChildTask(role="probe", hints=hints, force_limits=force_limits))
+        result = launch(plan, search_dir, ChildTask(role="probe", hints=hints, force_limits=force_limits,
+                                                    mode=dict(plan.mode_actions)))
         entry = _trace_entry(result, target)
         trace.append(entry)
         verdict = {True: "VALID", False: "INVALID", None: result.status}[entry["valid"]]

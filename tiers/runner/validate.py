@@ -89,7 +89,8 @@ class Plan:
     variant: Variant = field(default_factory=Variant)
     dataset_sha256: str | None = None
     versions: dict = field(default_factory=dict)
-    refusal: str | None = None  # why the backend cannot run this variant (a refused row, no child)
+    refusal: str | None = None  # why the point cannot run here (a refused row, no child)
+    mode_actions: dict = field(default_factory=dict)  # the operating mode's actions (tiers/runner/modes.py)
 
 
 class PointValidator:
@@ -101,6 +102,7 @@ class PointValidator:
         self._dataset_hashes: dict[str, str] = {}
         self._models: dict[str, object] = {}
         self._devices: set[tuple[str, str]] = set()
+        self._catalog = None
 
     def dataset(self, ref: str) -> Dataset:
         if ref not in self._datasets:
@@ -159,22 +161,40 @@ class PointValidator:
             path.write_text(point.audit_config)
             loadgen.validate_user_conf(path, "*", audit=True)
 
+    def mode_actions(self, point: RunPoint) -> dict:
+        """The actions of the point's operating mode, from the platform catalog (bad input if it has none)."""
+        from tiers.level0.platforms import load_catalog, operating_modes
+
+        if not point.operating_mode:
+            return {}
+        if self._catalog is None:
+            self._catalog = load_catalog()
+        modes = operating_modes(self._catalog, point.platform)
+        if point.operating_mode not in modes:
+            raise ConfigError(f"platform '{point.platform}' has no operating mode '{point.operating_mode}' (it has: "
+                              f"{', '.join(modes) or 'none'}); fix: use one of them, or --platform NAME for another "
+                              "platform's modes")
+        return modes[point.operating_mode]
+
     def plan(self, point: RunPoint) -> Plan:
+        from tiers.runner import modes
+
         backend = self.check(point)
-        refusal = None
+        actions = self.mode_actions(point)
+        refusal = modes.refusal(actions, backend.name) if actions else None
         if getattr(backend, "runs_model", True):
             options = DeploymentOptions(threads=point.threads, streams=point.streams, device=point.device,
-                                        max_batch=point.batch, operating_mode=point.operating_mode,
+                                        max_batch=point.batch, operating_mode=modes.backend_hint(actions),
                                         exec_precision=point.exec_precision,
                                         runtime_options=dict(point.runtime_options))
-            refusal = backend.supports(self.model(point.model), options)
+            refusal = refusal or backend.supports(self.model(point.model), options)
         versions = {"mlcommons-loadgen": loadgen.LOADGEN_VERSION, "mlperf-ext": mlperf_ext.__version__,
                     **runtime_versions(point.backend)}
         dataset_sha = self.dataset_sha256(point.dataset)
         blob = json.dumps({"point": point.identity(), "dataset_sha256": dataset_sha, "versions": versions},
                           sort_keys=True, default=str).encode()
         return Plan(point=point, key=hashlib.sha256(blob).hexdigest(), variant=variant_of(point),
-                    dataset_sha256=dataset_sha, versions=versions, refusal=refusal)
+                    dataset_sha256=dataset_sha, versions=versions, refusal=refusal, mode_actions=actions)
 
 
 def variant_of(point: RunPoint) -> Variant:
