@@ -45,6 +45,7 @@ class RunPoint:
     exec_precision: str = "model"  # precision the runtime executes in: model (its own) | fp32 | bf16 | fp16
     runtime_options: dict[str, Any] = field(default_factory=dict)  # backend-specific, checked by the backend
     audit_config: str | None = None  # a compliance test's audit.config text (LoadGen reads it from the cwd)
+    power: str = "none"  # the power meter (mlperf_ext.power.open_meter spec) sampled during the LoadGen run
 
     def __post_init__(self):
         if self.scenario not in SCENARIO_NAMES:
@@ -105,6 +106,8 @@ class RunPoint:
         parts.extend(f"{k}={v}" for k, v in sorted(self.runtime_options.items()))
         if self.audit_config:
             parts.append("audit")
+        if self.power != "none":
+            parts.append(f"power {self.power}")
         return " ".join(str(p) for p in parts)
 
 
@@ -142,7 +145,7 @@ SPEC_AXES = {
     "exec_precisions": "exec_precision", "exec_precision": "exec_precision",
 }
 SPEC_SCALARS = {"profile", "platform", "user_conf", "settings", "max_wait_us", "mlperf_model", "timeout_s",
-                "runtime_options"}
+                "runtime_options", "power"}
 SPEC_KEYS = set(SPEC_AXES) | SPEC_SCALARS
 
 

@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 from mlperf_ext.config import RunPoint
+from mlperf_ext.power.metrics import PowerFigures
 
 #: what became of a point. `invalid`: LoadGen ran it and judged it INVALID (stored with the reasons,
 #: retried on a re-run); `refused`: it never ran (the backend or the data cannot run it, with why).
@@ -178,6 +179,7 @@ class PointResult:
     dispatch: DispatchFigures | None = section("dispatch_")
     search: ServerSearch | None = section("search_")
     mode: ModeState | None = section("mode_")
+    power: PowerFigures | None = section("power_")
     dataset_sha256: str | None = None
     versions: dict = column(factory=dict)  # distributions whose versions are part of the point key
     host: dict = column(factory=dict)  # pyperf-style environment metadata

@@ -72,6 +72,8 @@ RESULT_COLUMNS: Sequence[Column] = (
     ("sys p90 ms", lambda r: _num(r.system.lat_p90_ms if r.system else None, ".3f"), "right", 5),
     ("compute samples/s", lambda r: _num(r.compute.throughput if r.compute else None, ",.0f"), "right", 2),
     ("compute ms/batch", lambda r: _num(r.compute.lat_mean_ms if r.compute else None, ".3f"), "right", 6),
+    ("avg W", lambda r: _num(r.power.avg_w if r.power else None, ".2f"), "right", 8),
+    ("samples/J", lambda r: _num(r.power.samples_per_j if r.power else None, ",.1f"), "right", 8),
     ("compliant", lambda r: {True: "yes", False: "no", None: "-"}[r.compliant], "left", 6),
     ("flags", _flags, "left", 7),
 )
@@ -231,6 +233,12 @@ def print_run(result: PointResult, console: Console | None = None, wide: bool = 
         for note in rt.notes:
             line(f"  note: {note}")
         line(f"  settings: {rt.settings}")
+    if result.power and result.power.meter != "none":
+        pw = result.power
+        line(f"power ({pw.meter}, {pw.method}, window from {pw.window_source}): avg {_num(pw.avg_w, '.3f')} W, idle "
+             f"{_num(pw.idle_w, '.3f')} W, net {_num(pw.net_w, '.3f')} W, {_num(pw.energy_j, '.3f')} J over "
+             f"{_num(pw.duration_s, '.2f')} s; {_num(pw.samples_per_j, ',.2f')} samples/J, "
+             f"{_num(pw.mj_per_query, '.4f')} mJ/query, {_num(pw.gop_per_j, ',.2f')} GOP/J; {pw.note}")
     if result.dispatch and result.dispatch.batch_sizes:
         line(f"batches formed: {result.dispatch.batch_sizes} (size: count)")
     for text in result.flags.values():

@@ -11,7 +11,8 @@ from mlperf_ext.errors import ConfigError
 
 #: `run` options that describe one point; with a spec file they belong in the spec
 POINT_OPTIONS = ("model", "dataset", "backend", "scenario", "mode", "batch", "threads", "streams", "device",
-                 "operating_mode", "platform", "user_conf", "setting", "max_wait_us", "exec_precision", "runtime_option")
+                 "operating_mode", "platform", "user_conf", "setting", "max_wait_us", "exec_precision", "runtime_option",
+                 "power")
 
 
 def _option(text: str) -> tuple[str, str]:
@@ -118,6 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--runtime-option", type=_option, action="append", metavar="KEY=VALUE",
                      help="a backend's own option, e.g. graph_optimization_level=basic for onnxruntime (repeatable)")
     run.add_argument("--platform", default=None, help="platform catalog name for level-0 comparisons (host)")
+    run.add_argument("--power-meter", dest="power", default=None, help="sample power during the LoadGen run: rapl, nvml[:N], jetson, "
+                     "pmbus, external:FILE, none (default); refused when this host lacks the meter")
     run.add_argument("--user-conf", type=Path, default=None, help="LoadGen user.conf")
     run.add_argument("--setting", type=_setting, action="append", metavar="KEY=VALUE",
                      help="TestSettings override, e.g. server_target_qps=500 (repeatable)")

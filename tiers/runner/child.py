@@ -31,6 +31,7 @@ from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import MlperfExtError
 from mlperf_ext.logs import LoadGenResult, parse_run_dir
+from mlperf_ext.power import loadgen_window, measure_idle, no_power, open_meter, power_figures
 from mlperf_ext.qsl import SampleLibrary
 from mlperf_ext.result import (
     AccuracyFigures,
@@ -58,6 +59,8 @@ AUTO_FIELDS_FROM_CONF = {
     "server_target_qps": ("Server", "target_qps"),
     "offline_expected_qps": ("Offline", "target_qps"),
 }
+#: seconds of idle power measured before the point, by profile
+IDLE_SECONDS = {"quick": 2.0, "submission": 10.0}
 #: what LoadGen's detail log says when it applies an audit.config (loadgen.cc, StartTest)
 AUDIT_FOUND = "Found Audit Config file"
 #: compute timing of a Server probe: only a warm-up and an upper bound for the search
@@ -129,6 +132,16 @@ def compute_figures(timings: list[ComputeTiming]) -> ComputeFigures:
         after_throughput=after, drift=None if after is None else abs(after - before) / before)
 
 
+def ops_per_sample(model: str) -> float | None:
+    """Level 0's ops for one sample (for GOP/J), or None when the file cannot be analysed."""
+    from tiers.level0.graph import analyze
+
+    try:
+        return float(analyze(model).ops)
+    except (MlperfExtError, OSError, ValueError):
+        return None
+
+
 def classifier_warnings(accuracy: float, outputs: int, labels: np.ndarray) -> list[str]:
     """Warnings for a top-1 score that cannot mean what it says."""
     classes = int(labels.max()) + 1
@@ -163,11 +176,13 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     if getattr(backend, "runs_model", True):  # the null backend runs no model and takes anything
         check_shapes(dataset, backend.input_spec())
     library = SampleLibrary(dataset)
+    probe = task.role == "probe"
+    meter = open_meter(point.power) if not probe else None
     # The runtime, model and dataset live as long as the process: frozen out of the collector, they are
     # not rescanned by every collection that per-batch garbage triggers during the run.
     gc.collect()
     gc.freeze()
-    probe = task.role == "probe"
+    idle = measure_idle(meter, IDLE_SECONDS[point.profile]) if meter is not None else None
     user_conf = Path(point.user_conf) if point.user_conf else None
     settings = loadgen.make_settings(point.scenario, "performance" if probe else point.mode, point.profile,
                                      point.mlperf_model, user_conf, dict(point.settings), run_dir,
@@ -199,9 +214,14 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     if point.audit_config:  # a compliance rerun: LoadGen applies the test's settings from its cwd
         audit = Path(layout.AUDIT_CONFIG)
         (run_dir / layout.AUDIT_CONFIG).write_text(point.audit_config)
+    if meter is not None:
+        meter.start()
+    run_began = time.time()
     try:
         test.run(settings, log_dir, audit_config=audit)
     finally:
+        run_ended = time.time()
+        trace = meter.stop() if meter is not None else None
         dispatcher.close()
     if not probe:  # the same measurement after the run: did the host stay as it was?
         timings.append(measure_compute(backend, nominal, point.streams, seconds))
@@ -224,6 +244,12 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     try:
         lg = parse_run_dir(log_dir)
         result.system = system_figures(lg)
+        if trace is not None:
+            window = loadgen_window(lg)
+            result.power = power_figures(
+                trace, window or (run_began, run_ended), scenario=point.scenario, idle=idle,
+                throughput=lg.throughput, query_count=lg.query_count, samples_per_query=lg.samples_per_query or 1,
+                ops_per_sample=ops_per_sample(point.model), window_source="loadgen" if window else "run")
         if audit is not None and not any(AUDIT_FOUND in w for w in lg.warnings):
             problems.append(f"LoadGen did not report reading {layout.AUDIT_CONFIG} (no '{AUDIT_FOUND}' in its "
                             "detail log): the compliance settings were not applied")
@@ -236,6 +262,10 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
             result.notes += classifier_warnings(acc.accuracy, adapter.outputs_per_sample or 0, dataset.labels)
     except MlperfExtError as exc:
         problems.append(str(exc))
+    if meter is not None:
+        meter.close()
+    if result.power is None and not probe:
+        result.power = no_power()
     if problems:
         result.status, result.error = "failed", "; ".join(problems)
     elif result.system.valid is False:

@@ -103,6 +103,7 @@ class PointValidator:
         self._models: dict[str, object] = {}
         self._devices: set[tuple[str, str]] = set()
         self._catalog = None
+        self._meters: set[str] = set()
 
     def dataset(self, ref: str) -> Dataset:
         if ref not in self._datasets:
@@ -140,6 +141,13 @@ class PointValidator:
             loadgen.validate_user_conf(Path(point.user_conf), point.mlperf_model)
         if point.audit_config:
             self._check_audit_config(point)
+        if point.power != "none" and point.power not in self._meters:
+            from mlperf_ext.power import open_meter
+
+            meter = open_meter(point.power)  # one line naming what is missing when this host lacks it
+            if meter is not None:
+                meter.close()
+            self._meters.add(point.power)
         dataset = self.dataset(point.dataset)
         if point.mode in ("accuracy", "submission") and dataset.labels is None:
             raise DatasetError(f"dataset '{point.dataset}' has no labels, so mode '{point.mode}' cannot score "
