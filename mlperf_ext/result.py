@@ -53,6 +53,17 @@ class Variant:
 
 
 @dataclass
+class MicroInfo:
+    """What a level-1/2 benchmark is: a layer or a stack cut from a parent model (tiers/micro)."""
+
+    level: int | None = None  # 1: a layer, 2: a stack of layers
+    layer: str | None = None  # the cut's name
+    op_type: str | None = None  # the layer's op type, or a stack's joined with '+'
+    occurrences: int | None = None  # how often this layer (or stack) occurs in the parent model
+    parent_model: str | None = None
+
+
+@dataclass
 class SystemFigures:
     """LoadGen's figures (query issue -> QuerySamplesComplete), read from its detail log."""
 
@@ -171,6 +182,7 @@ class PointResult:
     retry_of: str | None = None  # run id of the INVALID run this one repeats with a corrected hint
     point: RunPoint | None = section("")
     variant: Variant | None = section("")
+    micro: MicroInfo | None = section("")
     system: SystemFigures | None = section("sys_")
     settings: LoadGenSettings | None = section("settings_")
     compute: ComputeFigures | None = section("compute_")
@@ -318,6 +330,7 @@ def _build(cls, data: dict):
     return cls(**kwargs)
 
 
-__all__ = ["AccuracyFigures", "ComputeFigures", "DispatchFigures", "LoadGenSettings", "ModeState", "NOISY_DRIFT",
+__all__ = ["AccuracyFigures", "ComputeFigures", "DispatchFigures", "LoadGenSettings", "MicroInfo", "ModeState",
+           "NOISY_DRIFT",
            "PointResult",
            "RuntimeInfo", "STATUSES", "ServerSearch", "SystemFigures", "Variant", "columns", "json_columns"]

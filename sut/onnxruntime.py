@@ -157,7 +157,6 @@ class OnnxRuntimeBackend:
         self._options: DeploymentOptions | None = None
         self._device_type = "cpu"
         self._device_id = 0
-        self._output_name = ""
         self._threads: list[int | None] = []
         self._precision = ("", "")
         self._graph_changes: dict = {}
@@ -201,7 +200,6 @@ class OnnxRuntimeBackend:
         providers: list = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p for p in wanted]
         self._ort, self._info, self._options = ort, info, options
         self._device_type, self._device_id = device_type, device_id
-        self._output_name = info.output_names[0]
         self._threads = split_threads(options.threads, options.streams)
         with tempfile.TemporaryDirectory() as scratch:
             self._sessions = [self._session(info, providers, wanted, threads, scratch if k == 0 else None)
@@ -298,7 +296,8 @@ class OnnxRuntimeBackend:
         session = self._require()[stream]
         assert self._info is not None
         run_batch, keep = fit_batch(batch, self._info)
-        out = session.run([self._output_name], {self._info.input.name: run_batch})[0]
+        # every output is fetched: asking for the first alone would let ORT prune the nodes of the others
+        out = session.run(None, {self._info.input.name: run_batch})[0]
         return out[:keep] if keep != run_batch.shape[0] else out
 
     # -- compute path --------------------------------------------------------------------------

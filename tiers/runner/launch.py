@@ -104,6 +104,7 @@ def complete(plan: Plan, run_id: str, run_dir: Path | None, result: PointResult 
     result.point, result.point_key, result.run_id = plan.point, plan.key, run_id
     result.run_dir = None if run_dir is None else str(run_dir)
     result.variant, result.dataset_sha256, result.versions = plan.variant, plan.dataset_sha256, dict(plan.versions)
+    result.micro = plan.micro
     result.host = host_metadata()
     result.finished_at = result.finished_at or datetime.now(timezone.utc).isoformat()
     result.check_integrity()

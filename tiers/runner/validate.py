@@ -23,7 +23,7 @@ from mlperf_ext import loadgen
 from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import Dataset, open_dataset
 from mlperf_ext.errors import ConfigError, DatasetError
-from mlperf_ext.result import Variant
+from mlperf_ext.result import MicroInfo, Variant
 from scenarios import DispatchConfig
 from sut.base import DeploymentOptions, TensorSpec, check_runtime_options
 from sut.registry import check_backend, runtime_versions
@@ -91,6 +91,7 @@ class Plan:
     versions: dict = field(default_factory=dict)
     refusal: str | None = None  # why the point cannot run here (a refused row, no child)
     mode_actions: dict = field(default_factory=dict)  # the operating mode's actions (tiers/runner/modes.py)
+    micro: MicroInfo | None = None  # a layer or stack cut from a parent model (its JSON next to the file)
 
 
 class PointValidator:
@@ -202,7 +203,20 @@ class PointValidator:
         blob = json.dumps({"point": point.identity(), "dataset_sha256": dataset_sha, "versions": versions},
                           sort_keys=True, default=str).encode()
         return Plan(point=point, key=hashlib.sha256(blob).hexdigest(), variant=variant_of(point),
-                    dataset_sha256=dataset_sha, versions=versions, refusal=refusal, mode_actions=actions)
+                    dataset_sha256=dataset_sha, versions=versions, refusal=refusal, mode_actions=actions,
+                    micro=micro_of(point))
+
+
+def micro_of(point: RunPoint) -> MicroInfo | None:
+    """The micro tier's facts about a cut model (its JSON next to the file), if it is one."""
+    from mlperf_ext.zoo.metadata import read_metadata
+
+    path = Path(point.model)
+    meta = (read_metadata(path) or {}).get("micro") if path.is_file() else None
+    if not meta:
+        return None
+    return MicroInfo(level=meta.get("level"), layer=meta.get("layer"), op_type=meta.get("op_type"),
+                     occurrences=meta.get("occurrences"), parent_model=meta.get("parent_model"))
 
 
 def variant_of(point: RunPoint) -> Variant:
