@@ -1,0 +1,375 @@
+"""check_tree on a tree built from real LoadGen logs, and on copies damaged one way each."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from audit import layout
+from audit.checker import RULES, check_tree, check_tree_report
+from audit.truncate import read_hash
+from mlperf_ext.errors import ConfigError
+from mlperf_ext.logs import DETAIL_NAME, SUMMARY_NAME
+
+from . import edits
+from .tree_builder import scenario
+
+V60_QSL_SEED = 2465351861681999779  # the v6.0 round's qsl_rng_seed (constants.py MODEL_CONFIG["v6.0"])
+
+
+def keyed(root: Path, problems: list) -> set[tuple[str, str]]:
+    """(rule, path relative to the root) of each problem."""
+    return {
+        (p.rule, str(p.path.relative_to(root) if p.path.is_relative_to(root) else p.path)) for p in problems
+    }
+
+
+def found(root: Path, kept: Path | None = None) -> set[tuple[str, str]]:
+    return keyed(root, check_tree(root, kept_root=kept))
+
+
+def base_expected(root: Path) -> set[tuple[str, str]]:
+    s = scenario(root)
+    rel = s.dir.relative_to(root)
+    return {
+        ("min_duration", str(rel / "performance/run_1" / DETAIL_NAME)),
+        ("min_duration", str(rel / "TEST01/performance/run_1" / DETAIL_NAME)),
+        ("min_duration", str(rel / "TEST04/performance/run_1" / DETAIL_NAME)),
+        ("scenarios_missing", str(rel.parent)),
+    }
+
+
+def added_rules(root: Path, problems: list | None = None) -> set[str]:
+    """The rules that fire beyond the base tree's."""
+    problems = check_tree(root) if problems is None else problems
+    return {rule for rule, _ in keyed(root, problems) - base_expected(root)}
+
+
+def only(problems: list, rule: str):
+    (hit,) = [p for p in problems if p.rule == rule]
+    return hit
+
+
+def test_base_tree_reports_only_what_a_short_run_must(base_tree):
+    root, _kept = base_tree
+    problems = check_tree(root)
+    assert keyed(root, problems) == base_expected(root)
+    assert "['SingleStream', 'MultiStream']" in only(problems, "scenarios_missing").message
+    durations = [p for p in problems if p.rule == "min_duration"]
+    assert all("expected=600000, found=200" in p.message for p in durations)
+
+
+def test_base_tree_carries_upstream_files(base_tree):
+    root, kept = base_tree
+    s = scenario(root)
+    for test, names in (
+        ("TEST01", ("verify_accuracy.txt", "verify_performance.txt")),
+        ("TEST04", ("verify_performance.txt",)),
+    ):
+        for name in names:
+            lines = (s.test_dir(test) / name).read_text().splitlines()
+            assert lines[-1] == "TEST PASS"
+    acc_json = s.accuracy_dir / layout.ACCURACY_JSON_NAME
+    assert acc_json.stat().st_size <= 10 * 1024
+    assert read_hash(s.accuracy_dir / layout.ACCURACY_TXT_NAME) is not None
+    assert (
+        (s.accuracy_dir / layout.ACCURACY_TXT_NAME)
+        .read_text()
+        .startswith("accuracy=100.000%, good=50000, total=50000")
+    )
+    assert layout.kept_accuracy_log(kept, s.relative / "accuracy").stat().st_size > 1_000_000
+
+
+def test_open_division_drops_closed_only_rules(tree):
+    root, kept = tree
+    to_open_division(root, kept)
+    assert {rule for rule, _ in found(root)} == {"min_duration"}
+    shutil.rmtree(
+        scenario(root, "open").test_dir("TEST01")
+    )  # compliance is not required in the open division
+    assert {rule for rule, _ in found(root)} == {"min_duration"}
+
+
+def test_invalid_result_is_refused(tree, runs):
+    root, _ = tree
+    run = scenario(root).performance_run
+    for name in (DETAIL_NAME, SUMMARY_NAME):
+        shutil.copyfile(runs["invalid"] / name, run / name)
+    # the compliance verdicts were filed against the VALID run; against this one they do not hold
+    assert added_rules(root) == {"result_invalid", "compliance_reverify"}
+
+
+def test_metric_tampered_in_the_summary(tree):
+    root, _ = tree
+    summary = scenario(root).performance_run / SUMMARY_NAME
+    edits.set_summary_line(
+        summary,
+        "Samples per second",
+        f"{float(edits.summary_value(summary, 'Samples per second')) * 1.5:.2f}",
+    )
+    assert added_rules(root) == {"summary_disagrees"}
+
+
+def test_metric_tampered_in_both_logs(tree):
+    root, _ = tree
+    run = scenario(root).performance_run
+    boosted = edits.detail_value(run / DETAIL_NAME, "result_samples_per_second") * 1.5
+    edits.set_detail_value(run / DETAIL_NAME, "result_samples_per_second", round(boosted, 2))
+    edits.set_summary_line(run / SUMMARY_NAME, "Samples per second", f"{boosted:.2f}")
+    # the figure no longer fits the latencies it is computed from, nor the TEST01 rerun's throughput
+    assert added_rules(root) == {"detail_inconsistent", "compliance_reverify"}
+
+
+def test_missing_test01(tree):
+    root, _ = tree
+    shutil.rmtree(scenario(root).test_dir("TEST01"))
+    assert found(root) - base_expected(root) == {
+        ("compliance_missing", str(scenario(root).test_dir("TEST01").relative_to(root)))
+    }
+
+
+def test_wrong_seed(tree):
+    root, _ = tree
+    run = scenario(root).performance_run
+    edits.set_detail_value(run / DETAIL_NAME, "effective_qsl_rng_seed", V60_QSL_SEED)
+    edits.set_summary_line(run / SUMMARY_NAME, "qsl_rng_seed", str(V60_QSL_SEED))
+    problems = check_tree(root)
+    assert f"expected=2085463073848966840, found={V60_QSL_SEED}" in only(problems, "seeds").message
+    assert added_rules(root, problems) == {"seeds"}
+
+
+def test_relaxed_user_conf(tree):
+    root, _ = tree
+    conf = scenario(root).user_conf
+    conf.write_text(
+        conf.read_text() + "resnet50.Offline.min_query_count = 100\n*.*.min_duration = 60000\n"
+        "resnet50.*.performance_sample_count_override = 64\n"
+    )
+    problems = check_tree(root)
+    relaxed = [p for p in problems if p.rule == "user_conf_relaxed"]
+    assert sorted(p.message.split(" lowers ")[1].split(" ")[0] for p in relaxed) == [
+        "min_duration",
+        "min_query_count",
+        "performance_sample_count_override",
+    ]
+    assert added_rules(root, problems) == {"user_conf_relaxed"}
+
+
+def test_user_conf_for_another_scenario_is_not_a_relaxation(tree):
+    root, _ = tree
+    conf = scenario(root).user_conf
+    conf.write_text(conf.read_text() + "resnet50.SingleStream.min_duration = 1000\nnot a conf line\n")
+    assert added_rules(root) == {"user_conf_unparsable"}
+
+
+@pytest.mark.parametrize("cut", ["line", "mid-line"])
+def test_truncated_detail_log(tree, cut):
+    root, _ = tree
+    detail = scenario(root).performance_run / DETAIL_NAME
+    text = detail.read_text()
+    lines = text.splitlines(keepends=True)
+    detail.write_text("".join(lines[: len(lines) // 2]) if cut == "line" else text[: len(text) * 2 // 3])
+    problems = found(root)
+    assert {rule for rule, _ in problems - base_expected(root)} == {"detail_log_truncated"}
+    # the run's other checks cannot be made on a cut log: its duration problem goes with it
+    assert ("min_duration", str(detail.relative_to(root))) not in problems
+
+
+def test_garbled_detail_log(tree):
+    root, _ = tree
+    detail = scenario(root).performance_run / DETAIL_NAME
+    lines = detail.read_text().splitlines(keepends=True)
+    lines[10] = lines[10].replace('"key"', '"kee', 1)
+    detail.write_text("".join(lines))
+    assert {rule for rule, _ in found(root) - base_expected(root)} == {"detail_log_corrupt"}
+
+
+def test_error_line(tree, runs):
+    root, _ = tree
+    run = scenario(root).performance_run
+    error = next(
+        line for line in (runs["error"] / DETAIL_NAME).read_text().splitlines() if '"is_error": true' in line
+    )
+    edits.insert_detail_line(run / DETAIL_NAME, "num_errors", error)
+    edits.set_detail_value(run / DETAIL_NAME, "num_errors", 1)
+    summary = run / SUMMARY_NAME
+    summary.write_text(
+        summary.read_text().replace(
+            "No errors encountered during test.", "1 ERROR encountered. See detailed log."
+        )
+    )
+    problems = check_tree(root)
+    assert "Max test duration reached" in only(problems, "loadgen_errors").message
+    assert added_rules(root, problems) == {"loadgen_errors"}
+
+
+def test_error_line_hidden_from_the_counters(tree, runs):
+    root, _ = tree
+    run = scenario(root).performance_run
+    error = next(
+        line for line in (runs["error"] / DETAIL_NAME).read_text().splitlines() if '"is_error": true' in line
+    )
+    edits.insert_detail_line(run / DETAIL_NAME, "num_errors", error)
+    assert added_rules(root) == {"loadgen_errors", "detail_inconsistent", "summary_disagrees"}
+
+
+def test_missing_system_field(tree):
+    root, _ = tree
+    s = scenario(root)
+    system = json.loads(s.system_json.read_text())
+    del system["host_memory_capacity"]
+    s.system_json.write_text(json.dumps(system))
+    problems = check_tree(root)
+    assert only(problems, "system_field_missing").message == "field host_memory_capacity is missing"
+    assert added_rules(root, problems) == {"system_field_missing"}
+
+
+def test_numeric_zero_is_not_meaningful(tree):
+    root, _ = tree
+    s = scenario(root)
+    system = json.loads(s.system_json.read_text())
+    system["accelerators_per_node"] = 0
+    s.system_json.write_text(json.dumps(system))
+    problems = check_tree(root)
+    assert (
+        "accelerators_per_node requires a meaningful response but is empty"
+        in only(problems, "system_field_empty").message
+    )
+    assert added_rules(root, problems) == {"system_field_empty"}
+
+
+def test_hash_mismatch(tree):
+    root, _ = tree
+    txt = scenario(root).accuracy_dir / layout.ACCURACY_TXT_NAME
+    digest = read_hash(txt)
+    txt.write_text(txt.read_text().replace(digest, "0" * 64))
+    assert added_rules(root) == {"accuracy_hash_mismatch"}
+
+
+def test_kept_log_that_is_not_the_hashed_one(tree):
+    root, kept = tree
+    s = scenario(root)
+    full = layout.kept_accuracy_log(kept, s.relative / "accuracy")
+    data = bytearray(full.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 1] = b"9" if data[middle : middle + 1] != b"9" else b"8"
+    full.write_bytes(bytes(data))
+    assert added_rules(root) == {"accuracy_hash_mismatch"}
+
+
+def test_without_the_kept_logs_a_truncated_log_cannot_be_checked(tree, tmp_path):
+    root, kept = tree
+    kept.rename(tmp_path / "elsewhere")
+    assert found(root) == base_expected(root)  # nothing to compare against, nothing claimed
+    told = found(root, kept=tmp_path / "missing")  # a kept root that was named must hold the logs
+    assert {rule for rule, _ in told - base_expected(root)} == {"accuracy_kept_missing"}
+
+
+def test_untruncated_accuracy_log(tree):
+    root, kept = tree
+    s = scenario(root)
+    shutil.copyfile(
+        layout.kept_accuracy_log(kept, s.relative / "accuracy"), s.accuracy_dir / layout.ACCURACY_JSON_NAME
+    )
+    assert added_rules(root) == {"accuracy_log_not_truncated", "accuracy_truncation_mismatch"}
+
+
+def test_missing_hash_line(tree):
+    root, _ = tree
+    txt = scenario(root).accuracy_dir / layout.ACCURACY_TXT_NAME
+    txt.write_text(txt.read_text().split("\nhash=")[0] + "\n")
+    assert added_rules(root) == {"accuracy_hash_missing"}
+
+
+def test_accuracy_below_target_in_closed(tree):
+    root, _ = tree
+    txt = scenario(root).accuracy_dir / layout.ACCURACY_TXT_NAME
+    txt.write_text(txt.read_text().replace("accuracy=100.000%", "accuracy=75.000%"))
+    problems = check_tree(root)
+    assert "expected=75.695400" in only(problems, "accuracy_target").message
+    assert added_rules(root, problems) == {"accuracy_target"}
+
+
+def test_failed_compliance_verdict(tree):
+    root, _ = tree
+    verify = scenario(root).verify_performance("TEST04")
+    verify.write_text(verify.read_text().replace("TEST PASS", "TEST FAIL: Test score invalid"))
+    assert added_rules(root) == {"compliance_performance_failed"}
+
+
+def test_forged_compliance_verdict(tree, runs):
+    root, _ = tree
+    s = scenario(root)
+    # TEST04 logs from another run (the INVALID one) under a verify file that still says TEST PASS
+    for name in (DETAIL_NAME, SUMMARY_NAME):
+        shutil.copyfile(runs["invalid"] / name, s.test_performance_run("TEST04") / name)
+    rules = added_rules(root)
+    assert "compliance_reverify" in rules and "compliance_settings" in rules and "result_invalid" in rules
+
+
+def test_summary_csv(base_tree, tmp_path):
+    root, _ = base_tree
+    report = check_tree_report(root)
+    path = report.write_csv(tmp_path / "summary.csv")
+    (row,) = list(csv.DictReader(path.open()))
+    s = scenario(root)
+    assert row["Organization"] == "MyOrg" and row["Division"] == "closed" and row["Platform"] == s.system
+    assert row["Model"] == "resnet" and row["Scenario"] == "Offline" and row["Units"] == "Samples/s"
+    assert float(row["Result"]) == pytest.approx(
+        float(edits.summary_value(s.performance_run / SUMMARY_NAME, "Samples per second")), rel=1e-5
+    )
+    assert float(row["Accuracy"]) == 100.0
+    assert row["Compliance"] == "TEST01:pass TEST04:pass"
+    assert row["Verdict"] == "FAIL" and row["Rules"] == "min_duration" and row["Problems"] == "3"
+
+
+def test_every_reported_rule_is_catalogued(base_tree):
+    problems = check_tree(base_tree[0])
+    assert all(p.rule in RULES for p in problems)
+    assert all(str(p).startswith(f"{p.path}: [{p.rule}] ") for p in problems)
+
+
+def test_not_a_tree(tmp_path):
+    assert [p.rule for p in check_tree(tmp_path / "nothing")] == ["tree_root"]
+    (tmp_path / "stray.txt").write_text("x")
+    assert {p.rule for p in check_tree(tmp_path)} == {"tree_extra_entry", "tree_root"}
+
+
+def test_unknown_round_is_a_config_error(base_tree):
+    with pytest.raises(ConfigError, match="v6.1"):
+        check_tree(base_tree[0], version="v6.0")
+
+
+def to_open_division(root: Path, kept: Path, benchmark_dir: str = "resnet") -> Path:
+    """Move the tree to the open division, its benchmark directory renamed (kept logs mirror it)."""
+    for base in (root, kept):
+        (base / "closed").rename(base / "open")
+        results = base / "open" / "MyOrg" / "results" / scenario(root).system
+        (results / "resnet").rename(results / benchmark_dir)
+    s = scenario(root, "open")
+    system = json.loads(s.system_json.read_text())
+    system["division"] = "open"
+    s.system_json.write_text(json.dumps(system))
+    return layout.model_mapping_path(root, "open", "MyOrg")
+
+
+def test_open_division_custom_name_mapped_to_its_benchmark(tree):
+    root, kept = tree
+    mapping = to_open_division(root, kept, "mlp-784-10")
+    mapping.write_text(json.dumps({"mlp-784-10": "resnet"}))
+    assert {rule for rule, _ in found(root)} == {"min_duration"}
+    mapping.unlink()
+    assert {rule for rule, _ in found(root)} == {"benchmark_unknown"}
+    mapping.write_text(json.dumps({"mlp-784-10": "alexnet"}))
+    assert {rule for rule, _ in found(root)} == {"benchmark_unknown", "model_mapping"}
+
+
+def test_missing_summary_is_one_problem(tree):
+    root, _ = tree
+    summary = scenario(root).performance_run / SUMMARY_NAME
+    summary.unlink()
+    assert found(root) - base_expected(root) == {("summary_corrupt", str(summary.relative_to(root)))}
