@@ -4,10 +4,13 @@ Why random weights: no ImageNet-pretrained ResNet/MobileNet/GoogLeNet/VGG weight
 validation set can be obtained offline here (see docs/models.md), so these models exist to measure
 speed only; their accuracy is "not applicable", never invented.
 
-All four take `input` float32 [N, 3, 224, 224] (dynamic batch "N") and give `logits` [N, 1000].
-BatchNorm is folded into the preceding conv (see onnx_builder). Parameter counts are reported the
-way the published tables count the *unfolded* model (torchvision: conv weights, BN gamma/beta,
-FC weight and bias) next to the elements the folded graph really stores.
+All five take `input` float32 [N, 3, 224, 224] (dynamic batch "N") and give `logits` [N, 1000].
+BatchNorm is folded into the preceding conv (see onnx_builder); the `-bn` zoo variants of the
+architectures that have BatchNorm (ResNet-50, MobileNetV1, GoogLeNet) keep it as its own
+BatchNormalization node instead, from the same seeded draws, so BN's own cost can be measured (Xu et
+al., NPC'19, find BN far slower than its share of operations). Parameter counts are reported the way
+the published tables count the *unfolded* model (torchvision: conv weights, BN gamma/beta, FC weight
+and bias) next to the elements the folded graph really stores.
 
 Published parameter counts (sources):
 - ResNet-50 v1.5: 25,557,032 -- torchvision model docs, ResNet50_Weights.IMAGENET1K_V1 "num_params"
@@ -27,6 +30,12 @@ Published parameter counts (sources):
   paper-faithful variant's count for reference.
 - VGG-16 (configuration D, no BN): 138,357,544 -- torchvision model docs, VGG16_Weights.IMAGENET1K_V1
   (https://pytorch.org/vision/stable/models/generated/torchvision.models.vgg16.html).
+- AlexNet, torchvision's variant (no LRN, no BN; 64/192/384/256/256 conv channels): 61,100,840 and
+  0.71 GFLOPS (torchvision's "GFLOPS" are multiply-accumulates: 714,188,480 MACs here) --
+  torchvision model docs, AlexNet_Weights.IMAGENET1K_V1
+  (https://pytorch.org/vision/stable/models/generated/torchvision.models.alexnet.html). It is the
+  single-GPU form of Krizhevsky et al. 2012 from Krizhevsky 2014, "One weird trick for parallelizing
+  convolutional neural networks" (arXiv:1404.5997), which torchvision's source cites.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from mlperf_ext.errors import ModelError
 from mlperf_ext.zoo.metadata import ModelInfo, is_current, onnx_facts, versions, write_artifact
 from mlperf_ext.zoo.onnx_builder import GraphBuilder, count_initializer_elements, model_props
 from mlperf_ext.zoo.registry import Progress, register_family
@@ -60,9 +70,9 @@ RESNET_EXPANSION = 4
 RESNET_LAST_GAMMA = 0.3
 
 
-def build_resnet50(seed: int = 0) -> onnx.ModelProto:
+def build_resnet50(seed: int = 0, fold_bn: bool = True) -> onnx.ModelProto:
     """ResNet-50 v1.5: bottlenecks 1x1 -> 3x3 (stride here) -> 1x1, projection shortcut on change."""
-    g = GraphBuilder("resnet50_v1_5", seed)
+    g = GraphBuilder("resnet50_v1_5", seed, fold_bn=fold_bn)
     x = g.input(INPUT_NAME, 3, IMAGE_SIDE, IMAGE_SIDE)
     x = g.conv(x, 64, 7, stride=2, pad=3)
     x = g.max_pool(x, 3, 2, pad=1)
@@ -79,7 +89,7 @@ def build_resnet50(seed: int = 0) -> onnx.ModelProto:
             x = g.relu(g.add(y, shortcut))
     x = g.flatten(g.global_avg_pool(x), g.channels[x])
     x = g.gemm(x, NUM_CLASSES, output=OUTPUT_NAME)
-    return g.finish(x, _metadata("resnet50"))
+    return g.finish(x, _metadata("resnet50", fold_bn))
 
 
 # ---- MobileNetV1 1.0-224 --------------------------------------------------------------------------
@@ -90,9 +100,9 @@ MOBILENETV1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
                       (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
 
 
-def build_mobilenetv1(seed: int = 0) -> onnx.ModelProto:
+def build_mobilenetv1(seed: int = 0, fold_bn: bool = True) -> onnx.ModelProto:
     """MobileNetV1 (alpha 1.0, 224): conv 3x3/2 then 13 x (dw 3x3 + BN + ReLU, pw 1x1 + BN + ReLU)."""
-    g = GraphBuilder("mobilenet_v1_1.0_224", seed)
+    g = GraphBuilder("mobilenet_v1_1.0_224", seed, fold_bn=fold_bn)
     x = g.input(INPUT_NAME, 3, IMAGE_SIDE, IMAGE_SIDE)
     x = g.conv(x, 32, 3, stride=2, pad=1)
     for out_ch, stride in MOBILENETV1_BLOCKS:
@@ -101,7 +111,7 @@ def build_mobilenetv1(seed: int = 0) -> onnx.ModelProto:
         x = g.conv(x, out_ch, 1)
     x = g.flatten(g.global_avg_pool(x), g.channels[x])
     x = g.gemm(x, NUM_CLASSES, output=OUTPUT_NAME)
-    return g.finish(x, _metadata("mobilenetv1"))
+    return g.finish(x, _metadata("mobilenetv1", fold_bn))
 
 
 # ---- GoogLeNet / Inception v1 ---------------------------------------------------------------------
@@ -125,13 +135,13 @@ def _inception(g: GraphBuilder, x: str, spec: tuple[int, ...], five_kernel: int)
     return g.concat([b1, b2, b3, b4])
 
 
-def build_googlenet(seed: int = 0, five_by_five: bool = False) -> onnx.ModelProto:
+def build_googlenet(seed: int = 0, five_by_five: bool = False, fold_bn: bool = True) -> onnx.ModelProto:
     """GoogLeNet without the auxiliary classifiers (inference form), BN after each conv (torchvision).
 
     `five_by_five=False` (default) uses torchvision's 3x3 kernel in the "5x5" branch so the parameter
     count is the published 6,624,904; True builds the paper's 5x5 kernels.
     """
-    g = GraphBuilder("googlenet", seed)
+    g = GraphBuilder("googlenet", seed, fold_bn=fold_bn)
     x = g.input(INPUT_NAME, 3, IMAGE_SIDE, IMAGE_SIDE)
     x = g.max_pool(g.conv(x, 64, 7, stride=2, pad=3), 3, 2, ceil=True)
     x = g.conv(g.conv(x, 64, 1), 192, 3, pad=1)
@@ -147,7 +157,7 @@ def build_googlenet(seed: int = 0, five_by_five: bool = False) -> onnx.ModelProt
         x = _inception(g, x, INCEPTION[name], kernel)
     x = g.flatten(g.global_avg_pool(x), g.channels[x])  # dropout is identity at inference
     x = g.gemm(x, NUM_CLASSES, output=OUTPUT_NAME)
-    return g.finish(x, _metadata("googlenet"))
+    return g.finish(x, _metadata("googlenet", fold_bn))
 
 
 # ---- VGG-16 (configuration D) ---------------------------------------------------------------------
@@ -176,6 +186,36 @@ def build_vgg16(seed: int = 0) -> onnx.ModelProto:
     return g.finish(x, _metadata("vgg16"))
 
 
+# ---- AlexNet (torchvision's variant) --------------------------------------------------------------
+#: (output channels, kernel, stride, pad, 3x3/2 max pool after?) of the five convs, each + bias + ReLU
+#: (torchvision.models.alexnet, after Krizhevsky 2014, arXiv:1404.5997; no LRN, no BN)
+ALEXNET_CONVS = ((64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False),
+                 (256, 3, 1, 1, False), (256, 3, 1, 1, True))
+ALEXNET_POOL_SIDE = 6
+ALEXNET_FC = 4096
+
+
+def build_alexnet(seed: int = 0) -> onnx.ModelProto:
+    """AlexNet: 5 biased convs (3 max pools), FC 9216 -> 4096 -> 4096 -> 1000; 224 -> 55 -> 27 -> 13 -> 6."""
+    g = GraphBuilder("alexnet", seed)
+    x = g.input(INPUT_NAME, 3, IMAGE_SIDE, IMAGE_SIDE)
+    side = IMAGE_SIDE
+    for out_ch, kernel, stride, pad, pool in ALEXNET_CONVS:
+        x = g.conv(x, out_ch, kernel, stride=stride, pad=pad, bn=False)
+        side = (side + 2 * pad - kernel) // stride + 1
+        if pool:
+            x = g.max_pool(x, 3, 2)
+            side = (side - 3) // 2 + 1
+    # torchvision's AdaptiveAvgPool2d((6, 6)) is the identity at 224x224 input (the features are 6x6)
+    if side != ALEXNET_POOL_SIDE:
+        raise AssertionError(f"AlexNet features are {side}x{side}, expected 6x6 at 224x224")
+    x = g.flatten(x, g.channels[x] * side * side)
+    x = g.gemm(x, ALEXNET_FC, relu=True)  # dropouts are identities at inference
+    x = g.gemm(x, ALEXNET_FC, relu=True)
+    x = g.gemm(x, NUM_CLASSES, output=OUTPUT_NAME)
+    return g.finish(x, _metadata("alexnet"))
+
+
 # ---- catalogue ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ArchInfo:
@@ -183,11 +223,14 @@ class ArchInfo:
 
     name: str
     title: str
-    build: Callable[[int], onnx.ModelProto]
+    #: build(seed) -> the BN-folded model; build(seed, fold_bn=False) where `has_batchnorm`
+    build: Callable[..., onnx.ModelProto]
     published_params: int
     #: how many parameters the published figure may differ by (0 = exact; MobileNetV1's is rounded)
     published_tolerance: int
     source: str
+    #: whether the network has BatchNorm (and so an unfolded `-bn` variant)
+    has_batchnorm: bool = True
 
 
 ARCHITECTURES: dict[str, ArchInfo] = {
@@ -202,25 +245,31 @@ ARCHITECTURES: dict[str, ArchInfo] = {
         "torchvision docs, GoogLeNet_Weights.IMAGENET1K_V1 num_params"),
     "vgg16": ArchInfo(
         "vgg16", "VGG-16 (configuration D)", build_vgg16, 138_357_544, 0,
-        "torchvision docs, VGG16_Weights.IMAGENET1K_V1 num_params"),
+        "torchvision docs, VGG16_Weights.IMAGENET1K_V1 num_params", has_batchnorm=False),
+    "alexnet": ArchInfo(
+        "alexnet", "AlexNet (torchvision variant)", build_alexnet, 61_100_840, 0,
+        "torchvision docs, AlexNet_Weights.IMAGENET1K_V1 num_params", has_batchnorm=False),
 }
 
 
-def _metadata(arch: str) -> dict[str, str]:
+def _metadata(arch: str, fold_bn: bool = True) -> dict[str, str]:
     info = ARCHITECTURES[arch]
-    return {"architecture": info.title, "weights": "seeded random (He init), BN folded",
+    return {"architecture": info.title, "weights": f"seeded random (He init), {_bn_form(fold_bn)}",
             "accuracy": "null", "accuracy_reason": ACCURACY_REASON,
             "params_published": str(info.published_params), "params_source": info.source}
 
 
 @dataclass(frozen=True)
 class ParamCounts:
-    """Parameter counts of one built model: unfolded (published convention) and folded (in the graph)."""
+    """Parameter counts of one built model: unfolded (published convention), folded (what the BN-folded
+    graph stores) and in_graph (the float elements this graph stores: = folded when BN is folded; with BN
+    kept, unfolded + the BN running mean and var, which are buffers in torch but constants in ONNX)."""
 
     unfolded: int
     folded: int
     published: int
     published_tolerance: int
+    in_graph: int
 
     @property
     def difference(self) -> int:
@@ -235,13 +284,21 @@ class ParamCounts:
 def param_counts(arch: str, model: onnx.ModelProto) -> ParamCounts:
     info = _info(arch)
     props = model_props(model)
-    return ParamCounts(int(props["params_unfolded"]), count_initializer_elements(model),
-                       info.published_params, info.published_tolerance)
+    return ParamCounts(int(props["params_unfolded"]), int(props["params_folded"]),
+                       info.published_params, info.published_tolerance, count_initializer_elements(model))
 
 
-def build_arch(arch: str, seed: int = 0) -> onnx.ModelProto:
-    """The ONNX model of `arch` (one of ARCHITECTURES) with weights drawn from `seed`."""
-    return _info(arch).build(seed)
+def build_arch(arch: str, seed: int = 0, fold_bn: bool = True) -> onnx.ModelProto:
+    """The ONNX model of `arch` (one of ARCHITECTURES) with weights drawn from `seed`; `fold_bn=False`
+    keeps every BatchNorm as a BatchNormalization node (same draws, same function)."""
+    info = _info(arch)
+    if fold_bn:
+        return info.build(seed)
+    if not info.has_batchnorm:
+        with_bn = ", ".join(a for a, i in ARCHITECTURES.items() if i.has_batchnorm)
+        raise ModelError(f"{arch} has no BatchNorm, so there is nothing to keep unfolded; "
+                         f"fix: build it with fold_bn=True, or unfold one of {with_bn}")
+    return info.build(seed, fold_bn=False)
 
 
 @dataclass(frozen=True)
@@ -252,10 +309,10 @@ class ExportResult:
     size_bytes: int
 
 
-def export_arch(arch: str, path: str | Path, seed: int = 0) -> ExportResult:
+def export_arch(arch: str, path: str | Path, seed: int = 0, fold_bn: bool = True) -> ExportResult:
     """Build `arch` and write it to `path` (atomically: a partial file is never left behind)."""
     start = time.perf_counter()
-    model = build_arch(arch, seed)
+    model = build_arch(arch, seed, fold_bn)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -266,8 +323,6 @@ def export_arch(arch: str, path: str | Path, seed: int = 0) -> ExportResult:
 
 def _info(arch: str) -> ArchInfo:
     if arch not in ARCHITECTURES:
-        from mlperf_ext.errors import ModelError
-
         raise ModelError(f"unknown architecture '{arch}'; fix: use one of {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[arch]
 
@@ -283,14 +338,40 @@ CALIBRATION_SAMPLES = 16
 CALIBRATION_SEED = 1234
 #: bump when the builders or the variant recipe change the artifacts' bytes
 ARTIFACT_CODE_VERSION = 1
+#: zoo-name suffix of the variants that keep BatchNorm as its own node (`resnet50-fp32-bn`)
+UNFOLDED_SUFFIX = "-bn"
+#: precisions of the unfolded variants: FP32 only, the precision in which Xu et al. (NPC'19) time BN;
+#: an INT8 QDQ or FP16 BN would measure the quantizer's or converter's handling of BN instead
+UNFOLDED_PRECISIONS = ("fp32",)
+
+
+def model_name(arch: str, precision: str, fold_bn: bool = True) -> str:
+    """`<arch>-<precision>`, or `<arch>-<precision>-bn` for the variant with BatchNorm unfolded."""
+    return f"{arch}-{precision}" + ("" if fold_bn else UNFOLDED_SUFFIX)
+
+
+def _is_unfolded(info: ModelInfo) -> bool:
+    return info.name == model_name(info.architecture, info.precision, fold_bn=False)
+
+
+def _bn_form(fold_bn: bool) -> str:
+    return "BN folded" if fold_bn else "BN kept as BatchNormalization nodes"
 
 
 def list_models() -> list[ModelInfo]:
-    """`<arch>-<precision>` for every architecture and precision in ARCH_PRECISIONS."""
-    return [ModelInfo(name=f"{arch}-{precision}", family=FAMILY, architecture=arch, pruning=None,
-                      precision=precision, dataset=None,
-                      description=f"{info.title}, seeded random weights (speed only), {precision}")
-            for arch, info in ARCHITECTURES.items() for precision in ARCH_PRECISIONS]
+    """`<arch>-<precision>` for every architecture and precision in ARCH_PRECISIONS, then
+    `<arch>-<precision>-bn` for every architecture with BatchNorm and precision in UNFOLDED_PRECISIONS."""
+    folded = [ModelInfo(name=model_name(arch, precision), family=FAMILY, architecture=arch, pruning=None,
+                        precision=precision, dataset=None,
+                        description=f"{info.title}, seeded random weights (speed only), {precision}")
+              for arch, info in ARCHITECTURES.items() for precision in ARCH_PRECISIONS]
+    unfolded = [ModelInfo(name=model_name(arch, precision, fold_bn=False), family=FAMILY, architecture=arch,
+                          pruning=None, precision=precision, dataset=None,
+                          description=(f"{info.title}, seeded random weights (speed only), {precision}, "
+                                       f"{_bn_form(False)}"))
+                for arch, info in ARCHITECTURES.items() if info.has_batchnorm
+                for precision in UNFOLDED_PRECISIONS]
+    return folded + unfolded
 
 
 def calibration_inputs(n: int = CALIBRATION_SAMPLES) -> np.ndarray:
@@ -300,18 +381,21 @@ def calibration_inputs(n: int = CALIBRATION_SAMPLES) -> np.ndarray:
 
 def build_model(info: ModelInfo, models_dir: Path, progress: Progress | None = None,
                 force: bool = False) -> Path:
-    """Build (or reuse) `<models_dir>/<arch>-<precision>.onnx` and its metadata JSON."""
+    """Build (or reuse) `<models_dir>/<name>.onnx` (`<arch>-<precision>[-bn]`) and its metadata JSON."""
     from mlperf_ext.zoo import quantize
 
     path = Path(models_dir) / f"{info.name}.onnx"
-    recipe = f"{FAMILY}/{info.architecture}/seed{WEIGHT_SEED}/{info.precision}/code{ARTIFACT_CODE_VERSION}"
+    fold_bn = not _is_unfolded(info)
+    form = "" if fold_bn else "/bn-unfolded"
+    recipe = (f"{FAMILY}/{info.architecture}/seed{WEIGHT_SEED}/{info.precision}{form}"
+              f"/code{ARTIFACT_CODE_VERSION}")
     say = progress or (lambda _m: None)
     if not force and is_current(path, recipe):
         say(f"{info.name}: cached")
         return path
     start = time.perf_counter()
     say(f"{info.name}: building")
-    fp32 = build_arch(info.architecture, WEIGHT_SEED)
+    fp32 = build_arch(info.architecture, WEIGHT_SEED, fold_bn)
     counts = param_counts(info.architecture, fp32)
     if info.precision == "int8":
         model, producer = quantize.to_int8_qdq(fp32, calibration_inputs(), INPUT_NAME)
@@ -319,18 +403,19 @@ def build_model(info: ModelInfo, models_dir: Path, progress: Progress | None = N
     else:
         model, producer = quantize.make_variant(fp32, info.precision)
         if info.precision == "fp32":
-            producer["recipe"] = "seeded random weights (He init), BN folded"
+            producer["recipe"] = f"seeded random weights (He init), {_bn_form(fold_bn)}"
     data = model.SerializeToString()
     arch = ARCHITECTURES[info.architecture]
     meta = {
         **info.to_dict(),
         "producer": producer,
         "params": counts.unfolded,
-        "params_detail": {"unfolded_torchvision_style": counts.unfolded, "folded_in_graph": counts.folded,
-                          "published": arch.published_params,
+        "params_detail": {"unfolded_torchvision_style": counts.unfolded, "folded": counts.folded,
+                          "in_graph": counts.in_graph, "published": arch.published_params,
                           "published_tolerance": arch.published_tolerance,
                           "published_source": arch.source, "difference": counts.difference},
-        "weights": {"kind": "seeded random (He init), BatchNorm folded", "seed": WEIGHT_SEED},
+        "weights": {"kind": f"seeded random (He init), {_bn_form(fold_bn)}", "seed": WEIGHT_SEED},
+        "batchnorm": ("folded" if fold_bn else "unfolded") if arch.has_batchnorm else "none",
         "accuracy": None,
         "accuracy_reason": ACCURACY_REASON,
         "recipe": recipe,
@@ -350,14 +435,19 @@ register_family(FAMILY, list_models, build_model)
 
 
 def main() -> None:
-    """Print both parameter counts next to the published ones (python -m mlperf_ext.zoo.archs)."""
+    """Print the parameter counts next to the published ones, and the node counts of the BN-folded and
+    unfolded graphs (python -m mlperf_ext.zoo.archs)."""
     for name, info in ARCHITECTURES.items():
         start = time.perf_counter()
         model = info.build(0)
         counts = param_counts(name, model)
+        nodes = f"nodes {len(model.graph.node):>4}"
+        if info.has_batchnorm:
+            unfolded = build_arch(name, 0, fold_bn=False)
+            nodes += f" / {len(unfolded.graph.node)} unfolded"
         print(f"{info.title:48s} unfolded {counts.unfolded:>12,}  folded {counts.folded:>12,}  "
               f"published {info.published_params:>12,} (+-{info.published_tolerance:,})  "
-              f"diff {counts.difference:+,}  build {time.perf_counter() - start:.1f} s")
+              f"diff {counts.difference:+,}  {nodes}  build {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

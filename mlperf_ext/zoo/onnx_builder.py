@@ -1,18 +1,23 @@
 """A small ONNX graph builder for CNNs with seeded random weights (numpy + onnx.helper, no torch).
 
-Why: the speed-run architectures (ResNet-50, MobileNetV1, GoogLeNet, VGG-16) need no trained
+Why: the speed-run architectures (ResNet-50, MobileNetV1, GoogLeNet, VGG-16, AlexNet) need no trained
 weights, and building them straight as ONNX keeps torch out of the core install.
 
 Conventions:
 - Weights are He-initialised (normal, std = sqrt(2 / fan_in)) from one `numpy.random.Generator`,
   so a (architecture, seed) pair always gives the same bytes.
-- A conv followed by BatchNorm is emitted *folded*: the graph holds Conv(W', b') + Relu with
-  W' = W * gamma / sqrt(var + eps) and b' = beta - mean * gamma / sqrt(var + eps). The BN statistics
-  are drawn at random (gamma near 1, small beta/mean, var near 1) so the fold is not the identity.
+- A conv followed by BatchNorm is emitted *folded* by default: the graph holds Conv(W', b') + Relu
+  with W' = W * gamma / sqrt(var + eps) and b' = beta - mean * gamma / sqrt(var + eps). The BN
+  statistics are drawn at random (gamma near 1, small beta/mean, var near 1) so the fold is not the
+  identity. With `fold_bn=False` the same draws are emitted *unfolded*: Conv(W) without bias, then
+  BatchNormalization(scale=gamma, B=beta, mean, var) as its own node, so a runtime (or a microbenchmark)
+  has a BN to execute; both forms compute the same function from the same seed.
 - Two parameter counts are kept: `params_unfolded` counts what the unfolded model has, the way
   torchvision counts `sum(p.numel() for p in model.parameters())` (conv weights, conv bias if any,
   BN gamma and beta -- running mean/var are buffers, not parameters --, FC weight and bias);
-  `params_folded` is the number of float elements in the graph's initializers.
+  `params_folded` is what the BN-folded graph stores (each BN's gamma and beta become one conv bias
+  per channel). An unfolded graph stores more: its BatchNormalization nodes hold gamma, beta, mean and
+  var, i.e. `params_unfolded + 2 * bn_channels` float elements.
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ class GraphBuilder:
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     inputs: list[onnx.ValueInfoProto] = field(default_factory=list)
+    #: False: keep every BatchNorm as its own BatchNormalization node instead of folding it into the conv
+    fold_bn: bool = True
     params_unfolded: int = 0
+    #: channels of all BatchNorms drawn so far (folded or not)
+    bn_channels: int = 0
     #: channels of every NCHW tensor produced so far (tensor name -> C), and vector widths after flatten
     channels: dict[str, int] = field(default_factory=dict)
     _counter: int = 0
@@ -70,7 +79,8 @@ class GraphBuilder:
 
     def conv(self, x: str, out_ch: int, kernel: int, stride: int = 1, pad: int = 0, groups: int = 1,
              bn: bool = True, relu: bool = True, gamma_scale: float = 1.0) -> str:
-        """Conv (+ folded BN when `bn`, else a conv bias) (+ Relu). Returns the output tensor name.
+        """Conv (+ BN when `bn`, folded unless `fold_bn` is False; else a conv bias) (+ Relu).
+        Returns the output tensor name.
 
         `gamma_scale` shrinks the drawn BN gammas; ResNet uses it on the last BN of each residual
         branch so that activations do not double in variance at every residual add.
@@ -85,10 +95,19 @@ class GraphBuilder:
             beta = self.rng.normal(0.0, 0.05, out_ch).astype(np.float32)
             mean = self.rng.normal(0.0, 0.05, out_ch).astype(np.float32)
             var = self.rng.uniform(0.8, 1.2, out_ch).astype(np.float32)
+            self.params_unfolded += w.size + 2 * out_ch  # conv weight (no bias) + BN gamma, beta
+            self.bn_channels += out_ch
+            if not self.fold_bn:
+                conv_out = self._fresh("conv")
+                self.nodes.append(helper.make_node(
+                    "Conv", [x, self._const("W", w)], [conv_out], kernel_shape=[kernel, kernel],
+                    strides=[stride, stride], pads=[pad] * 4, group=groups))
+                self.channels[conv_out] = out_ch
+                out = self.batch_norm(conv_out, gamma, beta, mean, var)
+                return self.relu(out) if relu else out
             scale = gamma / np.sqrt(var + np.float32(BN_EPS))
             w = w * scale[:, None, None, None]
             b = beta - mean * scale
-            self.params_unfolded += w.size + 2 * out_ch  # conv weight (no bias) + BN gamma, beta
         else:
             b = np.zeros(out_ch, dtype=np.float32)
             self.params_unfolded += w.size + out_ch  # conv weight + bias
@@ -98,6 +117,16 @@ class GraphBuilder:
             kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4, group=groups))
         self.channels[out] = out_ch
         return self.relu(out) if relu else out
+
+    def batch_norm(self, x: str, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray,
+                   var: np.ndarray) -> str:
+        """Inference-mode BatchNormalization over the channels of `x` (epsilon BN_EPS)."""
+        out = self._fresh("bn")
+        inputs = [x, self._const("gamma", gamma), self._const("beta", beta), self._const("mean", mean),
+                  self._const("var", var)]
+        self.nodes.append(helper.make_node("BatchNormalization", inputs, [out], epsilon=BN_EPS))
+        self.channels[out] = self.channels[x]
+        return out
 
     def relu(self, x: str) -> str:
         out = self._fresh("relu")
@@ -163,9 +192,12 @@ class GraphBuilder:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
                                   producer_name="mlperf-ext.zoo.onnx_builder")
         model.ir_version = 8  # opset 17 pairs with IR 8; keeps older runtimes able to load it
-        props = {"params_unfolded": str(self.params_unfolded),
-                 "params_folded": str(count_initializer_elements(model)),
+        # folded: the initializers are exactly the folded parameters; unfolded: what folding would leave
+        folded = count_initializer_elements(model) if self.fold_bn else self.params_unfolded - self.bn_channels
+        props = {"params_unfolded": str(self.params_unfolded), "params_folded": str(folded),
                  "seed": str(self.seed)}
+        if not self.fold_bn:
+            props["batchnorm"] = "unfolded (BatchNormalization nodes)"
         props.update(metadata or {})
         helper.set_model_props(model, props)
         onnx.checker.check_model(model)

@@ -120,3 +120,37 @@ def test_ternarize_is_per_channel_symmetric_two_bit():
     np.testing.assert_allclose(scale, 1.4 * np.abs(w).mean(axis=0), rtol=1e-6)
     # symmetric: negating the weights negates the codes
     np.testing.assert_array_equal(nt.ternarize(-w)[0], -codes)
+
+
+# ---- parameter counts against the published figures ------------------------------------------------
+#: Blott 2021 (PhD thesis), Table 6.1: weight elements of the 784-W-W-W-10 MLP, printed to 0.01 M.
+#: FINN's MLP layers are bias-free QuantLinear + BatchNorm1d (Brevitas bnn_pynq models/FC.py), so the
+#: elements are the four weight matrices.
+MLP_PUBLISHED_MILLIONS = {2048: 10.01, 1024: 2.91, 512: 0.93, 256: 0.33}
+
+
+@pytest.mark.parametrize("width", sorted(MLP_PUBLISHED_MILLIONS, reverse=True))
+def test_weight_counts_match_the_published_figures(width):
+    """Equal at the printed precision (0.01 M) and within 1 % where 0.01 M is finer than 1 %
+    (W = 256 is +1.3 %: 0.334 M printed as 0.33 M)."""
+    from mlperf_ext.zoo.mlp import mlp_weight_count
+
+    published = MLP_PUBLISHED_MILLIONS[width]
+    count = mlp_weight_count(width)
+    assert count == 784 * width + 2 * width * width + width * 10
+    assert round(count / 1e6, 2) == published
+    assert abs(count - published * 1e6) <= max(0.01 * published * 1e6, 0.005e6)
+
+
+@pytest.mark.parametrize("width", [2048, 256])
+def test_level0_analysis_of_the_exported_graph_agrees_with_the_counts(width):
+    """The exported (BN-folded) graph of an untrained 784-W-W-W-10 MLP, read by tiers.level0.graph:
+    parameters = weights + one bias per neuron, MACs = the weight count."""
+    from mlperf_ext.zoo.mlp import mlp_folded_param_count, mlp_weight_count
+    from tiers.level0.graph import analyze
+
+    p = _with_stats(nt.init_mlp(784, width, 3, 10, seed=0))
+    a = analyze(export_onnx(nt.fold_batchnorm(p)))
+    assert a.params == mlp_folded_param_count(width) == mlp_weight_count(width) + 3 * width + 10
+    assert a.mac_ops == 2 * mlp_weight_count(width)
+    assert a.unsupported == []

@@ -195,3 +195,34 @@ def test_per_element_op_of_unknown_shape_is_listed_not_silently_zero(op, attrs):
 def test_per_element_op_of_known_shape_is_counted():
     a = analyze(_model([helper.make_node("Relu", ["x"], ["y"])], [_f("x", [1, 8])], [_f("y", [1, 8])], []))
     assert a.ops == 8 and a.unsupported == []
+
+
+def _conv_bn_model(unfolded: bool, c: int = 4, hw: int = 8) -> onnx.ModelProto:
+    """Conv 3x3 (pad 1) then BatchNormalization, or the same conv with a bias (BN folded)."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((c, c, 3, 3)).astype(np.float32), "W")]
+    conv = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    if unfolded:
+        inits += [numpy_helper.from_array(rng.uniform(0.5, 1.5, c).astype(np.float32), n)
+                  for n in ("scale", "B", "mean", "var")]
+        nodes = [helper.make_node("Conv", ["x", "W"], ["h"], **conv),
+                 helper.make_node("BatchNormalization", ["h", "scale", "B", "mean", "var"], ["y"])]
+    else:
+        inits.append(numpy_helper.from_array(np.zeros(c, np.float32), "b"))
+        nodes = [helper.make_node("Conv", ["x", "W", "b"], ["y"], **conv)]
+    return _model(nodes, [_f("x", ["N", c, hw, hw])], [_f("y", ["N", c, hw, hw])], inits)
+
+
+def test_unfolded_batchnorm_adds_its_ops_and_weights_but_no_macs():
+    """BN kept as a node: 2 ops per output element (scale, shift), its scale, B, mean and var are stored
+    weights; the Conv's count is the folded graph's."""
+    unfolded, folded = _conv_bn_model(True), _conv_bn_model(False)
+    ort.InferenceSession(unfolded.SerializeToString(), providers=["CPUExecutionProvider"])
+    a, f = analyze(unfolded), analyze(folded)
+    elements = 4 * 8 * 8
+    assert a.mac_ops == f.mac_ops == 2 * elements * 4 * 9
+    assert {n.op_type: n.ops for n in a.nodes} == {"Conv": a.mac_ops, "BatchNormalization": 2 * elements}
+    assert a.ops == f.ops + 2 * elements and a.unsupported == []
+    assert a.params == 4 * 4 * 9 + 4 * 4 and f.params == 4 * 4 * 9 + 4
+    assert a.weight_bytes == 4 * a.params
+    assert {n.op_type: n.params for n in a.nodes}["BatchNormalization"] == 4 * 4
