@@ -204,7 +204,9 @@ class _Tensors:
     def __init__(self, model: onnx.ModelProto):
         g = model.graph
         self.info: dict[str, onnx.ValueInfoProto] = {}
-        for vi in list(g.input) + list(g.value_info) + list(g.output):
+        # the graph's declared inputs and outputs win over value_info: a cut model may carry a stale
+        # value_info entry for a tensor that became its input or output
+        for vi in list(g.value_info) + list(g.input) + list(g.output):
             self.info[vi.name] = vi
         self.init = {t.name: t for t in g.initializer}
         self.const_sources: dict[str, set[str]] = {n: {n} for n in self.init}

@@ -226,3 +226,16 @@ def test_unfolded_batchnorm_adds_its_ops_and_weights_but_no_macs():
     assert a.params == 4 * 4 * 9 + 4 * 4 and f.params == 4 * 4 * 9 + 4
     assert a.weight_bytes == 4 * a.params
     assert {n.op_type: n.params for n in a.nodes}["BatchNormalization"] == 4 * 4
+
+
+def test_declared_inputs_win_over_stale_value_info():
+    """A cut model can keep a value_info for its new input with the parent's batch; the input's shape counts."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    stale = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 4])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "cut", [x], [y], value_info=[stale])
+    from tiers.level0.graph import _Tensors
+
+    assert _Tensors(helper.make_model(g)).shape("x") == [1, 4]
