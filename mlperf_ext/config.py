@@ -45,6 +45,7 @@ class RunPoint:
     exec_precision: str = "model"  # precision the runtime executes in: model (its own) | fp32 | bf16 | fp16
     runtime_options: dict[str, Any] = field(default_factory=dict)  # backend-specific, checked by the backend
     audit_config: str | None = None  # a compliance test's audit.config text (LoadGen reads it from the cwd)
+    loadgen_trace: bool = False  # LoadGen's trace log, for every sample's latency (LoadGen's IO thread writes it)
     power: str = "none"  # the power meter (mlperf_ext.power.open_meter spec) sampled during the LoadGen run
 
     def __post_init__(self):
@@ -62,6 +63,8 @@ class RunPoint:
             raise ConfigError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}; fix: e.g. 600")
         if not isinstance(self.exec_precision, str) or not self.exec_precision:
             raise ConfigError(f"exec_precision must be a name, got {self.exec_precision!r}; fix: e.g. model or bf16")
+        if not isinstance(self.loadgen_trace, bool):
+            raise ConfigError(f"loadgen_trace must be true or false, got {self.loadgen_trace!r}; fix: loadgen_trace: true")
         if not isinstance(self.runtime_options, dict):
             raise ConfigError(f"runtime_options must be a mapping, got {self.runtime_options!r}; fix: write "
                               "runtime_options: {graph_optimization_level: basic}")
@@ -108,6 +111,8 @@ class RunPoint:
             parts.append("audit")
         if self.power != "none":
             parts.append(f"power {self.power}")
+        if self.loadgen_trace:
+            parts.append("trace")
         return " ".join(str(p) for p in parts)
 
 
@@ -145,7 +150,7 @@ SPEC_AXES = {
     "exec_precisions": "exec_precision", "exec_precision": "exec_precision",
 }
 SPEC_SCALARS = {"profile", "platform", "user_conf", "settings", "max_wait_us", "mlperf_model", "timeout_s",
-                "runtime_options", "power"}
+                "runtime_options", "power", "loadgen_trace"}
 SPEC_KEYS = set(SPEC_AXES) | SPEC_SCALARS
 
 

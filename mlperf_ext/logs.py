@@ -20,6 +20,7 @@ from mlperf_ext.errors import MlperfExtError
 MLLOG_MARKER = ":::MLLOG"
 
 DETAIL_NAME = "mlperf_log_detail.txt"
+TRACE_NAME = "mlperf_log_trace.json"
 SUMMARY_NAME = "mlperf_log_summary.txt"
 
 #: the metric each scenario is ranked by (RESULT_FIELD_NEW in MLCommons' submission checker, tools/submission)
@@ -353,3 +354,23 @@ def parse_run_dir(run_dir: Path, prefix: str = "mlperf_log_", suffix: str = "") 
 
 __all__ = ["DETAIL_NAME", "LoadGenResult", "LogParseError", "METRIC_KEYS", "SUMMARY_NAME",
            "parse_detail_log", "parse_run_dir", "parse_summary", "read_detail_entries", "throughput_of"]
+
+
+def trace_sample_latencies_ns(path: Path) -> list[int]:
+    """Every sample's latency (ns from its query's scheduled time to completion) in LoadGen's trace log.
+
+    LoadGen writes one "Sample" begin event per completed sample, its `complete_ns` being the latency
+    its summary's percentiles are computed from (loadgen/loadgen.cc, ResponseDelegateDetailed::SampleComplete).
+    The file as a whole is not valid JSON (its LogDetail events double-quote their keys: seen with
+    mlcommons-loadgen 6.0.17), so the Sample events are read line by line; each is one JSON object."""
+    text = _read_text(Path(path), "LoadGen trace log")
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.startswith('{"name":"Sample"') or '"ph":"b"' not in line:
+            continue
+        try:
+            out.append(int(json.loads(line.rstrip().rstrip(","))["args"]["complete_ns"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LogParseError(f"'{path}' line {number} is not a LoadGen Sample event ({exc}); fix: keep the "
+                                "trace log as LoadGen wrote it, or re-run with --loadgen-trace") from exc
+    return out

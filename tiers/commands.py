@@ -12,7 +12,7 @@ from mlperf_ext.errors import ConfigError
 #: `run` options that describe one point; with a spec file they belong in the spec
 POINT_OPTIONS = ("model", "dataset", "backend", "scenario", "mode", "batch", "threads", "streams", "device",
                  "operating_mode", "platform", "user_conf", "setting", "max_wait_us", "exec_precision", "runtime_option",
-                 "power")
+                 "power", "loadgen_trace")
 
 
 def _option(text: str) -> tuple[str, str]:
@@ -121,6 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--platform", default=None, help="platform catalog name for level-0 comparisons (host)")
     run.add_argument("--power-meter", dest="power", default=None, help="sample power during the LoadGen run: rapl, nvml[:N], jetson, "
                      "pmbus, external:FILE, none (default); refused when this host lacks the meter")
+    run.add_argument("--loadgen-trace", action="store_true", default=None,
+                     help="keep LoadGen's trace log and every sample's latency (for the report's box plots)")
     run.add_argument("--user-conf", type=Path, default=None, help="LoadGen user.conf")
     run.add_argument("--setting", type=_setting, action="append", metavar="KEY=VALUE",
                      help="TestSettings override, e.g. server_target_qps=500 (repeatable)")

@@ -30,7 +30,7 @@ from mlperf_ext.accuracy import evaluate
 from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import MlperfExtError
-from mlperf_ext.logs import LoadGenResult, parse_run_dir
+from mlperf_ext.logs import TRACE_NAME, LoadGenResult, parse_run_dir, trace_sample_latencies_ns
 from mlperf_ext.power import loadgen_window, measure_idle, no_power, open_meter, power_figures
 from mlperf_ext.qsl import SampleLibrary
 from mlperf_ext.result import (
@@ -132,6 +132,15 @@ def compute_figures(timings: list[ComputeTiming]) -> ComputeFigures:
         after_throughput=after, drift=None if after is None else abs(after - before) / before)
 
 
+def save_sample_latencies(trace_log: Path, out: Path, expected: int | None) -> list[str]:
+    """Every sample's LoadGen latency (s) from the trace log, saved beside the run; notes on a short trace."""
+    latencies = trace_sample_latencies_ns(trace_log)
+    np.save(out, np.asarray(latencies, dtype=np.float64) / 1e9)
+    if expected is not None and len(latencies) != expected:
+        return [f"LoadGen's trace holds {len(latencies)} sample latencies, its detail log counts {expected} samples"]
+    return []
+
+
 def ops_per_sample(model: str) -> float | None:
     """Level 0's ops for one sample (for GOP/J), or None when the file cannot be analysed."""
     from tiers.level0.graph import analyze
@@ -218,7 +227,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
         meter.start()
     run_began = time.time()
     try:
-        test.run(settings, log_dir, audit_config=audit)
+        test.run(settings, log_dir, enable_trace=point.loadgen_trace, audit_config=audit)
     finally:
         run_ended = time.time()
         trace = meter.stop() if meter is not None else None
@@ -244,6 +253,9 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     try:
         lg = parse_run_dir(log_dir)
         result.system = system_figures(lg)
+        if point.loadgen_trace:
+            result.notes += save_sample_latencies(log_dir / TRACE_NAME, run_dir / layout.SYSTEM_LATENCY_FILE,
+                                                  lg.sample_count)
         if trace is not None:
             window = loadgen_window(lg)
             result.power = power_figures(

@@ -10,6 +10,7 @@
         stdout.txt, stderr.txt        the child's output
         loadgen/                      LoadGen's logs, unchanged
         compute_latency_s.npy         every timed compute execution (seconds)
+        system_latency_s.npy          every sample's LoadGen latency, from LoadGen's trace log (--loadgen-trace)
         accuracy.txt                  MLPerf's accuracy line (accuracy and submission modes)
         audit.config                  a compliance test's LoadGen audit settings (LoadGen reads it from the cwd)
         search/probe-<n>/             the short Server runs that searched the target (each a run dir)
@@ -34,6 +35,7 @@ STDOUT_FILE = "stdout.txt"
 STDERR_FILE = "stderr.txt"
 LOADGEN_DIR = "loadgen"
 COMPUTE_FILE = "compute_latency_s.npy"
+SYSTEM_LATENCY_FILE = "system_latency_s.npy"
 ACCURACY_FILE = "accuracy.txt"
 AUDIT_CONFIG = "audit.config"  # the name LoadGen looks for in its working directory
 SEARCH_DIR = "search"
