@@ -88,6 +88,9 @@ class RunPoint:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunPoint:
+        # the store keeps booleans as SQLite integers: 0/1 read back as false/true, anything else is refused
+        flags = {f.name for f in fields(cls) if f.type in ("bool", bool)}
+        data = {k: bool(v) if k in flags and type(v) is int and v in (0, 1) else v for k, v in data.items()}
         return cls(**data)
 
     def identity(self) -> dict:

@@ -1,0 +1,95 @@
+"""TEST01/TEST04: rerun a stored performance point with the test's audit.config, then verify it.
+
+The rerun goes through the point runner like any point (its own child process, LoadGen reading the
+audit.config from the child's working directory, which the child checks in the detail log); the
+row is stored with its audit.config text, so it is a point of its own. Verification reads the logs:
+TEST01 against the accuracy run of the same deployment (every logged sample, whole responses) and
+against the performance run; TEST04 against the performance run's summary. The verify_*.txt files
+land in the compliance run's directory, in upstream's format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audit.layout import ACCURACY_JSON_NAME
+from audit.rules import audit_config_text
+from audit.selection import ResultRuns
+from audit.verify import (
+    Verification,
+    verify_test01_accuracy,
+    verify_test01_performance,
+    verify_test04_performance,
+)
+from mlperf_ext.accuracy import evaluate
+from mlperf_ext.config import with_overrides
+from mlperf_ext.datasets import open_dataset
+from mlperf_ext.errors import ConfigError
+from mlperf_ext.logs import DETAIL_NAME, SUMMARY_NAME
+from mlperf_ext.result import PointResult
+from mlperf_ext.store import ResultsStore
+from tiers.runner import layout as runs_layout
+from tiers.runner.runner import PointRunner, RunnerOptions
+
+
+@dataclass
+class ComplianceOutcome:
+    test: str
+    entry: ResultRuns
+    run: PointResult
+    verifications: list[Verification] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.verifications) and all(v.passed for v in self.verifications)
+
+
+def loadgen_dir(result: PointResult) -> Path:
+    return Path(result.run_dir) / runs_layout.LOADGEN_DIR
+
+
+def verify(test: str, entry: ResultRuns, run: PointResult) -> list[Verification]:
+    """The test's verifications of `run` against the entry's reference runs (logs as stored)."""
+    perf, mine = loadgen_dir(entry.performance), loadgen_dir(run)
+    if test == "TEST04":
+        return [verify_test04_performance(perf / SUMMARY_NAME, mine / SUMMARY_NAME)]
+    if entry.accuracy is None:
+        raise ConfigError(f"TEST01 of {entry.performance.point.label()} needs the accuracy run of the same "
+                          "deployment; fix: run the same point with --mode accuracy first")
+    return [verify_test01_accuracy(loadgen_dir(entry.accuracy) / ACCURACY_JSON_NAME, mine / ACCURACY_JSON_NAME),
+            verify_test01_performance(perf / DETAIL_NAME, mine / DETAIL_NAME)]
+
+
+def write_test01_accuracy(run: PointResult) -> None:
+    """MLPerf's accuracy line over the samples TEST01 logged (the tree's TEST01/accuracy/accuracy.txt)."""
+    labels = open_dataset(run.point.dataset).labels
+    if labels is None:
+        raise ConfigError(f"dataset {run.point.dataset} has no labels, so TEST01's accuracy cannot be scored; "
+                          "fix: use a labelled dataset")
+    acc = evaluate(loadgen_dir(run) / ACCURACY_JSON_NAME, labels, "int32")
+    (Path(run.run_dir) / runs_layout.ACCURACY_FILE).write_text(acc.line + "\n")
+
+
+def run_compliance(workdir: Path, entry: ResultRuns, test: str, version: str, force: bool = False,
+                   runner: PointRunner | None = None) -> ComplianceOutcome:
+    """Rerun the entry's performance point under `test` (reusing a stored rerun unless `force`) and verify."""
+    point = with_overrides(entry.performance.point, mode="performance",
+                           audit_config=audit_config_text(test, entry.official, version))
+    if test == "TEST01" and entry.accuracy is None:
+        verify(test, entry, entry.performance)  # refuses before anything runs
+    runner = runner or PointRunner(workdir, options=RunnerOptions(force=force))
+    [plan] = runner.plan([point])
+    runner.run([point])
+    row = ResultsStore(runs_layout.store_path(workdir)).latest(plan.key)
+    run = PointResult.from_row(row) if row else None
+    if run is None or run.status != "ok":
+        why = run.error if run is not None else "no row was stored"
+        raise ConfigError(f"{test} rerun of {point.label()} did not complete ({why}); fix: see the run's "
+                          "stderr.txt, then rerun with --force")
+    if test == "TEST01":
+        write_test01_accuracy(run)
+    outcome = ComplianceOutcome(test=test, entry=entry, run=run, verifications=verify(test, entry, run))
+    for v in outcome.verifications:
+        v.write(Path(run.run_dir))
+    return outcome

@@ -1,0 +1,45 @@
+"""`compliant` in the store: the checker's per-run verdict (audit.checker.check_run), and nothing else.
+
+Each run of a result is judged as what it is in the submission: the performance run, the accuracy
+run, and each compliance rerun as that test. The store keeps every verdict with its problems; rows
+show the latest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audit.checker.performance import check_run
+from audit.compliance import loadgen_dir
+from audit.selection import ResultRuns
+from mlperf_ext.result import PointResult
+from mlperf_ext.store import ResultsStore
+
+CHECKER = "mlperf-ext audit checker"
+
+
+def runs_of(entry: ResultRuns) -> list[tuple[PointResult, str, str | None]]:
+    """(run, mode as judged, compliance test) for every run of a result."""
+    out = [(entry.performance, "performance", None)]
+    if entry.accuracy is not None:
+        out.append((entry.accuracy, "accuracy", None))
+    out += [(run, "performance", test) for test, run in sorted(entry.compliance.items())]
+    return out
+
+
+def verdict_of(entry: ResultRuns, run: PointResult, mode: str, test: str | None, division: str,
+               version: str) -> list[str]:
+    problems = check_run(loadgen_dir(run), entry.official, division, version, mode=mode,
+                         scenario=entry.scenario, compliance_test=test)
+    return [str(p).replace(str(Path(run.run_dir)), f"runs/{run.run_id}") for p in problems]
+
+
+def record_verdicts(store: ResultsStore, entries: list[ResultRuns], division: str, version: str) -> dict[str, list[str]]:
+    """Judge and store every run of `entries`; returns run id -> problems (empty = compliant)."""
+    out = {}
+    for entry in entries:
+        for run, mode, test in runs_of(entry):
+            problems = verdict_of(entry, run, mode, test, division, version)
+            store.record_verdict(run.run_id, not problems, problems, f"{CHECKER} {version} {division}")
+            out[run.run_id] = problems
+    return out
