@@ -18,32 +18,33 @@ bf16       AMX-BF16: 1024; AVX512-BF16 (vdpbf16ps): 2 × 32 × 2 = 128
 int8       AMX-INT8: 2048; AVX512-VNNI (vpdpbusd): 2 × 64 × 2 = 256; AVX-VNNI: 128; AVX2: 64
 =========  ===================================================================
 
-Measured: square GEMMs (2·N³ ops) through ONNX Runtime (MatMul fp32, MatMulInteger u8×s8, MatMul fp16)
-and OpenVINO (fp32, bf16/fp16 via INFERENCE_PRECISION_HINT, int8 from a QDQ graph); best of the runtimes
-per datatype. OpenVINO silently runs a bf16/fp16 hint in f32 on CPUs without those units, so the hint
-and the GEMM node's runtime precision are read back from the compiled model and a ceiling is recorded
-only for the datatype it really ran in. Memory bandwidth: a STREAM-like triad ``a = b + s·c`` over float64 arrays far larger
-than the last-level cache, one slice per thread, counted as STREAM does: 3 × 8 bytes per element
-(the write-allocate read of ``a`` is not counted).
+Measured: the GEMM kernels of the level-1 kernel sweep (``tiers.micro.kernels``: DeepBench's shapes,
+one-node ONNX models timed through the project's own backends at their compute boundary) in every
+precision (fp32, fp16, bf16, int8, int4) on ONNX Runtime and OpenVINO; the ceiling of a datatype is the
+best achieved TOP/s over the shapes and runtimes among the kernels that really executed in it, as the
+runtime reports it (ORT's profiler kernels, OpenVINO's runtime model). A GEMM that ran in another
+precision (an fp16 model upcast to fp32, a bf16/fp16 hint the CPU cannot honour, int4 weights under an
+int8 or fp32 computation) is listed with what ran and why, and gives no ceiling. ``--quick`` times one
+shape (M=1024 N=700 K=512), the full detect the sweep's default GEMM list. Memory bandwidth: a
+STREAM-like triad ``a = b + s·c`` over float64 arrays far larger than the last-level cache, one slice
+per thread, counted as STREAM does: 3 × 8 bytes per element (the write-allocate read of ``a`` is not
+counted).
 """
 
 from __future__ import annotations
 
 import os
-import statistics
-import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
 import yaml
-from onnx import TensorProto, helper, numpy_helper
 
 from mlperf_ext import host
-from mlperf_ext.errors import BackendUnavailable, ConfigError
+from mlperf_ext.errors import ConfigError
 from tiers.level0.platforms import HOST_PLATFORM_FILE
 
 #: ops per cycle per core: (cpu flag, ops) in order of preference, per datatype (x86 only: sourced above)
@@ -70,12 +71,15 @@ class HostSpec:
 
 @dataclass
 class GemmResult:
+    """One GEMM of the kernel sweep as the host file records it."""
+
     runtime: str
-    dtype: str
-    n: int
-    tops: float | None
-    error: str = ""
-    ran_as: str = ""  # the precision the runtime reports for the GEMM node (OpenVINO), when readable
+    dtype: str  # the precision asked
+    shape: str  # the kernel's shape, e.g. "M=1024 N=700 K=512" (tiers.micro.kernels)
+    tops: float | None  # a ceiling of `dtype`: set only when the runtime executed exactly that precision
+    error: str = ""  # why there is no ceiling (not run, refused, or another precision executed)
+    ran_as: str = ""  # what executed, read back from the runtime
+    form: str = ""  # the kernel's formulation, e.g. "QDQ MatMul", "MatMulInteger"
 
 
 @dataclass
@@ -152,123 +156,19 @@ def detect() -> HostSpec:
                      host.cpu_flags(), host.cpu_simd_features())
 
 
-def _matmul_model(n: int, dtype: str) -> onnx.ModelProto:
-    """Y = A·B with B as a constant initializer, in the given datatype (fp32, fp16, int8, int8-qdq)."""
-    rng = np.random.default_rng(0)
-    if dtype in ("fp32", "fp16", "bf16", "int8-qdq"):
-        np_t, onnx_t = (np.float16, TensorProto.FLOAT16) if dtype == "fp16" else (np.float32, TensorProto.FLOAT)
-        nodes = [helper.make_node("MatMul", ["A", "B"], ["Y"])]
-        inits = [numpy_helper.from_array(rng.standard_normal((n, n)).astype(np_t), "B")]
-        if dtype == "int8-qdq":
-            inits = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
-                     numpy_helper.from_array(np.array(0, np.int8), "z"),
-                     numpy_helper.from_array(rng.integers(-127, 127, (n, n)).astype(np.int8), "Bq")]
-            nodes = [helper.make_node("QuantizeLinear", ["A", "s", "z"], ["Aq"]),
-                     helper.make_node("DequantizeLinear", ["Aq", "s", "z"], ["Ad"]),
-                     helper.make_node("DequantizeLinear", ["Bq", "s", "z"], ["Bd"]),
-                     helper.make_node("MatMul", ["Ad", "Bd"], ["Y"])]
-        graph = helper.make_graph(nodes, f"gemm_{dtype}", [helper.make_tensor_value_info("A", onnx_t, [n, n])],
-                                  [helper.make_tensor_value_info("Y", onnx_t, [n, n])], inits)
-    elif dtype == "int8":
-        b = numpy_helper.from_array(rng.integers(-127, 127, (n, n)).astype(np.int8), "B")
-        graph = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "gemm_int8",
-                                  [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
-                                  [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])], [b])
-    else:
-        raise ValueError(dtype)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+def gemm_ceilings(shapes: Sequence | None = None, threads: int | None = None, budget_s: float = 0.3,
+                  runtimes: Sequence[str] | None = None, precisions: Sequence[str] | None = None) -> list[GemmResult]:
+    """The kernel sweep's GEMMs (default: its default GEMM list) as host-file rows; a runtime that is not
+    installed is one row (dtype "-") with the reason."""
+    from tiers.micro import kernels  # level 1's sweep: imported only when measuring
 
-
-def _input(n: int, dtype: str) -> np.ndarray:
-    rng = np.random.default_rng(1)
-    if dtype == "int8":
-        return rng.integers(0, 255, (n, n)).astype(np.uint8)
-    return rng.standard_normal((n, n)).astype(np.float16 if dtype == "fp16" else np.float32)
-
-
-def _time(fn, budget_s: float) -> float:
-    """Median seconds of fn() after one warm-up, repeating until budget_s is spent (at least 3 runs)."""
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < 3 or time.perf_counter() - start < budget_s:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 200:
-            break
-    return statistics.median(times)
-
-
-def gemm_ort(dtype: str, n: int, budget_s: float, threads: int) -> GemmResult:
-    import onnxruntime as ort
-
-    model = _matmul_model(n, dtype)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    try:
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises NOT_IMPLEMENTED for kernels the CPU EP lacks (e.g. fp16 MatMul)
-        return GemmResult("onnxruntime", dtype, n, None, str(exc).splitlines()[0][:160])
-    feed = {"A": _input(n, dtype)}
-    sec = _time(lambda: sess.run(None, feed), budget_s)
-    return GemmResult("onnxruntime", dtype, n, 2 * n**3 / sec / 1e12)
-
-
-#: OpenVINO element type names a GEMM may report for each datatype we time
-_OV_PRECISIONS = {"fp32": {"f32"}, "bf16": {"bf16"}, "fp16": {"f16"}, "int8": {"i8", "u8"}}
-_OV_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
-
-
-def _ov_gemm_precision(compiled) -> str | None:
-    """runtimePrecision of the GEMM node in the compiled (runtime) graph, or None when not readable."""
-    try:
-        for op in compiled.get_runtime_model().get_ordered_ops():
-            info = op.get_rt_info()
-            if info["layerType"].astype(str) in ("FullyConnected", "MatMul", "Gemm"):
-                return info["runtimePrecision"].astype(str)
-    except Exception:  # noqa: BLE001 - rt_info keys are plugin internals; unreadable = unknown
-        return None
-    return None
-
-
-def precision_mismatch(dtype: str, hint_read: str, ran_as: str | None) -> str:
-    """Why a GEMM timed with OpenVINO is not a ``dtype`` ceiling ("" when it is one)."""
-    if _OV_HINTS[dtype] != "f32" and hint_read != _OV_HINTS[dtype]:
-        return (f"compiled model reports INFERENCE_PRECISION_HINT {hint_read}, not {_OV_HINTS[dtype]} "
-                f"(CPU lacks native {dtype}); not a {dtype} ceiling")
-    if ran_as is not None and ran_as not in _OV_PRECISIONS[dtype]:
-        return f"GEMM ran in {ran_as}, not {dtype} (CPU lacks native {dtype}); not a {dtype} ceiling"
-    return ""
-
-
-def gemm_openvino(dtype: str, n: int, budget_s: float, threads: int) -> GemmResult:
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        raise BackendUnavailable("openvino", "openvino", str(exc)) from exc
-    src = "int8-qdq" if dtype == "int8" else "fp32"
-    core = ov.Core()
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "gemm.onnx"
-        onnx.save(_matmul_model(n, src), str(path))
-        try:
-            compiled = core.compile_model(core.read_model(str(path)), "CPU",
-                                          {"INFERENCE_PRECISION_HINT": _OV_HINTS[dtype],
-                                           "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
-        except Exception as exc:
-            return GemmResult("openvino", dtype, n, None, str(exc).splitlines()[0][:160])
-    hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: "f32", "bf16", "f16"
-    hint_read = hint.to_string() if hasattr(hint, "to_string") else str(hint)
-    ran_as = _ov_gemm_precision(compiled)
-    why = precision_mismatch(dtype, hint_read, ran_as)
-    if why:
-        return GemmResult("openvino", dtype, n, None, why, ran_as or hint_read)
-    req = compiled.create_infer_request()
-    req.set_input_tensor(ov.Tensor(_input(n, "fp32")))
-    sec = _time(req.infer, budget_s)
-    return GemmResult("openvino", dtype, n, 2 * n**3 / sec / 1e12, "" if ran_as else "runtime precision not readable",
-                      ran_as or "")
+    result = kernels.sweep(kernels.GEMM_DEFAULT if shapes is None else shapes,
+                           kernels.RUNTIMES if runtimes is None else runtimes,
+                           kernels.PRECISIONS if precisions is None else precisions, threads, budget_s)
+    rows = [GemmResult(r.runtime, r.precision, r.shape, r.ceiling_tops, r.reason, r.executed, r.form)
+            for r in result.results if r.kind == "gemm"]
+    rows += [GemmResult(runtime, "-", "", None, why) for runtime, why in result.unavailable.items()]
+    return rows
 
 
 def triad_bandwidth(n_elements: int, threads: int, repeats: int = 3) -> float:
@@ -302,18 +202,13 @@ def triad_bandwidth(n_elements: int, threads: int, repeats: int = 3) -> float:
 
 def measure(quick: bool = True, threads: int | None = None) -> HostCeilings:
     """Detect the host and measure GEMM and triad ceilings (quick: a few seconds in all)."""
+    from tiers.micro import kernels
+
     spec = detect()
     threads = threads or spec.logical_cpus or spec.cores
-    n = 1024 if quick else 2048
-    budget = 0.3 if quick else 2.0
     res = HostCeilings(spec)
-    for dt in ("fp32", "int8", "fp16"):
-        res.gemm.append(gemm_ort(dt, n, budget, threads))
-    try:
-        for dt in ("fp32", "bf16", "int8", "fp16"):
-            res.gemm.append(gemm_openvino(dt, n, budget, threads))
-    except BackendUnavailable as exc:
-        res.gemm.append(GemmResult("openvino", "-", n, None, str(exc)))
+    res.gemm = gemm_ceilings(kernels.GEMM_QUICK if quick else kernels.GEMM_DEFAULT, threads,
+                             0.15 if quick else 0.5)
     # 0.8 GB (quick) or 1.6 GB in all: above the LLC a VM reports (up to hundreds of MB)
     res.triad_bytes = 3 * 8 * ((1 << 25) if quick else (1 << 26))
     res.triad_gbs = triad_bandwidth(res.triad_bytes // 24, threads, repeats=2 if quick else 5)
@@ -355,12 +250,14 @@ def host_platform_entry(c: HostCeilings) -> dict:
                             "clock_mhz": c.spec.clock_mhz, "ops_per_cycle": c.spec.ops_per_cycle,
                             "formula": "cores x clock_GHz x ops_per_cycle / 1000 (TOP/s)",
                             **({"notes": notes} if notes else {})},
-        "measured_with": {"gemm": [{"runtime": g.runtime, "dtype": g.dtype, "n": g.n,
+        "measured_with": {"gemm": [{"runtime": g.runtime, "dtype": g.dtype, "shape": g.shape,
+                                    **({"form": g.form} if g.form else {}),
                                     "tops": None if g.tops is None else round(g.tops, 4),
                                     **({"ran_as": g.ran_as} if g.ran_as else {}),
                                     **({"error": g.error} if g.error else {})} for g in c.gemm],
                           "triad": {"bytes_per_iteration": c.triad_bytes, "gbs": bandwidth}},
-        "source": "mlperf-ext platforms detect: nominal from CPU flags (docs/level0.md), measured GEMM/triad on this machine",
+        "source": "mlperf-ext platforms detect: nominal from CPU flags (docs/level0.md), measured on this machine: "
+                  "GEMM kernels of tiers.micro.kernels (DeepBench shapes), STREAM-like triad",
     }
 
 

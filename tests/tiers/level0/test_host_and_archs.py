@@ -1,4 +1,5 @@
-"""Host ceilings (real ONNX Runtime / OpenVINO GEMMs, numpy triad) and the standard architectures."""
+"""Host ceilings (real ONNX Runtime / OpenVINO GEMMs from the kernel sweep, numpy triad) and the standard
+architectures."""
 
 from __future__ import annotations
 
@@ -13,16 +14,18 @@ from tiers.level0.host_ceilings import (
     GemmResult,
     HostCeilings,
     detect,
-    gemm_openvino,
-    gemm_ort,
+    gemm_ceilings,
     host_platform_entry,
     host_spec,
     physical_cores,
-    precision_mismatch,
     triad_bandwidth,
     write_host_platform,
 )
 from tiers.level0.platforms import HOST_PLATFORM_FILE, load_catalog, parse_platform
+from tiers.micro.kernels import GemmShape
+
+#: a tiny GEMM (M=64 N=16 K=64): the ceilings' code path in milliseconds
+TINY = [GemmShape(64, 16, 64, "test")]
 
 
 def test_detect_reads_this_host():
@@ -69,8 +72,8 @@ def _ceilings(spec, gemm):
 
 def test_measured_mode_holds_only_measured_peaks(tmp_path):
     spec = host_spec("test cpu", 4, 4, 2000.0, {"avx512f", "amx_bf16", "amx_int8"}, [])
-    c = _ceilings(spec, [GemmResult("onnxruntime", "fp32", 64, 0.2),
-                         GemmResult("openvino", "bf16", 64, None, "ran in f32, not bf16")])
+    c = _ceilings(spec, [GemmResult("onnxruntime", "fp32", "M=64 N=64 K=64", 0.2),
+                         GemmResult("openvino", "bf16", "M=64 N=64 K=64", None, "executed fp32, not bf16", "fp32")])
     write_host_platform(c, tmp_path)
     host = load_catalog(workdir=tmp_path).get("host")
     assert host.point("measured").peak_tops == {"fp32": 0.2}  # no nominal bf16/int8 inherited
@@ -79,7 +82,7 @@ def test_measured_mode_holds_only_measured_peaks(tmp_path):
 
 def test_no_clock_means_no_nominal_mode_and_the_reason_is_stored(tmp_path):
     spec = host_spec("test cpu", 4, 4, None, {"avx512f"}, [])
-    entry = host_platform_entry(_ceilings(spec, [GemmResult("onnxruntime", "fp32", 64, 0.2)]))
+    entry = host_platform_entry(_ceilings(spec, [GemmResult("onnxruntime", "fp32", "M=64 N=64 K=64", 0.2)]))
     assert list(entry["modes"]) == ["measured"] and entry["peak_tops"] == {"fp32": 0.2}
     assert any("clock not readable" in n for n in entry["nominal_formula"]["notes"])
     parse_platform(entry, "generated")
@@ -87,44 +90,62 @@ def test_no_clock_means_no_nominal_mode_and_the_reason_is_stored(tmp_path):
 
 def test_no_gemm_result_raises_before_writing(tmp_path):
     spec = host_spec("test cpu", 4, 4, 2000.0, {"avx512f"}, [])
-    c = _ceilings(spec, [GemmResult("onnxruntime", "fp32", 64, None, "NOT_IMPLEMENTED")])
+    c = _ceilings(spec, [GemmResult("onnxruntime", "fp32", "M=64 N=64 K=64", None, "NOT_IMPLEMENTED")])
     with pytest.raises(ConfigError, match="no GEMM ran.*NOT_IMPLEMENTED.*fix:"):
         write_host_platform(c, tmp_path)
     assert not (tmp_path / HOST_PLATFORM_FILE).exists()
 
 
-def test_openvino_precision_readback_rules():
-    assert precision_mismatch("bf16", "bf16", "bf16") == ""
-    assert "HINT f32, not bf16" in precision_mismatch("bf16", "f32", None)  # read back: fell back to f32
-    assert "ran in f32" in precision_mismatch("fp16", "f16", "f32")
-    assert precision_mismatch("int8", "f32", "i8") == "" and "ran in f32" in precision_mismatch("int8", "f32", "f32")
-
-
 @pytest.mark.parametrize("dtype", ["bf16", "fp16", "int8"])
 def test_openvino_records_a_ceiling_only_in_the_type_it_ran(dtype):
     """Where the CPU has native kernels for the type (OpenVINO says so in OPTIMIZATION_CAPABILITIES) a ceiling
-    is recorded and the GEMM ran in that type; where it has none, no ceiling, and the reason is the fallback."""
+    is recorded and the GEMM ran in that type; where it has none, no ceiling, and the row says why."""
     ov = pytest.importorskip("openvino")
     native = {"bf16": "BF16", "fp16": "FP16", "int8": "INT8"}[dtype] in ov.Core().get_property(
         "CPU", "OPTIMIZATION_CAPABILITIES")
-    r = gemm_openvino(dtype, 128, 0.01, 1)
+    (r,) = gemm_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["openvino"], precisions=[dtype])
     if native:
         assert r.tops and r.tops > 0, r.error
-        assert r.ran_as in {"bf16": {"bf16"}, "fp16": {"f16"}, "int8": {"i8", "u8"}}[dtype]
+        assert r.ran_as == dtype and not r.error
     else:
-        assert r.tops is None and f"CPU lacks native {dtype}" in r.error
+        assert r.tops is None and r.error and r.ran_as != dtype
+
+
+def test_a_gemm_that_ran_in_another_precision_gives_no_ceiling():
+    """ONNX Runtime's CPU provider runs an fp16 MatMul through casts to fp32 where it has no fp16 kernel: the
+    row then names what ran, and fp16 gets no ceiling; int4 weights never make an int4 ceiling unless int4
+    arithmetic ran."""
+    rows = gemm_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["onnxruntime"], precisions=["fp16", "int4"])
+    assert {r.dtype for r in rows} == {"fp16", "int4"}
+    for r in rows:
+        assert r.ran_as, r.error  # both load and run on ORT's CPU provider
+        assert (r.tops is not None) == (r.ran_as == r.dtype), r
+        if r.tops is None:
+            assert f"not {r.dtype}" in r.error
+    c = _ceilings(detect(), rows + [GemmResult("onnxruntime", "fp32", "M=64 N=64 K=64", 0.1)])
+    assert set(c.measured_peak_tops()) == {"fp32"} | {r.dtype for r in rows if r.tops is not None}
+
+
+def test_a_missing_runtime_is_one_row_with_the_reason():
+    rows = gemm_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["no-such-runtime"], precisions=["fp32"])
+    assert [(r.runtime, r.dtype, r.tops) for r in rows] == [("no-such-runtime", "-", None)]
+    assert "fix:" in rows[0].error
 
 
 def test_short_measurements_and_host_platform_file(tmp_path, capsys):
     spec = detect()
-    c = HostCeilings(spec, [gemm_ort("fp32", 128, 0.01, 1), gemm_ort("int8", 128, 0.01, 1)],
-                     triad_bandwidth(1 << 20, 1, repeats=1), 3 * 8 << 20)
-    assert all(g.tops and g.tops > 0 for g in c.gemm) and c.triad_gbs > 0
+    gemm = gemm_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["onnxruntime"], precisions=["fp32", "int8"])
+    c = HostCeilings(spec, gemm, triad_bandwidth(1 << 20, 1, repeats=1), 3 * 8 << 20)
+    assert {g.form for g in c.gemm} == {"MatMul", "QDQ MatMul", "MatMulInteger"}
+    assert all(g.tops and g.tops > 0 and g.ran_as == g.dtype for g in c.gemm) and c.triad_gbs > 0
     entry = host_platform_entry(c)
     parse_platform(entry, "generated")  # the written file is valid catalog data
+    assert entry["measured_with"]["gemm"][0]["shape"] == "M=64 N=16 K=64"
     write_host_platform(c, tmp_path)
     host = load_catalog(workdir=tmp_path).get("host")
-    assert host.point("measured").peak_tops["fp32"] == pytest.approx(c.measured_peak_tops()["fp32"], rel=1e-3)
+    best_int8 = max(g.tops for g in c.gemm if g.dtype == "int8")
+    measured = host.point("measured").peak_tops  # the host file keeps 4 decimals of TOP/s
+    assert measured["fp32"] == round(c.measured_peak_tops()["fp32"], 4) and measured["int8"] == round(best_int8, 4)
     p = argparse.ArgumentParser()
     cli.register(p.add_subparsers(dest="command"))
     args = p.parse_args(["platforms", "show", "host", "--workdir", str(tmp_path)])
@@ -135,8 +156,8 @@ def test_short_measurements_and_host_platform_file(tmp_path, capsys):
 
 def test_openvino_gemm_small():
     pytest.importorskip("openvino")
-    r = gemm_openvino("fp32", 128, 0.01, 1)
-    assert r.tops and r.tops > 0, r.error
+    (r,) = gemm_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["openvino"], precisions=["fp32"])
+    assert r.tops and r.tops > 0 and r.ran_as == "fp32", r.error
 
 
 ARCHS = {  # published totals: MACs x 2 and parameters (sources in docs/level0.md)
