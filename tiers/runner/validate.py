@@ -101,7 +101,7 @@ class PointValidator:
         self.force_limits = force_limits
         self._datasets: dict[str, Dataset] = {}
         self._dataset_hashes: dict[str, str] = {}
-        self._models: dict[str, object] = {}
+        self._models: dict[tuple[str, str], object] = {}
         self._devices: set[tuple[str, str]] = set()
         self._catalog = None
         self._meters: set[str] = set()
@@ -116,12 +116,16 @@ class PointValidator:
             self._dataset_hashes[ref] = self.dataset(ref).content_sha256()
         return self._dataset_hashes[ref]
 
-    def model(self, path: str):
+    def model(self, path: str, backend=None):
+        """The model's facts, read by the backend's own inspector when it has one (an FPGA overlay or
+        an Edge TPU file is no ONNX model), else from the ONNX file."""
         from sut.model_file import inspect_model
 
-        if path not in self._models:
-            self._models[path] = inspect_model(Path(path))
-        return self._models[path]
+        inspect = getattr(backend, "inspect_model", None) or inspect_model
+        key = (getattr(backend, "name", ""), path)
+        if key not in self._models:
+            self._models[key] = inspect(Path(path))
+        return self._models[key]
 
     def check(self, point: RunPoint) -> type:
         """Raise for any bad input of `point`; returns the backend class."""
@@ -156,7 +160,7 @@ class PointValidator:
         if not self.force_limits:
             check_limits(point, dataset)
         if getattr(backend, "runs_model", True):  # the null backend runs no model: only the harness is measured
-            info = self.model(point.model)
+            info = self.model(point.model, backend)
             refuse_batch(info, point.batch)
             check_shapes(dataset, info.input)
         return backend
@@ -196,7 +200,7 @@ class PointValidator:
                                         max_batch=point.batch, operating_mode=modes.backend_hint(actions),
                                         exec_precision=point.exec_precision,
                                         runtime_options=dict(point.runtime_options))
-            refusal = refusal or backend.supports(self.model(point.model), options)
+            refusal = refusal or backend.supports(self.model(point.model, backend), options)
         versions = {"mlcommons-loadgen": loadgen.LOADGEN_VERSION, "mlperf-ext": mlperf_ext.__version__,
                     **runtime_versions(point.backend)}
         dataset_sha = self.dataset_sha256(point.dataset)
