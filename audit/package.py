@@ -88,8 +88,8 @@ def _slug(text: str) -> str:
 def _validate(req: PackageRequest) -> None:
     if req.division not in DIVISIONS:
         raise ConfigError(f"unknown division '{req.division}'; fix: use one of {', '.join(DIVISIONS)}")
-    if not req.submitter or _slug(req.submitter) != req.submitter.replace(" ", "_") or "/" in req.submitter:
-        raise ConfigError(f"submitter '{req.submitter}' must be a plain name (letters, digits, _); fix: e.g. "
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", req.submitter or ""):
+        raise ConfigError(f"submitter '{req.submitter}' must be a plain name (letters, digits, _ . -); fix: e.g. "
                           "--submitter MyOrg")
     round_rules(req.version)
     if not Path(req.out).parent.is_dir():

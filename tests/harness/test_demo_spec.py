@@ -81,3 +81,32 @@ def test_demo_table_prints_every_row(demo_rows):
         assert header in text
     assert text.count("mlpdemo-w") >= len(rows)
     assert "dataset mnist: MNIST 28x28" in text  # what the data is, said next to the results
+
+
+def test_demo_submission_packages_one_point_with_its_compliance_runs(tmp_path):
+    """The demo's last step on a tiny stand-in: accuracy + performance, TEST01/TEST04, tree, checker."""
+    from audit import layout as tree_layout
+    from audit.checker import check_tree_report
+    from tiers.demo import DISCLOSED_RULES, SUBMISSION_SPEC, demo_submission
+    from tiers.runner.runner import PointRunner
+
+    register(MlpFamily(TINY, prefix="mlpdemo"))
+    try:
+        grids = load_spec(SUBMISSION_SPEC)
+        points = []
+        for grid in grids:
+            grid["models"] = [KEEP[m] for m in grid["models"]]
+            grid["settings"] = dict(SHORT)
+            points += expand(grid, model_resolver(tmp_path / "models"))
+        assert sorted(p.mode for p in points) == ["accuracy", "performance"] and all(p.loadgen_trace for p in points)
+        console = Console(file=io.StringIO(), width=200)
+        assert demo_submission(tmp_path, PointRunner(tmp_path, console), points, console,
+                               benchmarks={"mlpdemo-w32-fp32": "resnet"})
+    finally:
+        registry.unregister_family("mlpdemo")
+    tree = tmp_path / "submission"
+    report = check_tree_report(tree)
+    assert report.rows and tree_layout.default_kept_root(tree).is_dir()
+    # timing comparisons of the compliance reruns depend on the machine; every other finding is disclosed
+    assert {p.rule for p in report.problems} - {"compliance_performance_failed"} <= DISCLOSED_RULES
+    assert "quick" in (tree / "open" / "mlperf-ext-demo" / "src" / "README.md").read_text()
