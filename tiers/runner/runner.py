@@ -35,6 +35,7 @@ from tiers.runner import layout
 from tiers.runner.executors import Executor, LocalExecutor
 from tiers.runner.launch import complete, read_result
 from tiers.runner.plan_run import RunOptions
+from tiers.runner.progress import point_progress
 from tiers.runner.validate import Plan, PointValidator
 
 #: statuses of a latest row that make a re-run skip the point (others are retried)
@@ -162,12 +163,15 @@ class PointRunner:
             def keep(result: PointResult) -> None:
                 store.append(result)  # each result in its own transaction, as soon as it exists
                 stored.append(result)
+                if result.retry_of is None:  # a corrected rerun finishes the same point
+                    advance()
                 self.say(f"[{len(stored)}] {summary_line(result)}")
                 if result.run_dir:
                     self.say(f"    run {result.run_id}: {result.run_dir}")
 
             run_options = RunOptions(force_limits=self.options.force_limits, retry_invalid=self.options.retry_invalid)
-            self.executor.run(todo, layout.runs_dir(self.workdir), run_options, keep, self.say)
+            with point_progress(self.console, len(todo)) as advance:
+                self.executor.run(todo, layout.runs_dir(self.workdir), run_options, keep, self.say)
         return stored
 
     # -- what a dead driver left ---------------------------------------------------------------
