@@ -58,7 +58,12 @@ _HINT_CAPABILITY = {"f16": "FP16", "bf16": "BF16"}
 # Effective settings read back from the compiled model into describe().settings (when supported).
 _READ_BACK = ("NUM_STREAMS", "INFERENCE_NUM_THREADS", "PERFORMANCE_HINT", "INFERENCE_PRECISION_HINT",
               "EXECUTION_MODE_HINT", "OPTIMAL_NUMBER_OF_INFER_REQUESTS", "PERFORMANCE_HINT_NUM_REQUESTS",
-              "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE")
+              "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE",
+              "DYNAMIC_QUANTIZATION_GROUP_SIZE")
+#: weight types OpenVINO's CPU plugin runs FullyConnected on with activations quantized at run time when
+#: DYNAMIC_QUANTIZATION_GROUP_SIZE is above 0 (the "weights compression" path of the CPU plugin; its
+#: default group is 32: docs.openvino.ai, "CPU Device", dynamic quantization)
+_DYNAMIC_QUANT_WEIGHTS = ("int4", "int8")
 #: runtime-model layer types that carry the arithmetic (input 0: activations, input 1: weights)
 HEAVY_LAYERS = {"FullyConnected", "FullyConnectedCompressed", "Convolution", "GroupConvolution", "Deconvolution",
                 "MatMul", "Gemm", "BinaryConvolution"}
@@ -109,8 +114,19 @@ def runtime_layer_types(compiled) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _dynamic_quant_group(compiled) -> int:
+    try:
+        return int(compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE"))
+    except Exception:  # noqa: BLE001 - a plugin or version without the property quantizes nothing
+        return 0
+
+
 def executed_precision(compiled) -> tuple[str, str]:
-    """(what executed, compute dtype) from the compiled model's runtime graph."""
+    """(what executed, compute dtype) from the compiled model's runtime graph.
+
+    A FullyConnected with fp32 activations and int4/int8 weights runs on int8 activations when the
+    plugin reads back a dynamic-quantization group above 0: that is named, not left as fp32."""
+    group = _dynamic_quant_group(compiled)
     try:
         ops = compiled.get_runtime_model().get_ops()
     except Exception:  # noqa: BLE001 - not every plugin exposes a runtime model
@@ -123,8 +139,13 @@ def executed_precision(compiled) -> tuple[str, str]:
             continue
         act = dtype_name(str(op.input(0).get_element_type()))
         weights = dtype_name(str(op.input(1).get_element_type()))
-        heavy.append(HeavyOp(kind, act, weights if weights and weights != act and weights != "fp32" else None))
-    return summarize(heavy)
+        weights = weights if weights and weights != act and weights != "fp32" else None
+        if group > 0 and kind == "FullyConnected" and act == "fp32" and weights in _DYNAMIC_QUANT_WEIGHTS:
+            act = "int8"
+        heavy.append(HeavyOp(kind, act, weights if weights != act else None))
+    quantized = group > 0 and any(op.kind == "FullyConnected" and op.compute == "int8" for op in heavy)
+    return summarize(heavy, f"activations quantized to int8 at run time in groups of {group}" if quantized
+                     and any(op.weights in _DYNAMIC_QUANT_WEIGHTS for op in heavy) else "")
 
 
 class OpenVinoBackend:

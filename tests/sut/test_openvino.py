@@ -202,3 +202,26 @@ def test_fused_batchnorm_is_said_in_the_row(conv_bn_model):
     d = _loaded(conv_bn_model, max_batch=2).describe()
     assert any("BatchNormalization" in n and "fused" in n for n in d.notes)
     assert sum(d.settings["runtime_layer_types"].values()) > 0
+
+
+def test_int4_weights_under_dynamic_quantization_are_named_int8(tmp_path):
+    """OpenVINO's CPU plugin quantizes a compressed-weight FullyConnected's activations at run time when
+    DYNAMIC_QUANTIZATION_GROUP_SIZE > 0: the row names int8, and fp32 once the group is 0."""
+    import onnx
+    import openvino as ov
+
+    from sut.openvino import executed_precision
+    from tiers.micro.kernels import GemmShape, build_model
+
+    path = tmp_path / "nbits.onnx"
+    onnx.save(build_model(GemmShape(256, 8, 256), "nbits"), path)
+    core = ov.Core()
+    named = {}
+    for group in (32, 0):
+        compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                         "DYNAMIC_QUANTIZATION_GROUP_SIZE": group})
+        if int(compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")) != group:
+            pytest.skip("this OpenVINO does not honour DYNAMIC_QUANTIZATION_GROUP_SIZE")
+        named[group] = executed_precision(compiled)
+    assert named[32][1] == "int8" and "int8 with int4 weights" in named[32][0] and "groups of 32" in named[32][0]
+    assert named[0] == ("fp32 with int4 weights", "fp32")
