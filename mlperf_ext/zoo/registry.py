@@ -21,7 +21,7 @@ Progress = Callable[[str], None]
 BuildFn = Callable[[ModelInfo, Path, Progress | None, bool], Path]
 
 #: prefixes of this package's modules that register families when imported
-FAMILY_MODULE_PREFIXES = ("mlp", "cnv", "archs")
+FAMILY_MODULE_PREFIXES = ("mlp", "cnv", "archs", "tflite")
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,17 @@ class Family:
     name: str
     list_fn: Callable[[], list[ModelInfo]]
     build_fn: BuildFn
+    suffix: str = ".onnx"  # the artifact's file suffix
 
 
 _FAMILIES: dict[str, Family] = {}
 _loaded = False
 
 
-def register_family(name: str, list_fn: Callable[[], list[ModelInfo]], build_fn: BuildFn) -> None:
+def register_family(name: str, list_fn: Callable[[], list[ModelInfo]], build_fn: BuildFn,
+                    suffix: str = ".onnx") -> None:
     """Add (or replace) a family: `list_fn()` names its models, `build_fn` builds one of them."""
-    _FAMILIES[name] = Family(name, list_fn, build_fn)
+    _FAMILIES[name] = Family(name, list_fn, build_fn, suffix)
 
 
 def unregister_family(name: str) -> None:
@@ -81,8 +83,8 @@ def model_info(name: str) -> ModelInfo:
 
 def model_path(name: str, models_dir: Path) -> Path:
     """Where the artifact of `name` is, or will be once built."""
-    _lookup(name)
-    return Path(models_dir) / f"{name}.onnx"
+    fam, _info = _lookup(name)
+    return Path(models_dir) / f"{name}{fam.suffix}"
 
 
 def build(names: list[str] | None, models_dir: Path, progress: Progress | None = None,
