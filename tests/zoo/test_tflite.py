@@ -258,3 +258,17 @@ def test_tensor_quantization_saturates_and_round_trips():
     assert codes.dtype == np.int8 and codes.tolist() == [-128, -5, -3, -2, 127]  # -2.5 rounds to even
     np.testing.assert_allclose(q.dequantize(codes), [-62.5, -1.0, 0.0, 0.5, 65.0])
     assert tflite.TensorQuant("float32").quantize(x) is x  # an unquantized tensor passes unchanged
+
+
+def test_level0_counts_a_tflite_variant_from_its_onnx_int8_source(built):
+    from tiers.level0.graph import analyze, onnx_source
+
+    models_dir, paths, _ = built
+    path = paths["mlptfl-w32-int8-tflite"]
+    source = onnx_source(path)
+    assert source == models_dir / "mlptfl-w32-int8.onnx"
+    assert analyze(path).ops == analyze(source).ops > 0
+    copy = models_dir / "elsewhere.tflite"
+    copy.write_bytes(path.read_bytes())  # no metadata beside it: refused, not guessed
+    with pytest.raises(ModelError, match="names no ONNX source"):
+        analyze(copy)

@@ -29,6 +29,7 @@ its first consumer that is not itself constant-folded.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import onnx
 from onnx import TensorProto, shape_inference
 
 from mlperf_ext.errors import ModelError
+from mlperf_ext.zoo.metadata import sha256_file
 
 #: bits per element of each stored ONNX datatype
 _DTYPE_BITS = {
@@ -186,10 +188,29 @@ def _fix_batch(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def onnx_source(path: Path) -> Path:
+    """The ONNX graph level 0 counts for a file: the file itself, or for a zoo TFLite variant the ONNX
+    INT8 variant it was converted from (same layers, same int8 weights; named with its sha256 in the
+    TFLite variant's metadata)."""
+    if path.suffix != ".tflite":
+        return path
+    meta_path = path.with_suffix(".json")
+    try:
+        source = json.loads(meta_path.read_text())["source"]
+        onnx_path = path.parent / f"{source['int8']}.onnx"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"level 0 reads ONNX graphs, and '{path}' names no ONNX source in {meta_path.name} ({exc}); "
+                         "fix: analyse the ONNX model it was converted from") from exc
+    if not onnx_path.is_file() or sha256_file(onnx_path) != source.get("int8_sha256"):
+        raise ModelError(f"the ONNX source of '{path}' ({onnx_path.name}) is missing or not the file it was "
+                         f"converted from; fix: mlperf-ext models build {path.stem}")
+    return onnx_path
+
+
 def _load(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     if isinstance(model, onnx.ModelProto):
         return model, model.graph.name or "<graph>"
-    path = Path(model)
+    path = onnx_source(Path(model))
     if not path.is_file():
         raise ModelError(f"ONNX model '{path}' not found; fix: pass an existing .onnx file")
     try:
