@@ -18,7 +18,9 @@ demo: $(VENV)/.stamp-openvino
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 
+# the report's browser test needs Debian's chromium: installed once when missing (without root it skips, saying why)
 test: $(VENV)/.stamp-test lint
+	-sh scripts/ensure_chromium.sh
 	$(PY) -m pytest -q
 
 clean:
