@@ -58,7 +58,25 @@ def run_demo(workdir: Path, full: bool = False, wide: bool = False) -> int:
                   f"Stored in {layout.store_path(workdir)}; 'mlperf-ext results --workdir {workdir}' prints them again.")
     submission_ok = demo_submission(workdir, runner, [p for g in submission_grids for p in expand(g, resolve)],
                                     console)
+    demo_report(workdir, console)
     return 1 if failed or not submission_ok else 0
+
+
+def demo_report(workdir: Path, console: Console) -> Path:
+    """This host in the platform catalog (short GEMM and triad measurements, once), then the HTML report."""
+    from tiers.level0.host_ceilings import HOST_PLATFORM_FILE, measure, write_host_platform
+    from tiers.report.commands import write_atomic
+    from tiers.report.data import ReportOptions, collect
+    from tiers.report.page import render
+
+    console.rule("report")
+    if not (Path(workdir) / HOST_PLATFORM_FILE).is_file():
+        console.print("Measuring this host's GEMM and memory ceilings for level 0 (platforms detect --quick)...")
+        write_host_platform(measure(quick=True), workdir)
+    out = Path(workdir) / "report.html"
+    size = write_atomic(out, render(collect(Path(workdir), ReportOptions())))
+    console.print(f"report: {out.resolve()} ({size / 1e6:.1f} MB; opens offline in a browser)")
+    return out
 
 
 def demo_submission(workdir: Path, runner: PointRunner, points: list, console: Console,
