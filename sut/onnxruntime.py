@@ -79,6 +79,27 @@ def _parse_device(device: str) -> tuple[str, int]:
     return kind, int(index or 0)
 
 
+def confirm_gpu(index: int) -> None:
+    """Refuse a GPU device the host does not have. onnxruntime-gpu lists the CUDA and TensorRT providers
+    whether or not a driver and a GPU exist (the list is what the wheel was built with), and a session
+    created without one falls back to the CPU provider; so the driver is asked through NVML."""
+    try:
+        import pynvml
+    except ImportError as exc:
+        raise BackendUnavailable("onnxruntime", "gpu", detail="nvidia-ml-py is needed to confirm the GPU") from exc
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        raise ConfigError(f"no NVIDIA driver answers on this host (NVML: {exc}); fix: {_GPU_FIX}") from exc
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+    finally:
+        pynvml.nvmlShutdown()
+    if not 0 <= index < count:
+        raise ConfigError(f"no NVIDIA GPU {index} on this host (NVML counts {count}); fix: "
+                          + (f"use --device cuda:N with N in 0..{count - 1}" if count else _GPU_FIX))
+
+
 def split_threads(threads: int | None, streams: int) -> list[int | None]:
     """Intra-op threads per stream session: `threads` (or the usable CPUs) shared out as evenly as possible,
     at least one each; [None] (ORT's default) for one stream without a thread count."""
@@ -173,6 +194,8 @@ class OnnxRuntimeBackend:
         if missing:
             raise ConfigError(f"onnxruntime {ort.__version__} here has no {', '.join(missing)} (available: "
                               f"{', '.join(available)}); fix: {_GPU_FIX}")
+        if kind != "cpu":
+            confirm_gpu(_parse_device(device)[1])
 
     @classmethod
     def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:

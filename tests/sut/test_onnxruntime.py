@@ -212,3 +212,24 @@ def test_unknown_runtime_options_are_refused(mlp_model):
         _loaded(mlp_model, runtime_options={"fusion": "off"})
     with pytest.raises(ConfigError, match="is not one of disabled, basic, extended, all"):
         _loaded(mlp_model, runtime_options={"graph_optimization_level": "max"})
+
+
+def test_a_gpu_device_needs_a_driver_not_only_the_providers(monkeypatch):
+    """onnxruntime-gpu lists CUDA/TensorRT providers on any host; the driver (NVML, real here) must answer."""
+    import onnxruntime as ort
+
+    from sut.onnxruntime import OnnxRuntimeBackend
+
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        pytest.skip("this host has an NVIDIA driver: the refusal under test is for hosts without one")
+    except pynvml.NVMLError:
+        pass
+    # the provider list of an onnxruntime-gpu wheel (this CPU wheel cannot have it): everything else is real
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    for device in ("cuda", "tensorrt:0"):
+        with pytest.raises(ConfigError, match="no NVIDIA driver answers on this host"):
+            OnnxRuntimeBackend.check_device(device)
