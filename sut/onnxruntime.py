@@ -100,6 +100,27 @@ def confirm_gpu(index: int) -> None:
                           + (f"use --device cuda:N with N in 0..{count - 1}" if count else _GPU_FIX))
 
 
+def provider_options(provider: str, device_id: int) -> dict:
+    """A GPU provider's options. The TensorRT EP keeps its engines and timing cache on disk (beside the
+    TensorRT backend's, under its own folder), so each stream's session and each run reuse one build
+    instead of building at every load (ORT's TensorRT EP options trt_engine_cache_*)."""
+    options: dict = {"device_id": device_id}
+    if provider == "TensorrtExecutionProvider":
+        import os
+
+        root = Path(os.environ.get("MLPERF_EXT_TENSORRT_CACHE", "~/.cache/mlperf-ext/tensorrt")).expanduser()
+        options.update({"trt_engine_cache_enable": True, "trt_engine_cache_path": str(root / "ort-ep"),
+                        "trt_timing_cache_enable": True, "trt_timing_cache_path": str(root / "ort-ep")})
+    return options
+
+
+def heavy_kernels_on_cpu(kernels: list[dict]) -> list[str]:
+    """The compute-heavy kernels the profiler saw on the CPU provider (each event's `provider` and `op_name`):
+    a GPU session hands nodes its provider cannot run to the CPU without saying so."""
+    return [f"{k.get('op_name')}" for k in kernels
+            if k.get("op_name") in HEAVY_KERNELS and k.get("provider") == "CPUExecutionProvider"]
+
+
 def split_threads(threads: int | None, streams: int) -> list[int | None]:
     """Intra-op threads per stream session: `threads` (or the usable CPUs) shared out as evenly as possible,
     at least one each; [None] (ORT's default) for one stream without a thread count."""
@@ -220,7 +241,7 @@ class OnnxRuntimeBackend:
             raise ConfigError(reason)
         wanted, device_type = _DEVICES[kind]
         self.check_device(options.device)
-        providers: list = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p for p in wanted]
+        providers: list = [(p, provider_options(p, device_id)) if p != "CPUExecutionProvider" else p for p in wanted]
         self._ort, self._info, self._options = ort, info, options
         self._device_type, self._device_id = device_type, device_id
         self._threads = split_threads(options.threads, options.streams)
@@ -270,6 +291,13 @@ class OnnxRuntimeBackend:
             path.unlink(missing_ok=True)
         kernels = [e.get("args", {}) for e in events
                    if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")]
+        kind, _ = _parse_device(self._options.device if self._options else "cpu")
+        on_cpu = heavy_kernels_on_cpu(kernels) if kind != "cpu" else []
+        if on_cpu:
+            raise ConfigError(f"onnxruntime ran {len(on_cpu)} compute-heavy kernel(s) on the CPU although "
+                              f"--device {self._options.device} was asked ({', '.join(on_cpu[:3])}"
+                              f"{'...' if len(on_cpu) > 3 else ''}): a silent fallback; fix: use a model whose ops the "
+                              "GPU provider supports, or --device cpu")
         optimized_path = scratch / "optimized.onnx"
         optimized = onnx.load(str(optimized_path), load_external_data=False) if optimized_path.exists() else None
         self._graph_changes = graph_changes(dict(self._info.op_counts), optimized)

@@ -233,3 +233,36 @@ def test_a_gpu_device_needs_a_driver_not_only_the_providers(monkeypatch):
     for device in ("cuda", "tensorrt:0"):
         with pytest.raises(ConfigError, match="no NVIDIA driver answers on this host"):
             OnnxRuntimeBackend.check_device(device)
+
+
+def test_heavy_kernels_on_the_cpu_provider_are_found_in_real_profiler_events(tmp_path):
+    """The profiler of a real CPU session names each kernel's provider: on a GPU device these would be a
+    silent fallback (refused at load); here the reader is checked on the events ORT really writes."""
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from sut.onnxruntime import heavy_kernels_on_cpu
+    from tests.harness.conftest import make_mlp
+
+    model = make_mlp(tmp_path / "mlp.onnx")
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(tmp_path / "prof")
+    session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    session.run(None, {"input": np.zeros((1, 784), np.float32)})
+    events = json.loads(open(session.end_profiling()).read())
+    kernels = [e["args"] for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    found = heavy_kernels_on_cpu(kernels)
+    assert found and all(op in ("Gemm", "FusedGemm") for op in found)
+    assert heavy_kernels_on_cpu([{**k, "provider": "CUDAExecutionProvider"} for k in kernels]) == []
+
+
+def test_tensorrt_ep_keeps_its_engines_on_disk(monkeypatch, tmp_path):
+    from sut.onnxruntime import provider_options
+
+    monkeypatch.setenv("MLPERF_EXT_TENSORRT_CACHE", str(tmp_path))
+    trt = provider_options("TensorrtExecutionProvider", 1)
+    assert trt["device_id"] == 1 and trt["trt_engine_cache_enable"] and trt["trt_engine_cache_path"].startswith(str(tmp_path))
+    assert provider_options("CUDAExecutionProvider", 0) == {"device_id": 0}
