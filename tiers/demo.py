@@ -64,8 +64,8 @@ def run_demo(workdir: Path, full: bool = False, wide: bool = False) -> int:
 
 def demo_report(workdir: Path, console: Console) -> Path:
     """This host in the platform catalog (short GEMM and triad measurements, once), then the HTML report."""
+    from mlperf_ext.files import write_atomic
     from tiers.level0.host_ceilings import HOST_PLATFORM_FILE, measure, write_host_platform
-    from tiers.report.commands import write_atomic
     from tiers.report.data import ReportOptions, collect
     from tiers.report.page import render
 

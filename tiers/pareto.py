@@ -38,17 +38,17 @@ Definitions (each is tested in tests/tiers/test_pareto.py):
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import io
 import json
 import math
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlperf_ext.errors import ConfigError, MlperfExtError
+from mlperf_ext.files import write_atomic
 from mlperf_ext.result import PointResult
 
 MEASURED = "measured"
@@ -612,17 +612,11 @@ def write_csv_atomic(path: Path, fieldnames: Sequence[str], rows: Iterable[dict]
         raise ConfigError(f"{path} is a directory; fix: name a .csv file")
     if not path.parent.is_dir():
         raise ConfigError(f"folder {path.parent} does not exist; fix: create it or name another path")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(fieldnames), extrasaction="raise")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise ConfigError(f"cannot write {path} ({exc.strerror or exc}); fix: name a writable path") from exc
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=list(fieldnames), extrasaction="raise")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, out.getvalue())
 
 
 def write_pareto_csv(report: ParetoReport, path: Path) -> int:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from mlperf_ext.errors import ConfigError, MlperfExtError
+from mlperf_ext.files import write_atomic
 from mlperf_ext.result import PointResult
 from tiers.pareto import Candidate, cached_analyser, finite, level0_estimate, write_csv_atomic
 
@@ -368,13 +368,7 @@ def sidecar_path(csv_path: Path) -> Path:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path} ({exc.strerror or exc}); fix: name a writable path") from exc
+    write_atomic(path, text)
 
 
 def sidecar(export: Export, settings: dict) -> dict:

@@ -8,12 +8,11 @@ through the `mlperf_ext.commands` entry-point group (`register(subparsers)`).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 from pathlib import Path
 
 from mlperf_ext.commands import add_workdir
 from mlperf_ext.errors import ConfigError
+from mlperf_ext.files import write_atomic
 
 DEFAULT_OUT = Path("report.html")
 
@@ -26,21 +25,6 @@ def check_out(path: Path) -> Path:
     if not path.parent.is_dir():
         raise ConfigError(f"--out {path}: folder {path.parent} does not exist; fix: create it or name another path")
     return path
-
-
-def write_atomic(path: Path, text: str) -> int:
-    """Write to a temp file beside `path` and rename it over `path` (a reader never sees half a page);
-    returns the bytes written."""
-    data = text.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise ConfigError(f"cannot write {path} ({exc.strerror or exc}); fix: name a writable path") from exc
-    return len(data)
 
 
 def _size(n: int) -> str:

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from plotly.offline import get_plotlyjs
 
-from mlperf_ext.errors import ConfigError
 from mlperf_ext.store import ResultsStore
 from tests.tiers.report.conftest import (
     EVIL_ERROR,
@@ -28,7 +27,6 @@ from tests.tiers.test_pareto import dense_model
 from tiers.level0.graph import analyze
 from tiers.level0.platforms import load_catalog
 from tiers.level0.roofline import predict
-from tiers.report import commands
 from tiers.report.data import NO_SYSTEM_TRACE, ReportOptions, collect, latency_stats
 from tiers.report.page import render
 from tiers.runner import layout
@@ -136,21 +134,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, sweep):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err and "; fix:" in err, err
     assert not (tmp_path / "r.html").exists()
-
-
-def test_the_write_is_atomic(tmp_path, monkeypatch):
-    out = tmp_path / "report.html"
-    out.write_text("the previous report")
-    assert commands.write_atomic(out, "new ü") == len("new ü".encode())
-    assert out.read_text(encoding="utf-8") == "new ü"
-
-    def broken(src, dst):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(commands.os, "replace", broken)
-    with pytest.raises(ConfigError, match=r"\(No space left on device\); fix:"):
-        commands.write_atomic(out, "half")
-    assert out.read_text(encoding="utf-8") == "new ü" and [p.name for p in tmp_path.iterdir()] == ["report.html"]
 
 
 # -- escaping -------------------------------------------------------------------------------------------
