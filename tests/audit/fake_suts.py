@@ -16,7 +16,7 @@ import numpy as np
 
 from sut.onnxruntime import OnnxRuntimeBackend
 
-DEVICE_S = 0.001  # the fake device's time per batch
+DEVICE_S = 0.005  # the fake device's time per batch: long enough that sleep overshoot on a busy host stays a few %
 
 
 class FakeSteadyDevice(OnnxRuntimeBackend):
