@@ -1,4 +1,4 @@
-"""Level-3 subcommands: `run` (one point, or the grid of a YAML spec) and `demo`."""
+"""Level-3 subcommand: `run` (one point, or the grid of a YAML spec)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlperf_ext.commands import add_wide, add_workdir
+from mlperf_ext.commands import add_workdir
 from mlperf_ext.errors import ConfigError
 
 #: `run` options that describe one point; with a spec file they belong in the spec
@@ -93,12 +93,6 @@ def cmd_run(args) -> int:
     return 1 if failed else 0
 
 
-def cmd_demo(args) -> int:
-    from tiers.demo import run_demo
-
-    return run_demo(args.workdir, full=args.full, wide=args.wide)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run one point, or the grid of a YAML spec")
     run.add_argument("spec", nargs="?", type=Path, help="run spec (YAML); omit to give one point by options")
@@ -141,11 +135,3 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "never two, since timing under contention is not a measurement)")
     add_workdir(run)
     run.set_defaults(func=cmd_run)
-
-    demo = sub.add_parser("demo", help="the trained MLP family on both backends in all four scenarios")
-    demo.add_argument("--full", action="store_true",
-                      help="every variant in all four scenarios, each as accuracy then performance (default: every "
-                           "variant in Offline, the 12.5 %% width's variants in the three latency scenarios)")
-    add_wide(demo)
-    add_workdir(demo)
-    demo.set_defaults(func=cmd_demo)

@@ -7,12 +7,12 @@ import io
 import pytest
 from rich.console import Console
 
+from demo.run import SPECS
 from mlperf_ext.config import expand, load_spec
 from mlperf_ext.tables import print_results
 from mlperf_ext.zoo import registry
 from mlperf_ext.zoo.mlp import MlpFamily, MlpRecipe, register
 from tests.harness.conftest import SHORT
-from tiers.demo import SPECS
 from tiers.sweep import model_resolver, run_points
 
 TINY = MlpRecipe(widths=(64, 32), epochs=2, batch_size=64, finetune_epochs=1, qat_epochs=1)
@@ -87,7 +87,7 @@ def test_demo_submission_packages_one_point_with_its_compliance_runs(tmp_path):
     """The demo's last step on a tiny stand-in: accuracy + performance, TEST01/TEST04, tree, checker."""
     from audit import layout as tree_layout
     from audit.checker import check_tree_report
-    from tiers.demo import DISCLOSED_RULES, SUBMISSION_SPEC, demo_submission
+    from demo.run import DISCLOSED_RULES, SUBMISSION_SPEC, demo_submission
     from tiers.runner.runner import PointRunner
 
     register(MlpFamily(TINY, prefix="mlpdemo"))

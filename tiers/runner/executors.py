@@ -5,17 +5,13 @@ and only the driver writes the store: an executor hands every result to `keep` a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from mlperf_ext.errors import ConfigError
-from mlperf_ext.result import PointResult
-from tiers.runner.plan_run import RunOptions, run_plan
+from tiers.runner.plan_run import Keep, RunOptions, Say, run_plan
 from tiers.runner.validate import Plan
-
-Keep = Callable[[PointResult], None]
-Say = Callable[[str], None]
 
 
 class Executor(Protocol):

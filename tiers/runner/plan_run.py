@@ -21,6 +21,10 @@ from tiers.runner.validate import Plan
 #: a Server rerun after the searched target missed the bound asks for this share of it
 SERVER_RETRY_FACTOR = 0.75
 
+#: what an executor hands each result to (the driver stores it), and where progress lines go
+Keep = Callable[[PointResult], None]
+Say = Callable[[str], None]
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -53,7 +57,7 @@ def corrected_hints(result: PointResult) -> tuple[dict, str] | None:
     return None
 
 
-def run_once(plan: Plan, runs: Path, task: ChildTask, options: RunOptions, say: Callable[[str], None],
+def run_once(plan: Plan, runs: Path, task: ChildTask, options: RunOptions, say: Say,
              search=None) -> PointResult:
     """One child for the plan (after the Server search when it needs one) in a new run dir under `runs`."""
     if search is None and needs_search(plan):
@@ -69,8 +73,7 @@ def run_once(plan: Plan, runs: Path, task: ChildTask, options: RunOptions, say: 
     return result
 
 
-def run_plan(plan: Plan, runs: Path, options: RunOptions, keep: Callable[[PointResult], None],
-             say: Callable[[str], None]) -> list[PointResult]:
+def run_plan(plan: Plan, runs: Path, options: RunOptions, keep: Keep, say: Say) -> list[PointResult]:
     """Run one plan; `keep` gets each result as soon as it exists (the first before any rerun starts)."""
     if plan.refusal:
         result = refused(plan, plan.refusal)

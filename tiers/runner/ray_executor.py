@@ -38,9 +38,8 @@ from mlperf_ext.config import file_sha256
 from mlperf_ext.errors import BackendUnavailable, ConfigError
 from mlperf_ext.result import PointResult
 from tiers.runner import layout
-from tiers.runner.executors import Keep, Say
 from tiers.runner.launch import complete
-from tiers.runner.plan_run import RunOptions, run_plan
+from tiers.runner.plan_run import Keep, RunOptions, Say, run_plan
 from tiers.runner.validate import Plan
 
 HOST_RESOURCE = "mlperf_host"
