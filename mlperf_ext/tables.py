@@ -22,6 +22,13 @@ def _num(value, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
+def _efficiency_figures(pw) -> str:
+    """The energy figures the scenario has (samples/J or mJ/query, GOP/J with level-0 ops); absent ones are left out."""
+    figures = [(pw.samples_per_j, ",.2f", "samples/J"), (pw.mj_per_query, ".4f", "mJ/query"),
+               (pw.gop_per_j, ",.2f", "GOP/J")]
+    return "".join(f"{format(v, spec)} {unit}; " for v, spec, unit in figures if v is not None)
+
+
 def verdict(result: PointResult) -> str:
     """VALID / INVALID / - (no performance verdict), '*' for the quick profile; the status otherwise."""
     if result.status not in ("ok", "invalid"):
@@ -237,8 +244,7 @@ def print_run(result: PointResult, console: Console | None = None, wide: bool = 
         pw = result.power
         line(f"power ({pw.meter}, {pw.method}, window from {pw.window_source}): avg {_num(pw.avg_w, '.3f')} W, idle "
              f"{_num(pw.idle_w, '.3f')} W, net {_num(pw.net_w, '.3f')} W, {_num(pw.energy_j, '.3f')} J over "
-             f"{_num(pw.duration_s, '.2f')} s; {_num(pw.samples_per_j, ',.2f')} samples/J, "
-             f"{_num(pw.mj_per_query, '.4f')} mJ/query, {_num(pw.gop_per_j, ',.2f')} GOP/J; {pw.note}")
+             f"{_num(pw.duration_s, '.2f')} s; {_efficiency_figures(pw)}{pw.note}")
     if result.dispatch and result.dispatch.batch_sizes:
         line(f"batches formed: {result.dispatch.batch_sizes} (size: count)")
     for text in result.flags.values():
