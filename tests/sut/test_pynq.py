@@ -4,7 +4,7 @@ What runs here for real: the packing (against an independent per-element bit man
 docstring example), the overlay metadata, the driver's stages and DMA calls against `FakeOverlay` on a tiny
 zoo MLP family (INT2 and INT4) with top-1 equal to ONNX Runtime on all 1000 held-out samples, the compute
 boundary (which calls a timed step makes, seen in the fake's event log), the refusals, the `fpga` glue
-against a stand-in `pynq` module (not the real package), and two runs of the real CLI with `--device fake`.
+against a FakePynqBoard (the modules a board's pynq presents), and the real CLI in all four scenarios with `--device fake`.
 Tests marked `fpga` need a PYNQ board and skip with the reason found on this host.
 """
 
@@ -386,46 +386,54 @@ def test_fpga_without_pynq_names_the_extra():
     assert "mlperf-ext[pynq]" in assert_user_error(err.value)
 
 
-# ---- the fpga glue against a stand-in pynq module (not the real package, not a board) -------------------
+# ---- the fpga glue against a FakePynqBoard (the board's pynq, not the real package) ---------------------
 
-def _stand_in_pynq(onnx_path: Path, devices: list) -> dict[str, types.ModuleType]:
-    """Modules `pynq`, `pynq.ps`, `pynq.pmbus` whose Overlay is a FakeOverlay on `onnx_path`."""
-    pynq = types.ModuleType("pynq")
-    pynq.__version__ = "stand-in"
-    loaded: list = []
+class FakePynqBoard:
+    """The `pynq`, `pynq.ps` and `pynq.pmbus` modules as a board with a FakeOverlay on `onnx_path` presents them.
 
-    def overlay(bitfile):
-        loaded.append(bitfile)
-        ov = FakeOverlay(onnx_path)
-        pynq.allocate = ov.allocate
-        return ov
+    It stands for the board, which this host lacks: the real pynq 4.0.0 installs on x86-64 (in its own venv:
+    it pins numpy 1.26 and protobuf 5, which the project's stack cannot take) but finds no device there, and
+    `Overlay`/`allocate` need one.
+    """
 
-    pynq.Overlay, pynq.loaded = overlay, loaded
-    pynq.Device = types.SimpleNamespace(devices=devices, active_device=types.SimpleNamespace(name="stand-in-board"))
-    ps = types.ModuleType("pynq.ps")
-    ps.Clocks = types.SimpleNamespace(fclk0_mhz=100.0)
-    pmbus = types.ModuleType("pynq.pmbus")
-    pmbus.get_rails = lambda: {"12V": types.SimpleNamespace(power=object()), "VCCINT": object()}
-    return {"pynq": pynq, "pynq.ps": ps, "pynq.pmbus": pmbus}
+    def __init__(self, onnx_path: Path, devices: list):
+        pynq = types.ModuleType("pynq")
+        pynq.__version__ = "fake-board"
+        loaded: list = []
+
+        def overlay(bitfile):
+            loaded.append(bitfile)
+            ov = FakeOverlay(onnx_path)
+            pynq.allocate = ov.allocate
+            return ov
+
+        pynq.Overlay, pynq.loaded = overlay, loaded
+        pynq.Device = types.SimpleNamespace(devices=devices,
+                                            active_device=types.SimpleNamespace(name="fake-board"))
+        ps = types.ModuleType("pynq.ps")
+        ps.Clocks = types.SimpleNamespace(fclk0_mhz=100.0)
+        pmbus = types.ModuleType("pynq.pmbus")
+        pmbus.get_rails = lambda: {"12V": types.SimpleNamespace(power=object()), "VCCINT": object()}
+        self.modules: dict[str, types.ModuleType] = {"pynq": pynq, "pynq.ps": ps, "pynq.pmbus": pmbus}
 
 
 def test_fpga_path_reads_the_overlay_and_drives_the_same_driver(zoo_models, held_out, tmp_path, monkeypatch):
     meta = FakeOverlay(zoo_models["int2"]).metadata
     d = _overlay_dir(tmp_path, meta, fclk_mhz=150.0)
-    modules = _stand_in_pynq(zoo_models["int2"], devices=["board0"])
+    modules = FakePynqBoard(zoo_models["int2"], devices=["board0"]).modules
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     backend = PynqBackend()
     backend.load(d / "accel.bit", DeploymentOptions(device="fpga", max_batch=16, operating_mode="fclk-200"))
     assert modules["pynq"].loaded == [str(d / "accel.bit")]
     desc = backend.describe()
-    assert desc.device == "fpga (stand-in-board)" and desc.runtime == "pynq" and not desc.notes
+    assert desc.device == "fpga (fake-board)" and desc.runtime == "pynq" and not desc.notes
     assert desc.settings["fclk0_mhz"] == 200.0  # the mode wins over the metadata's build clock, read back
     assert desc.settings["power_rails"] == ["12V", "VCCINT"]
     assert desc.precision.startswith("int2 weights") and "declared by the overlay" in desc.precision
     x = held_out[0][:16]
     np.testing.assert_array_equal(backend.infer(x).argmax(1), ort_logits(zoo_models["int2"], x).argmax(1))
-    monkeypatch.setitem(sys.modules, "pynq", _stand_in_pynq(zoo_models["int2"], devices=[])["pynq"])
+    monkeypatch.setitem(sys.modules, "pynq", FakePynqBoard(zoo_models["int2"], devices=[]).modules["pynq"])
     with pytest.raises(ConfigError) as err:
         PynqBackend.check_device("fpga")
     assert "finds no device" in assert_user_error(err.value)
@@ -439,20 +447,22 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, cwd=PROJECT_ROOT)
 
 
-def test_cli_offline_and_single_stream_with_the_fake(zoo_models, tmp_path):
+def test_cli_four_scenarios_with_the_fake(zoo_models, tmp_path):
     from mlperf_ext.store import ResultsStore
     from tiers.runner import layout
 
     work = tmp_path / "work"
     common = ["--model", str(zoo_models["int2"]), "--dataset", "mnist", "--backend", REF, "--device", "fake",
               "--setting", "min_duration_ms=200", "--workdir", str(work)]
-    for extra in (["--scenario", "Offline", "--batch", "32", "--mode", "submission"], ["--scenario", "SingleStream"]):
+    for extra in (["--scenario", "Offline", "--batch", "32", "--mode", "submission"], ["--scenario", "SingleStream"],
+                  ["--scenario", "MultiStream", "--batch", "8"],
+                  ["--scenario", "Server", "--batch", "8", "--setting", "server_target_qps=2000"]):
         proc = _cli("run", *common, *extra)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {r["scenario"]: r for r in ResultsStore(layout.store_path(work)).rows()}
-    assert set(rows) == {"Offline", "SingleStream"}
-    for row in rows.values():
-        assert row["status"] == "ok", row.get("error")
+    assert set(rows) == {"Offline", "SingleStream", "MultiStream", "Server"}
+    for scenario, row in rows.items():
+        assert row["status"] == "ok", (scenario, row.get("error"))
         assert row["runtime_device"] == SIMULATED_DEVICE and row["runtime_name"] == "fake-overlay"
         assert "simulated" in row["runtime_notes"]
         assert row["sys_throughput"] > 0 and row["compute_throughput"] > 0

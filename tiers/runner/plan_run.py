@@ -63,10 +63,15 @@ def run_once(plan: Plan, runs: Path, task: ChildTask, options: RunOptions, say: 
     if search is None and needs_search(plan):
         run_id, run_dir = layout.new_run_dir(runs, plan.key)
         search = search_target(plan, run_dir / layout.SEARCH_DIR, options.force_limits, say)
-        if search.target_qps is not None:
+        if search.target_qps is None:  # no probe ran LoadGen: a target from the compute rate would be circular
+            result = complete(plan, run_id, run_dir, PointResult(
+                status="failed", error=f"the Server target search found no target ({search.note}); fix: see the "
+                                       "probes' logs under the run's search/ directory, or give server_target_qps"),
+                "", 0)
+        else:
             task.hints.setdefault("server_target_qps", search.target_qps)
-        child_result, status, rc = run_child(plan.point, run_dir, task)
-        result = complete(plan, run_id, run_dir, child_result, status, rc)
+            child_result, status, rc = run_child(plan.point, run_dir, task)
+            result = complete(plan, run_id, run_dir, child_result, status, rc)
     else:
         result = launch(plan, runs, task)
     result.search = search

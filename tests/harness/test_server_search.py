@@ -1,0 +1,84 @@
+"""The Server target search on canned probes (no LoadGen): bisection, overload bounds, headroom, and a
+search that finds no target failing the point instead of falling back to a target from compute."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlperf_ext.config import RunPoint
+from mlperf_ext.result import LoadGenSettings, PointResult, SystemFigures
+from tiers.runner import plan_run, server_search
+from tiers.runner.plan_run import RunOptions, run_once
+from tiers.runner.server_search import search_target
+from tiers.runner.validate import PointValidator
+
+BOUND_NS = 10_000_000  # 10 ms
+COMPUTE_QPS = 10_000.0  # what the first probe (no hint) is offered: the compute rate it measures
+CAPACITY_QPS = 6_000.0  # the canned system sustains this much
+
+
+def canned_launch(asked: list):
+    """A `launch` whose probes are VALID with p99 2 ms up to the capacity and overloaded above it."""
+
+    def launch(plan, search_dir, task):
+        target = task.hints.get("server_target_qps", COMPUTE_QPS)
+        asked.append(target)
+        ok = target <= CAPACITY_QPS
+        system = SystemFigures(valid=ok, throughput=min(target, CAPACITY_QPS), lat_p99_ms=2.0 if ok else 50.0,
+                               invalid_reasons=[] if ok else ["latency constraint not met"])
+        settings = LoadGenSettings(requested={"server_target_qps": target, "server_target_latency_ns": BOUND_NS})
+        return PointResult(status="ok" if ok else "invalid", system=system, settings=settings,
+                           run_dir=str(search_dir / f"probe{len(asked)}"))
+
+    return launch
+
+
+@pytest.fixture()
+def plan():
+    return PointValidator().plan(RunPoint(model="none.onnx", dataset="mnist", backend="null", scenario="Server",
+                                          batch=1, timeout_s=60))
+
+
+def test_search_bisects_to_the_highest_accepted_target(plan, tmp_path, monkeypatch):
+    asked: list = []
+    monkeypatch.setattr(server_search, "launch", canned_launch(asked))
+    found = search_target(plan, tmp_path)
+    # probe 1 at 10,000 completes 6,000: overloaded, so the bound drops to 6,600; 80 % of it (5,280) is
+    # accepted; then bisection between 5,280 and 6,600 until within 10 %
+    assert asked[0] == COMPUTE_QPS and asked[1] == pytest.approx(0.8 * 1.1 * CAPACITY_QPS)
+    assert found.target_qps == max(t for t in asked if t <= CAPACITY_QPS)
+    assert CAPACITY_QPS * 0.9 <= found.target_qps <= CAPACITY_QPS
+    assert [p["accepted"] for p in found.trace] == [t <= CAPACITY_QPS for t in asked]
+    assert len(found.trace) <= server_search.MAX_PROBES
+
+
+def test_a_valid_probe_too_close_to_the_bound_is_not_accepted(plan, tmp_path, monkeypatch):
+    asked: list = []
+    launch = canned_launch(asked)
+
+    def tight(plan, search_dir, task):  # VALID everywhere, but p99 at 90 % of the bound above 3,000 QPS
+        r = launch(plan, search_dir, task)
+        target = asked[-1]
+        r.status, r.system.valid, r.system.invalid_reasons = "ok", True, []
+        r.system.lat_p99_ms = 9.0 if target > 3_000 else 2.0
+        r.system.throughput = target
+        return r
+
+    monkeypatch.setattr(server_search, "launch", tight)
+    found = search_target(plan, tmp_path)
+    assert not found.trace[0]["accepted"] and found.trace[0]["valid"]
+    assert found.target_qps <= 3_000
+
+
+def test_a_search_without_a_target_fails_the_point_and_runs_no_main_child(plan, tmp_path, monkeypatch):
+    def broken(plan, search_dir, task):  # the probe's child died before LoadGen ran
+        return PointResult(status="crashed", error="child crashed (killed by signal SIGSEGV)")
+
+    ran: list = []
+    monkeypatch.setattr(server_search, "launch", broken)
+    monkeypatch.setattr(plan_run, "run_child", lambda *a, **k: ran.append(a) or (None, "crashed", -11))
+    result = run_once(plan, tmp_path, plan_run.ChildTask(), RunOptions(), lambda _m: None)
+    assert ran == []  # no main run at a target the harness would have made up from compute
+    assert result.status == "failed"
+    assert "Server target search found no target" in result.error and "fix:" in result.error
+    assert result.search is not None and result.search.target_qps is None and len(result.search.trace) == 1
