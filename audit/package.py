@@ -24,7 +24,7 @@ from audit.checker.problems import Problem
 from audit.checker.tree import TreeReport, check_tree_report
 from audit.compliance import loadgen_dir, verify
 from audit.rules import DIVISIONS, MEASUREMENTS_REQUIRED_FIELDS, round_rules
-from audit.selection import ResultRuns, select_results
+from audit.selection import ResultRuns, runs_no_model, select_results
 from audit.system import host_facts, system_description
 from audit.truncate import truncate_accuracy_dir
 from audit.verdicts import record_verdicts
@@ -127,6 +127,10 @@ def _entries(req: PackageRequest) -> list[ResultRuns]:
         raise ConfigError(f"no stored ok performance row in {req.workdir} matches; fix: run the point in performance "
                           "and accuracy modes (mlperf-ext run ... --mode performance / --mode accuracy)")
     for e in entries:
+        no_model = runs_no_model(e.performance)
+        if no_model:
+            raise ConfigError(f"{e.performance.point.label()}: {no_model}, so it is no submission; fix: package runs "
+                              "of a backend that runs the model (filter with --backend)")
         if e.accuracy is None:
             raise ConfigError(f"{e.performance.point.label()} has no accuracy run of the same deployment; fix: run "
                               "the same point with --mode accuracy")

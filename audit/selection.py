@@ -78,6 +78,21 @@ def official_benchmark(result: PointResult, rules: RoundRules, mapping: dict[str
     return found.name
 
 
+def runs_no_model(result: PointResult) -> str | None:
+    """Why a row cannot stand for a submission because its backend runs no model (the null backend, by name or
+    as module:Class), else None. Its logs look like any other run's, so the checker of a tree cannot tell."""
+    from mlperf_ext.errors import MlperfExtError
+    from sut.registry import backend_class
+
+    try:
+        cls = backend_class(result.point.backend)
+    except MlperfExtError:  # a backend no longer installed: its logs are all there is to judge
+        return None
+    if getattr(cls, "runs_model", True):
+        return None
+    return f"backend {result.point.backend} runs no model (it answers without inferring)"
+
+
 def _is_ok_run(r: PointResult) -> bool:
     return r.status == "ok" and r.point is not None and r.run_dir is not None
 

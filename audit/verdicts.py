@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from audit.checker.performance import check_run
+from audit.checker.problems import problem
 from audit.compliance import loadgen_dir
-from audit.selection import ResultRuns
+from audit.selection import ResultRuns, runs_no_model
 from mlperf_ext.result import PointResult
 from mlperf_ext.store import ResultsStore
 
@@ -31,6 +32,9 @@ def verdict_of(entry: ResultRuns, run: PointResult, mode: str, test: str | None,
                version: str) -> list[str]:
     problems = check_run(loadgen_dir(run), entry.official, division, version, mode=mode,
                          scenario=entry.scenario, compliance_test=test)
+    no_model = runs_no_model(run)
+    if no_model:
+        problems.append(problem(loadgen_dir(run), "sut_runs_no_model", no_model))
     return [str(p).replace(str(Path(run.run_dir)), f"runs/{run.run_id}") for p in problems]
 
 

@@ -109,6 +109,8 @@ RULES: dict[str, tuple[str, str]] = {
         "added",
         "re-running the verification on the tree's logs gives the verdict filed",
     ),
+    # the stored run behind a verdict (audit.verdicts; a tree's logs cannot show it)
+    "sut_runs_no_model": ("added", "the run's backend ran the model (the null backend answers without one)"),
     # user.conf under the submission profile
     "user_conf_relaxed": ("added", "user.conf does not lower mlperf.conf's duration, counts or percentiles"),
     "user_conf_unparsable": ("added", "every user.conf line is 'model.scenario.key = number'"),

@@ -31,7 +31,7 @@ SYSTEM = {"system_name": "audit test host", "status": "rdi", "system_type": "edg
 MEASUREMENTS = {"input_data_types": "fp32", "retraining": "No", "starting_weights_filename": "mlp.onnx (random)",
                 "weight_data_types": "fp32", "weight_transformations": "none"}
 #: what a quick-profile run on a 1000-sample dataset must disclose against resnet's rules, and nothing else
-DISCLOSED = {"min_duration", "performance_sample_count", "dataset_coverage", "user_conf_relaxed", "min_queries"}
+DISCLOSED = {"min_duration", "performance_sample_count", "dataset_coverage", "user_conf_relaxed", "min_query_count"}
 
 
 def _yaml(path: Path, data: dict) -> Path:
@@ -187,3 +187,23 @@ def test_check_command_exit_codes(packaged, tmp_path, capsys):
     assert csv_path.read_text().startswith("Organization,")
     assert main(["submission", "check", str(tmp_path / "nowhere")]) == 2
     assert "is not a directory; fix:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["null", "sut.null:NullBackend"])
+def test_a_backend_that_runs_no_model_is_never_compliant_nor_packaged(backend, tmp_path_factory):
+    from audit.verdicts import record_verdicts
+
+    base, work, _ = _workdir(tmp_path_factory, backend, ())
+    store = ResultsStore(runs_layout.store_path(work))
+    entries = select_results(store.results(status="ok"), round_rules("v6.1"), {"*": "resnet"})
+    verdicts = record_verdicts(store, entries, "open", "v6.1")
+    for run_id, problems in verdicts.items():
+        assert any("[sut_runs_no_model]" in p and "runs no model" in p for p in problems), problems
+        assert store.by_run_id(run_id)["compliant"] == 0
+    req = PackageRequest(workdir=work, out=base / "submission", division="open", submitter="MyOrg",
+                         system_yaml=_yaml(base / "system.yaml", SYSTEM), benchmarks={"*": "resnet"},
+                         measurements_yaml=_yaml(base / "measurements.yaml", MEASUREMENTS))
+    with pytest.raises(ConfigError, match="runs no model") as err:
+        package(req, say=lambda _line: None)
+    assert "\n" not in str(err.value) and "fix:" in str(err.value)
+    assert not req.out.exists()
