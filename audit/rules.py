@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlperf_ext.errors import ConfigError
-
-SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+from mlperf_ext.loadgen import SCENARIOS  # the one list of LoadGen scenario names
 
 #: scenario directory names the checker accepts, lower-cased (constants.py SCENARIO_MAPPING)
 SCENARIO_DIR_NAMES = {s.lower(): s for s in SCENARIOS}

@@ -78,7 +78,11 @@ ComputeStep = Callable[[], float]
 
 @runtime_checkable
 class Backend(Protocol):
-    """One hardware/runtime target. Implementations live in sut/<name>.py and import their runtime lazily."""
+    """One hardware/runtime target. Implementations live in sut/<name>.py and import their runtime lazily.
+
+    Optional: `mode_actions`, the operating-mode actions (tiers/level0/platforms.yaml) the backend applies
+    itself, e.g. ("openvino_hint",); a mode with a backend action no backend of the point declares is refused.
+    """
 
     name: ClassVar[str]
     extra: ClassVar[str]  # pip extra that installs the runtime ("" when the core installs it)

@@ -387,6 +387,7 @@ class CoralBackend:
     runtime_packages = ("ai-edge-litert", "tflite-runtime")
     exec_precisions = (MODEL_PRECISION,)  # a full-integer model runs in the precision it was quantized to
     runtime_option_values = {"interpreter": ("auto", *INTERPRETERS), "xnnpack": ("auto", "on", "off")}
+    mode_actions = ("edgetpu_clock",)  # the Edge TPU clock a mode names, checked against libedgetpu's build
 
     def __init__(self) -> None:
         self._module = None

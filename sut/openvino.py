@@ -157,6 +157,7 @@ class OpenVinoBackend:
     runtime_packages = ("openvino",)
     exec_precisions = (MODEL_PRECISION, "fp32", "bf16", "fp16")
     runtime_option_values: dict[str, tuple] = {}
+    mode_actions = ("openvino_hint",)  # an operating mode's PERFORMANCE_HINT, applied in load
 
     def __init__(self) -> None:
         self._ov = None

@@ -31,8 +31,15 @@ from pathlib import Path
 from mlperf_ext.errors import ConfigError
 
 CPU_SYSFS = Path("/sys/devices/system/cpu")
-#: actions the backend applies itself (the runner only checks they fit the backend)
-BACKEND_ACTIONS = {"openvino_hint": "openvino", "edgetpu_clock": "coral"}
+#: actions a backend applies itself (it declares them in `mode_actions`; the runner only checks they fit)
+BACKEND_ACTIONS = ("openvino_hint", "edgetpu_clock")
+
+
+def _declared(backend_class, name: str) -> tuple[str, ...]:
+    try:
+        return tuple(getattr(backend_class(name), "mode_actions", ()))
+    except ConfigError:  # an installed backend that does not import: it applies nothing here
+        return ()
 
 
 def usable_cpus() -> list[int]:
@@ -69,9 +76,15 @@ def refusal(actions: dict, backend: str) -> str | None:
                 return f"{action} needs write access to {path}; run as root or drop the mode"
     if "nvpmodel" in actions and shutil.which("nvpmodel") is None:
         return "nvpmodel is not installed here (it exists on NVIDIA Jetson boards only)"
-    for action, wanted in BACKEND_ACTIONS.items():
-        if action in actions and backend != wanted:
-            return f"{action} is applied by the {wanted} backend, not by {backend}"
+    wanted = [a for a in BACKEND_ACTIONS if a in actions]
+    if wanted:
+        from sut.registry import backend_class, registered
+
+        declared = getattr(backend_class(backend), "mode_actions", ())
+        for action in wanted:
+            if action not in declared:
+                by = [n for n in registered() if action in _declared(backend_class, n)]
+                return f"{action} is applied by the {' or '.join(by) or 'no installed'} backend, not by {backend}"
     return None
 
 
