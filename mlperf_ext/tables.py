@@ -65,7 +65,7 @@ def _flags(r: PointResult) -> str:
 
 Column = tuple[str, Callable[[PointResult], str], str, int]  # header, cell, justify, priority (1 = kept first)
 RESULT_COLUMNS: Sequence[Column] = (
-    ("run", lambda r: (r.run_id or "")[-10:], "left", 9),
+    ("run", lambda r: (r.run_id or "")[-10:], "left", 2),
     ("model", lambda r: str(_point(r, "model_name") or ""), "left", 1),
     ("prec", _precision, "left", 3),
     ("backend", lambda r: str(_point(r, "backend")), "left", 1),
@@ -173,10 +173,8 @@ def print_models(models: Sequence, models_dir: Path, console: Console | None = N
     from mlperf_ext.zoo.registry import model_path
 
     console = console or table_console(wide)
-    table = Table(title=f"model zoo ({models_dir})")
-    for header in ("name", "family", "pruning", "precision", "params", "held-out acc", "dataset"):
-        table.add_column(header, no_wrap=header == "name")
-    table.add_column("produced by", overflow="fold" if wide else "ellipsis", no_wrap=not wide, ratio=1)
+    headers = ("name", "family", "pruning", "precision", "params", "held-out acc", "dataset")
+    rows = []
     for info in models:
         meta = read_metadata(model_path(info.name, models_dir)) or {}
         acc = meta.get("accuracy")
@@ -189,9 +187,26 @@ def print_models(models: Sequence, models_dir: Path, console: Console | None = N
         producer = meta.get("producer", info.description)
         if isinstance(producer, dict):
             producer = ", ".join(f"{k}={v}" for k, v in producer.items() if k in ("tool", "recipe", "method"))
-        table.add_row(info.name, info.family, "" if info.pruning is None else f"{100 * info.pruning:g}%",
-                      info.precision, _num(meta.get("params"), ","), acc_text, str(info.dataset or ""),
-                      str(producer))
+        rows.append((info.name, info.family, "" if info.pruning is None else f"{100 * info.pruning:g}%",
+                     info.precision, _num(meta.get("params"), ","), acc_text, str(info.dataset or ""), str(producer)))
+    # the facts that fit keep their width (by priority); the long description gets what is left of the
+    # terminal, cut with an ellipsis; what does not fit is named in the caption
+    priorities = (1, 2, 5, 2, 3, 3, 4)
+    columns = [(h, None, "left", prio) for h, prio in zip(headers, priorities)]
+    cells = [list(row[:-1]) for row in rows]
+    shown = list(range(len(headers))) if wide else fitting_columns(columns, cells, console.width)
+    used = 1 + sum(3 + max([len(headers[i]), *(len(c[i]) for c in cells)]) for i in shown)
+    room = None if wide else console.width - used - 3
+    show_producer = room is None or room >= 12
+    left = [headers[i] for i in range(len(headers)) if i not in shown] + ([] if show_producer else ["produced by"])
+    table = Table(title=f"model zoo ({models_dir})",
+                  caption=f"not shown at this width: {', '.join(left)} (--wide shows all)" if left else None)
+    for i in shown:
+        table.add_column(headers[i], no_wrap=True)
+    if show_producer:
+        table.add_column("produced by", overflow="fold" if wide else "ellipsis", no_wrap=not wide, max_width=room)
+    for row in rows:
+        table.add_row(*(row[i] for i in shown), *([row[-1]] if show_producer else []))
     console.print(table)
 
 

@@ -235,8 +235,10 @@ def test_results_show_a_run(invalid_and_ok):
 def test_results_table_has_a_run_column(invalid_and_ok):
     work, _ran = invalid_and_ok
     out = cli("results", "--workdir", str(work), "--wide").stdout
+    narrow = subprocess.run([*CLI, "results", "--workdir", str(work)], capture_output=True, text=True,
+                            env={**ENV, "COLUMNS": "80", "FORCE_COLOR": "1"}).stdout  # the id survives 80 columns
     for row in ResultsStore(layout.store_path(work)).rows():
-        assert row["run_id"][-10:] in out
+        assert row["run_id"][-10:] in out and row["run_id"][-10:] in narrow
 
 
 def test_version():
