@@ -18,10 +18,18 @@ from mlperf_ext.errors import ConfigError, MlperfExtError
 ENTRY_POINT_GROUP = "mlperf_ext.commands"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the project's error form: one line naming the problem and the fix, exit 2 (no usage
+    block; `--help` shows it). Subcommand parsers are of the same class."""
+
+    def error(self, message: str):
+        self.exit(2, f"mlperf-ext: error: {self.prog}: {message}; fix: see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mlperf_ext.loadgen import LOADGEN_VERSION
 
-    parser = argparse.ArgumentParser(prog="mlperf-ext", description="MLPerf-LoadGen-compatible inference benchmark "
+    parser = OneLineParser(prog="mlperf-ext", description="MLPerf-LoadGen-compatible inference benchmark "
                                      "with theoretical, micro and sweep tiers")
     parser.add_argument("--version", action="version",
                         version=f"mlperf-ext {__version__} (mlcommons-loadgen {LOADGEN_VERSION})")

@@ -182,11 +182,19 @@ def test_unbounded_resources_are_refused_unless_forced(mlp_model, tmp_path, opti
 # -- 4. settings checked in the parent ----------------------------------------------------------------
 @pytest.mark.parametrize("setting,needle", [("min_duration_ms=99999999999999999999", "uint64_t"),
                                             ("min_query_count=-5", "uint64_t"),
-                                            ("offline_expected_qps=1e300", "limited to 2,500,000")])
+                                            ("offline_expected_qps=1e300", "limited to 2,500,000"),
+                                            ("offline_expected_qps=abc", "must be a number")])
 def test_settings_out_of_range_are_refused_before_anything_runs(mlp_model, tmp_path, setting, needle):
     work = tmp_path / "w"
     assert_one_line_refusal(cli(*point_args(mlp_model, work, "--setting", setting)), needle)
     assert nothing_written(work)
+
+
+@pytest.mark.parametrize("args,needle", [(["run", "--batch", "x"], "invalid int value"),
+                                         (["nosuchcommand"], "invalid choice")])
+def test_argument_errors_are_one_line_without_the_usage_block(args, needle, tmp_path):
+    assert_one_line_refusal(cli(*args, "--workdir", str(tmp_path / "w")) if args[0] == "run" else cli(*args), needle)
+    assert not (tmp_path / "w").exists()
 
 
 # -- 5 and 6. INVALID rows, and from a row to its evidence -------------------------------------------------
