@@ -373,3 +373,49 @@ def test_missing_summary_is_one_problem(tree):
     summary = scenario(root).performance_run / SUMMARY_NAME
     summary.unlink()
     assert found(root) - base_expected(root) == {("summary_corrupt", str(summary.relative_to(root)))}
+
+
+def _json_edit(path: Path, **changes) -> None:
+    data = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    path.write_text(json.dumps(data))
+
+
+#: one damage each -> the rule it must add (every other check keeps its base-tree verdict or goes quiet)
+DAMAGES = {
+    "results_missing": lambda s: shutil.rmtree(s.root / "closed" / "MyOrg" / "results"),
+    "file_missing": lambda s: s.readme.unlink(),
+    "file_empty": lambda s: s.user_conf.write_text(""),
+    "scenario_unknown": lambda s: (s.dir.parent / "Bogus").mkdir(),
+    "system_json_missing": lambda s: s.system_json.unlink(),
+    "system_json_corrupt": lambda s: s.system_json.write_text("{not json"),
+    "system_status": lambda s: _json_edit(s.system_json, status="someday"),
+    "system_submitter": lambda s: _json_edit(s.system_json, submitter="OtherOrg"),
+    "system_division": lambda s: _json_edit(s.system_json, division="open"),
+    "measurements_missing": lambda s: s.measurements.unlink(),
+    "measurements_corrupt": lambda s: s.measurements.write_text("[1, 2]"),
+    "measurements_field_missing": lambda s: _json_edit(s.measurements, retraining=None),
+    "measurements_field_empty": lambda s: _json_edit(s.measurements, weight_data_types=""),
+    "src_missing": lambda s: shutil.rmtree(s.root / "closed" / "MyOrg" / "src"),
+    "accuracy_result": lambda s: (s.accuracy_dir / layout.ACCURACY_TXT_NAME).write_text(
+        "no accuracy here\n" + "hash=" + read_hash(s.accuracy_dir / layout.ACCURACY_TXT_NAME) + "\n"),
+    "compliance_file_missing": lambda s: s.verify_performance("TEST04").unlink(),
+    "compliance_perf_files": lambda s: (s.test_performance_run("TEST04") / "extra.txt").write_text("x"),
+    "compliance_accuracy_failed": lambda s: s.verify_accuracy("TEST01").write_text(
+        s.verify_accuracy("TEST01").read_text().replace("TEST PASS", "TEST FAIL")),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(DAMAGES))
+def test_each_damage_fires_its_own_rule(tree, rule):
+    root, _ = tree
+    s = scenario(root)
+    DAMAGES[rule](s)
+    problems = check_tree(root)
+    assert rule in {p.rule for p in problems}, [str(p) for p in problems]
+    hit = next(p for p in problems if p.rule == rule)
+    assert str(hit).startswith(f"{hit.path}: [{rule}] ") and hit.message
