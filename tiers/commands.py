@@ -84,8 +84,8 @@ def cmd_run(args) -> int:
 
     points = points_of(args)
     if args.dry_run:
-        for point, state in dry_run(points, args.workdir, force=args.force, force_limits=args.force_limits):
-            print(f"{state:<16} {point.label()}")
+        for point, state, reason in dry_run(points, args.workdir, force=args.force, force_limits=args.force_limits):
+            print(f"{state:<16} {point.label()}" + (f": {reason}" if reason else ""))
         return 0
     executor = make_executor(args.executor, args.address, args.points_per_host)
     results = run_points(points, args.workdir, force=args.force, force_limits=args.force_limits, executor=executor)

@@ -37,9 +37,10 @@ def run_points(points: Sequence[RunPoint], workdir: Path, force: bool = False, c
 
 
 def dry_run(points: Sequence[RunPoint], workdir: Path, console: Console | None = None,
-            force: bool = False, force_limits: bool = False) -> list[tuple[RunPoint, str]]:
-    """Each point with what a run would do with it (stored / to run / refused), running nothing."""
+            force: bool = False, force_limits: bool = False) -> list[tuple[RunPoint, str, str | None]]:
+    """Each point with what a run would do with it (stored / to run / refused) and a refusal's reason,
+    running nothing."""
     runner = PointRunner(workdir, console, RunnerOptions(force=force, force_limits=force_limits))
     plans = runner.plan(points)
-    return [(plan.point, state + (f": {plan.refusal}" if state == "refused" else ""))
+    return [(plan.point, state, plan.refusal if state == "refused" else None)
             for plan, state in zip(plans, runner.states(plans))]

@@ -207,3 +207,26 @@ def test_a_backend_that_runs_no_model_is_never_compliant_nor_packaged(backend, t
         package(req, say=lambda _line: None)
     assert "\n" not in str(err.value) and "fix:" in str(err.value)
     assert not req.out.exists()
+
+
+def test_the_audit_commands_through_the_cli(honest, packaged, tmp_path, capsys):
+    """`audit compliance`, `audit verdicts` and `submission package` as a user types them (the stored
+    compliance runs are reused, so nothing is timed again)."""
+    from mlperf_ext.cli import main
+
+    base, work, _ = honest
+    req, _report = packaged
+    common = ["--workdir", str(work), "--benchmark", "*=resnet"]
+    assert main(["audit", "compliance", "--test", "TEST01", *common]) == 0
+    out = capsys.readouterr().out
+    assert "TEST01 accuracy TEST PASS" in out and "TEST01 performance" in out and "verify files:" in out
+    assert main(["audit", "verdicts", "--division", "open", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.count("not compliant (") == 4 and "[min_duration]" in out  # performance, accuracy, TEST01, TEST04
+    tree = tmp_path / "cli-tree"
+    assert main(["submission", "package", *common, "--out", str(tree), "--division", "open", "--submitter", "MyOrg",
+                 "--system", str(req.system_yaml), "--measurements", str(req.measurements_yaml)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tree}" in out and "the checker reports" in out and (tree / "open" / "MyOrg").is_dir()
+    assert main(["audit", "compliance", "--test", "TEST99", *common]) == 2
+    assert "unknown compliance test 'TEST99'; fix:" in capsys.readouterr().err

@@ -1,5 +1,5 @@
 """Compute timing runs every stream's step at once (as the system path runs them), and its throughput is
-all streams' samples over the shared wall time: a FakeTwoStreamDevice records when each step ran."""
+the sum of the streams' own rates: a FakeTwoStreamDevice records when each step ran."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def test_every_stream_is_timed_at_once(streams):
     for k in range(1, streams):  # run one after another, no execution of stream 0 would overlap stream k's
         assert _overlapping(first, device.intervals[k]) >= len(first) // 2
     assert timing.streams == streams
-    # throughput counts every stream's samples over the one wall time they shared
-    assert timing.throughput == pytest.approx(4 * len(timing.latencies_s) / timing.wall_s)
+    # throughput is each stream's samples over its own time from the common start (the tail, where the
+    # last stream finishes alone, is not charged to the others), summed over the streams
+    assert sum(timing.stream_counts) == len(timing.latencies_s) and max(timing.stream_walls_s) <= timing.wall_s
+    assert timing.throughput == pytest.approx(sum(4 * n / w for n, w in zip(timing.stream_counts,
+                                                                              timing.stream_walls_s)))
+    assert timing.throughput >= 4 * len(timing.latencies_s) / timing.wall_s
     assert timing.wall_s < sum(timing.latencies_s)  # pooled execution time exceeds the shared wall time

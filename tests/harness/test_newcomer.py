@@ -267,6 +267,19 @@ def test_dry_run_lists_points_without_running_any(mlp_model, invalid_and_ok, tmp
     assert ResultsStore(layout.store_path(work)).rows(latest_only=False) == before
     fresh = tmp_path / "fresh"
     assert cli("run", str(spec), "--workdir", str(fresh), "--dry-run").returncode == 0 and nothing_written(fresh)
+    refused = cli(*point_args(mlp_model, fresh, "--exec-precision", "fp16", "--dry-run"))
+    assert refused.returncode == 0 and nothing_written(fresh), refused.stderr
+    [line] = refused.stdout.strip().splitlines()  # the state, the point, then why
+    assert line.startswith("refused ") and " exec fp16: onnxruntime cannot execute in 'fp16'" in line
+
+
+def test_a_refusal_that_cannot_change_is_stored_once(mlp_model, tmp_path):
+    work = tmp_path / "w"
+    runs = [cli(*point_args(mlp_model, work, "--exec-precision", "fp16")) for _ in range(3)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert "REFUSED" in runs[0].stderr and "stored (refused), skipped" in runs[2].stderr
+    rows = ResultsStore(layout.store_path(work)).rows(latest_only=False)
+    assert [r["status"] for r in rows] == ["refused"] and not (work / "runs").exists()
 
 
 # -- 8. smaller defects -----------------------------------------------------------------------------------
@@ -317,3 +330,13 @@ def test_a_score_that_cannot_mean_what_it_says_is_warned_about():
     assert "1 value(s) per sample but the labels have 10 classes" in few
     [zero] = classifier_warnings(0.0, 10, labels)
     assert "0.00 % top-1" in zero
+
+
+def test_predict_zoo_says_it_builds_and_shows_progress(tmp_path):
+    work = tmp_path / "w"
+    first = cli("predict", "--zoo", "mobilenetv1-fp32", "--platform", "jetson-tx2", "--workdir", str(work))
+    assert first.returncode == 0, first.stderr
+    assert f"building zoo model mobilenetv1-fp32 into {work / 'models'} (a one-time build" in first.stderr
+    assert "mobilenetv1-fp32: built in" in first.stderr
+    again = cli("predict", "--zoo", "mobilenetv1-fp32", "--platform", "jetson-tx2", "--workdir", str(work))
+    assert again.returncode == 0 and "building zoo model" not in again.stderr  # built once, then cached

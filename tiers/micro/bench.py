@@ -11,7 +11,9 @@ row's `level`, `layer`, `op_type`, `occurrences` and `parent_model` columns.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,13 +79,21 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def file_stem(name: str) -> str:
+    """A file name for a cut: node names such as torch's "/features/0/Conv" hold path separators, so the
+    name is made safe, with a short hash of the original when it changed (two names cannot collide)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "layer"
+    return stem if stem == name else f"{stem}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+
+
 def materialize(cut: Cut, out_dir: Path, batches: tuple[int, ...], parent_meta: dict, size: int | None) -> MicroTarget:
     """Write the cut's model file(s), its metadata and its synthetic dataset under `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     models: dict[int, Path] = {}
+    stem = file_stem(cut.name)
     for batch in batches:
         model, constants = runnable(cut, batch)
-        path = out_dir / (f"{cut.name}-b{batch}.onnx" if constants else f"{cut.name}.onnx")
+        path = out_dir / (f"{stem}-b{batch}.onnx" if constants else f"{stem}.onnx")
         if not path.exists():
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_bytes(model.SerializeToString())
@@ -96,7 +106,7 @@ def materialize(cut: Cut, out_dir: Path, batches: tuple[int, ...], parent_meta: 
                       "parent_model": cut.parent_model, "kind": cut.kind, "stack_size": size,
                       "signature": cut.signature, "ops": cut.ops, "weight_bytes": cut.weight_bytes,
                       "note": "shortcut inputs bound as constants of the batch" if constants else ""}})
-    data = out_dir / f"{cut.name}-data"
+    data = out_dir / f"{stem}-data"
     if not (data / "samples.npy").exists():
         data.mkdir(exist_ok=True)
         primary = _primary(cut.inputs)

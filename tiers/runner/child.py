@@ -128,7 +128,8 @@ def compute_figures(timings: list[ComputeTiming]) -> ComputeFigures:
     return ComputeFigures(
         batch=timings[0].batch, streams=timings[0].streams, lat_mean_ms=stats["mean"], lat_p50_ms=stats["p50"],
         lat_p90_ms=stats["p90"], lat_p99_ms=stats["p99"], lat_min_ms=stats["min"], lat_max_ms=stats["max"],
-        executions=stats["n"], throughput=samples / sum(t.wall_s for t in timings), before_throughput=before,
+        executions=stats["n"], throughput=samples / sum(t.batch * len(t.latencies_s) / t.throughput for t in timings),
+        before_throughput=before,
         after_throughput=after, drift=None if after is None else abs(after - before) / before)
 
 

@@ -3,8 +3,10 @@ path runs them, so compute and system figures describe the same deployment.
 
 Each stream's thread repeats its step until the time budget is spent (and at least `MIN_EXECUTIONS`
 ran, at most `MAX_EXECUTIONS`); the streams start together at a barrier. Throughput is all executed
-samples over the wall time from the barrier to the last stream's end (with one stream: over the sum of
-the executions' own durations, so the timing loop is not counted); latencies are each execution's own
+samples per second summed over the streams, each stream's samples over its own time from the barrier to
+its last execution's end (so the tail, when the first streams have stopped and the last one finishes its
+execution alone, is not charged to all of them; with one stream: over the sum of the executions' own
+durations, so the timing loop is not counted); latencies are each execution's own
 duration as the backend timed it (a host clock around the call, or device events). Python's garbage
 collector is off while timing, as timeit keeps it off: a collection is no part of an execution.
 """
@@ -33,10 +35,14 @@ class ComputeTiming:
     streams: int
     latencies_s: list[float]
     wall_s: float
+    stream_counts: list[int] | None = None  # executions per stream (None: one stream)
+    stream_walls_s: list[float] | None = None  # each stream's time from the barrier to its last end
 
     @property
     def throughput(self) -> float:
-        """Samples per second over all streams."""
+        """Samples per second over all streams: the sum of each stream's own rate."""
+        if self.stream_counts and self.stream_walls_s:
+            return sum(self.batch * n / w for n, w in zip(self.stream_counts, self.stream_walls_s))
         return self.batch * len(self.latencies_s) / self.wall_s
 
     @property
@@ -51,17 +57,21 @@ def _loop(step, seconds: float, minimum: int, out: list[float]) -> None:
         out.append(step())
 
 
-def _run_streams(steps: list, seconds: float, minimum: int) -> tuple[list[list[float]], float]:
-    """Every step repeated for about `seconds`, all streams at once: (seconds per execution per stream, wall)."""
+def _run_streams(steps: list, seconds: float, minimum: int) -> tuple[list[list[float]], float, list[float]]:
+    """Every step repeated for about `seconds`, all streams at once: (seconds per execution per stream, wall,
+    each stream's own time from the start to its end)."""
     per_stream: list[list[float]] = [[] for _ in steps]
     if len(steps) == 1:
         _loop(steps[0], seconds, minimum, per_stream[0])
-        return per_stream, float(np.sum(per_stream[0]))
+        total = float(np.sum(per_stream[0]))
+        return per_stream, total, [total]
     barrier = threading.Barrier(len(steps) + 1)
+    ends = [0.0] * len(steps)
 
     def work(k: int) -> None:
         barrier.wait()
         _loop(steps[k], seconds, minimum, per_stream[k])
+        ends[k] = time.perf_counter()
 
     threads = [threading.Thread(target=work, args=(k,), name=f"compute-{k}") for k in range(len(steps))]
     for t in threads:
@@ -70,7 +80,7 @@ def _run_streams(steps: list, seconds: float, minimum: int) -> tuple[list[list[f
     start = time.perf_counter()
     for t in threads:
         t.join()
-    return per_stream, time.perf_counter() - start
+    return per_stream, time.perf_counter() - start, [end - start for end in ends]
 
 
 def measure_compute(backend, batch: np.ndarray, streams: int, seconds: float) -> ComputeTiming:
@@ -81,12 +91,15 @@ def measure_compute(backend, batch: np.ndarray, streams: int, seconds: float) ->
     enabled = gc.isenabled()
     gc.disable()
     try:
-        per_stream, wall = _run_streams(steps, seconds, MIN_EXECUTIONS)
+        per_stream, wall, walls = _run_streams(steps, seconds, MIN_EXECUTIONS)
     finally:
         if enabled:
             gc.enable()
     latencies = [s for part in per_stream for s in part]
-    return ComputeTiming(batch=len(batch), streams=streams, latencies_s=latencies, wall_s=wall)
+    multi = streams > 1
+    return ComputeTiming(batch=len(batch), streams=streams, latencies_s=latencies, wall_s=wall,
+                         stream_counts=[len(part) for part in per_stream] if multi else None,
+                         stream_walls_s=walls if multi else None)
 
 
 def latency_stats_ms(seconds: list[float]) -> dict:

@@ -47,6 +47,28 @@ def test_plan_makes_files_datasets_and_points(small_resnet, tmp_path):
     assert sets["1"].unique == sum(1 for t in targets if t.level == 1)
 
 
+def test_node_names_with_path_separators_make_files_inside_the_output_dir(small_resnet, tmp_path):
+    model = onnx.load(str(small_resnet))
+    for k, node in enumerate(model.graph.node):  # torch's exporter names nodes like "/layer1/0/conv1/Conv"
+        node.name = f"/block{k}/{node.op_type}"
+    renamed = tmp_path / "torchish.onnx"
+    onnx.save(model, renamed)
+    out = tmp_path / "out"
+    targets, _sets = plan_micro(renamed, "torchish", (1,), (2,), ["onnxruntime"], 4, 1, out)
+    files = [p for t in targets for p in t.models.values()] + [t.dataset for t in targets]
+    assert files and all(p.resolve().is_relative_to(out.resolve()) and p.exists() for p in files)
+    assert len({p for t in targets if t.cut is not None for p in t.models.values()}) == 2 * sum(
+        1 for t in targets if t.cut is not None)  # one file per cut and batch: no two names collided
+
+
+def test_file_stem_is_safe_and_keeps_names_apart():
+    from tiers.micro.bench import file_stem
+
+    assert file_stem("conv1") == "conv1"
+    a, b = file_stem("/a/b"), file_stem("_a_b")
+    assert "/" not in a and a != b and a.startswith("a_b-")
+
+
 def test_micro_command_stores_rows_with_the_cuts_facts(tmp_path, capsys):
     model = tmp_path / "mlp3.onnx"
     onnx.save(mlp3(), model)
