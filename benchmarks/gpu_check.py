@@ -38,6 +38,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -571,8 +572,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      epilog="Install: pip install -e \".[tensorrt,gpu,test]\"; results go to $OUT.")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "gpu_check_out"),
                         help="where gpu_check.log and gpu_check.json go (default: $OUT, else ./gpu_check_out)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/mlperf-ext-gpu-check"),
-                        help="models, data, engine cache and run directories (kept out of $OUT)")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mlperf-ext-gpu-check",
+                        help="models, data, engine cache and run directories (kept out of $OUT; default: "
+                             "mlperf-ext-gpu-check in the system's temporary directory)")
     parser.add_argument("--budget-s", type=float, default=540.0, help="stop starting sections after this (540)")
     parser.add_argument("--batch", type=int, default=8, help="batch for MultiStream, Server, Offline (8)")
     parser.add_argument("--streams", type=int, default=2, help="streams for MultiStream, Server, Offline (2)")
