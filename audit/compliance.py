@@ -10,6 +10,7 @@ land in the compliance run's directory, in upstream's format.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +27,15 @@ from mlperf_ext.accuracy import evaluate
 from mlperf_ext.config import with_overrides
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import ConfigError
-from mlperf_ext.logs import DETAIL_NAME, SUMMARY_NAME
+from mlperf_ext.logs import DETAIL_NAME, SUMMARY_NAME, read_detail_values
 from mlperf_ext.result import PointResult
 from mlperf_ext.store import ResultsStore
 from tiers.runner import layout as runs_layout
 from tiers.runner.runner import PointRunner, RunnerOptions
+
+#: the setting that sizes LoadGen's generated query list, per scenario
+EXPECTED_KEYS = {"SingleStream": "single_stream_expected_latency_ns", "MultiStream": "multi_stream_expected_latency_ns",
+                 "Server": "server_target_qps", "Offline": "offline_expected_qps"}
 
 
 @dataclass
@@ -61,13 +66,38 @@ def verify(test: str, entry: ResultRuns, run: PointResult) -> list[Verification]
             verify_test01_performance(perf / DETAIL_NAME, mine / DETAIL_NAME)]
 
 
+def logged_nothing(log: Path) -> bool:
+    """True for an accuracy log that is an empty JSON array (other damage is evaluate's to report)."""
+    try:
+        return json.loads(log.read_text(encoding="utf-8")) == []
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+
+
+def unsampled_reason(run: PointResult) -> str:
+    """Why a TEST01 rerun logged no sample, and the fix. LoadGen logs each query with probability
+    accuracy_log_sampling_target / generated_query_count, and sizes the generated list by the expected
+    latency (or QPS): a hint far below the real latency leaves the few queries issued unlogged."""
+    values = read_detail_values(loadgen_dir(run) / DETAIL_NAME)
+    generated, target = values.get("generated_query_count"), values.get("effective_accuracy_log_sampling_target")
+    issued = run.system.query_count if run.system else None
+    key = EXPECTED_KEYS.get(run.point.scenario, "the scenario's expected latency or QPS")
+    return (f"the TEST01 rerun of {run.point.label()} logged no sample: LoadGen logged each of its {issued} queries "
+            f"with probability {target}/{generated} (sampling target over generated queries); fix: set {key} "
+            "near the measured value so LoadGen generates about as many queries as it issues, then rerun with "
+            "--force")
+
+
 def write_test01_accuracy(run: PointResult) -> None:
     """MLPerf's accuracy line over the samples TEST01 logged (the tree's TEST01/accuracy/accuracy.txt)."""
     labels = open_dataset(run.point.dataset).labels
     if labels is None:
         raise ConfigError(f"dataset {run.point.dataset} has no labels, so TEST01's accuracy cannot be scored; "
                           "fix: use a labelled dataset")
-    acc = evaluate(loadgen_dir(run) / ACCURACY_JSON_NAME, labels, "int32")
+    log = loadgen_dir(run) / ACCURACY_JSON_NAME
+    if logged_nothing(log):
+        raise ConfigError(unsampled_reason(run))
+    acc = evaluate(log, labels, "int32")
     (Path(run.run_dir) / runs_layout.ACCURACY_FILE).write_text(acc.line + "\n")
 
 

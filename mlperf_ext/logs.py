@@ -150,6 +150,11 @@ def _first_values(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return values
 
 
+def read_detail_values(path: Path) -> dict[str, Any]:
+    """Each key's first value in a detail log (settings, counts and results as LoadGen logged them)."""
+    return _first_values(read_detail_entries(path))
+
+
 def _flagged(entries: list[dict[str, Any]], flag: str) -> list[str]:
     out = []
     for e in entries:

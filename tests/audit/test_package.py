@@ -3,14 +3,16 @@ compliance tests catching a SUT that cheats in performance mode (TEST01) or cach
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from audit import layout
 from audit.checker import check_tree_report
-from audit.compliance import run_compliance
+from audit.compliance import run_compliance, write_test01_accuracy
 from audit.package import PackageRequest, package, user_conf_text
 from audit.rules import MAX_ACCURACY_LOG_SIZE, round_rules
 from audit.selection import select_results
@@ -93,6 +95,25 @@ def test_honest_sut_passes_both_compliance_tests(honest):
                 continue
             assert v.passed and text.endswith("TEST PASS"), (test, v.kind, v.reasons)
         assert outcome.run.point.audit_config and outcome.run.point.mode == "performance"
+    # LoadGen sized its query list by the device's latency, so TEST01 logged every query it issued (at
+    # least min_query_count), not the handful an expected latency far below the real one leaves
+    logged = json.loads((Path(outcomes["TEST01"].run.run_dir) / runs_layout.LOADGEN_DIR / layout.ACCURACY_JSON_NAME).read_text())
+    assert len(logged) == outcomes["TEST01"].run.system.query_count >= 100
+
+
+def test_a_test01_rerun_that_logged_nothing_says_why_and_how_to_fix_it(honest, tmp_path):
+    _, _, outcomes = honest
+    run = outcomes["TEST01"].run
+    copy = tmp_path / "run"
+    shutil.copytree(run.run_dir, copy)
+    (copy / runs_layout.ACCURACY_FILE).unlink()
+    (copy / runs_layout.LOADGEN_DIR / layout.ACCURACY_JSON_NAME).write_text("[\n]\n")  # what LoadGen writes when nothing sampled
+    with pytest.raises(ConfigError) as err:
+        write_test01_accuracy(dataclasses.replace(run, run_dir=str(copy)))
+    message = str(err.value)
+    assert "logged no sample" in message and "probability 4096/" in message
+    assert "fix: set single_stream_expected_latency_ns" in message
+    assert not (copy / runs_layout.ACCURACY_FILE).exists()
 
 
 def test_round_trip_tree_has_every_file_and_only_the_disclosed_problems(packaged, honest):
