@@ -75,9 +75,9 @@ RESULT_COLUMNS: Sequence[Column] = (
     ("result", verdict, "left", 1),
     ("accuracy", lambda r: _num(None if not r.accuracy or r.accuracy.value is None else 100 * r.accuracy.value, ".2f"),
      "right", 3),
-    ("sys samples/s", lambda r: _num(r.system.throughput if r.system else None, ",.0f"), "right", 2),
+    ("system/s", lambda r: _num(r.system.throughput if r.system else None, ",.0f"), "right", 2),
     ("sys p90 ms", lambda r: _num(r.system.lat_p90_ms if r.system else None, ".3f"), "right", 5),
-    ("compute samples/s", lambda r: _num(r.compute.throughput if r.compute else None, ",.0f"), "right", 2),
+    ("compute/s", lambda r: _num(r.compute.throughput if r.compute else None, ",.0f"), "right", 2),
     ("compute ms/batch", lambda r: _num(r.compute.lat_mean_ms if r.compute else None, ".3f"), "right", 6),
     ("avg W", lambda r: _num(r.power.avg_w if r.power else None, ".2f"), "right", 8),
     ("samples/J", lambda r: _num(r.power.samples_per_j if r.power else None, ",.1f"), "right", 8),
@@ -85,8 +85,8 @@ RESULT_COLUMNS: Sequence[Column] = (
     ("flags", _flags, "left", 7),
 )
 CAPTION = ("* quick profile: short runs, not submission-compliant. system = LoadGen (issue -> complete); compute = "
-           "backend execution only, per batch, all streams at once. prec: variant label -> datatype that executed. "
-           "compliant: the audit checker's verdict (- = not checked).")
+           "backend execution only, per batch, all streams at once; system/s and compute/s are samples per second. "
+           "prec: variant label -> datatype that executed. compliant: the audit checker's verdict (- = not checked).")
 
 
 def fitting_columns(columns: Sequence[Column], cells: list[list[str]], width: int) -> list[int]:

@@ -77,7 +77,7 @@ def test_demo_table_prints_every_row(demo_rows):
     out = io.StringIO()
     print_results(rows, Console(file=out, width=400))
     text = out.getvalue()
-    for header in ("accuracy", "sys samples/s", "compute samples/s", "compute ms/batch", "run"):
+    for header in ("accuracy", "system/s", "compute/s", "compute ms/batch", "run"):
         assert header in text
     assert text.count("mlpdemo-w") >= len(rows)
     assert "dataset mnist: MNIST 28x28" in text  # what the data is, said next to the results

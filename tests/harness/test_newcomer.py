@@ -247,6 +247,7 @@ def test_results_table_has_a_run_column(invalid_and_ok):
                             env={**ENV, "COLUMNS": "80", "FORCE_COLOR": "1"}).stdout  # the id survives 80 columns
     for row in ResultsStore(layout.store_path(work)).rows():
         assert row["run_id"][-10:] in out and row["run_id"][-10:] in narrow
+    assert "system/s" in narrow  # and so does the headline figure
 
 
 def test_version():
