@@ -27,7 +27,7 @@ from mlperf_ext.accuracy import evaluate
 from mlperf_ext.config import with_overrides
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import ConfigError
-from mlperf_ext.logs import DETAIL_NAME, SUMMARY_NAME, read_detail_values
+from mlperf_ext.logs import DETAIL_NAME, SUMMARY_NAME, LogParseError, read_detail_values
 from mlperf_ext.result import PointResult
 from mlperf_ext.store import ResultsStore
 from tiers.runner import layout as runs_layout
@@ -95,9 +95,12 @@ def write_test01_accuracy(run: PointResult) -> None:
         raise ConfigError(f"dataset {run.point.dataset} has no labels, so TEST01's accuracy cannot be scored; "
                           "fix: use a labelled dataset")
     log = loadgen_dir(run) / ACCURACY_JSON_NAME
-    if logged_nothing(log):
-        raise ConfigError(unsampled_reason(run))
-    acc = evaluate(log, labels, "int32")
+    try:
+        acc = evaluate(log, labels, "int32")
+    except LogParseError:
+        if logged_nothing(log):  # looked at only when evaluate refused the log: it is read once otherwise
+            raise ConfigError(unsampled_reason(run)) from None
+        raise
     (Path(run.run_dir) / runs_layout.ACCURACY_FILE).write_text(acc.line + "\n")
 
 
