@@ -344,7 +344,9 @@ def complete_empty(ids: Sequence[int]) -> None:
 
 @dataclass
 class LoadGenTest:
-    """Handles for one test: a fast SUT and a QSL built from plain Python callbacks."""
+    """Handles for one test: a QSL built from plain Python callbacks, and a fast SUT built from the issue
+    and flush callbacks, or `sut_handle`: a SUT implemented natively (scenarios/native.py), which LoadGen
+    then calls without Python in between."""
 
     issue: Callable[[list[int], list[int]], None]
     flush: Callable[[], None]
@@ -353,6 +355,7 @@ class LoadGenTest:
     load: Callable[[list[int]], None]
     unload: Callable[[list[int]], None]
     errors: CallbackErrors = field(default_factory=CallbackErrors)
+    sut_handle: int | None = None
 
     def run(self, settings: lg.TestSettings, log_dir: Path, enable_trace: bool = False,
             audit_config: Path | None = None) -> None:
@@ -361,8 +364,10 @@ class LoadGenTest:
         LoadGen applies an `audit.config` it finds (the compliance tests use it); unless one is given,
         it is pointed at a file that cannot exist, so a stray audit.config in the cwd changes nothing."""
         log_dir.mkdir(parents=True, exist_ok=True)
-        sut = lg.ConstructFastSUT(guard_callback(self.issue, self.errors, "issue_query"),
-                                  guard_callback(self.flush, self.errors, "flush_queries"))
+        sut = self.sut_handle
+        if sut is None:
+            sut = lg.ConstructFastSUT(guard_callback(self.issue, self.errors, "issue_query"),
+                                      guard_callback(self.flush, self.errors, "flush_queries"))
         qsl = lg.ConstructQSL(self.total_count, self.performance_count,
                               guard_callback(self.load, self.errors, "load_samples"),
                               guard_callback(self.unload, self.errors, "unload_samples"))
@@ -377,4 +382,5 @@ class LoadGenTest:
             lg.StartTestWithLogSettings(sut, qsl, settings, log_settings, audit)
         finally:
             lg.DestroyQSL(qsl)
-            lg.DestroyFastSUT(sut)
+            if self.sut_handle is None:
+                lg.DestroyFastSUT(sut)

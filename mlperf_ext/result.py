@@ -148,6 +148,8 @@ class DispatchFigures:
     batches: int | None = None
     samples: int | None = None
     batch_sizes: dict = column(factory=dict)  # size -> how many batches had it
+    impl: str | None = None  # the dispatcher that ran: native (the C++ SUT) or python
+    impl_note: str | None = None  # why the Python dispatcher ran where the native one would have
 
 
 @dataclass

@@ -57,6 +57,14 @@ class ComputeEstimate:
 
 
 class Dispatcher(Protocol):
+    #: which implementation ran ("native": scenarios/native.py; "python": the classes here)
+    impl: str
+    #: why a Python dispatcher ran where the native one would have (None when by design)
+    impl_note: str | None
+    #: a LoadGen SUT handle when the dispatcher is itself the SUT (native); None: the issue/flush callbacks
+    #: go into a FastSUT
+    sut_handle: int | None
+
     def issue(self, ids: list[int], indices: list[int]) -> None: ...
 
     def flush(self) -> None: ...
@@ -82,7 +90,15 @@ def chunks(ids: Sequence[int], indices: Sequence[int], size: int):
         yield ids[start:start + size], indices[start:start + size]
 
 
-class Inline:
+class PythonDispatcher:
+    """What the Python dispatchers share: LoadGen calls them through a FastSUT."""
+
+    impl = "python"
+    impl_note: str | None = None
+    sut_handle: int | None = None
+
+
+class Inline(PythonDispatcher):
     """Runs every issued query on LoadGen's issue thread, split into batches: no hand-off cost."""
 
     def __init__(self, run_batch: RunBatch, batch: int):
@@ -102,8 +118,9 @@ class Inline:
         pass
 
 
-class StreamPool:
-    """`streams` worker threads; worker k runs its batches on backend stream k."""
+class StreamPool(PythonDispatcher):
+    """`streams` worker threads; worker k runs its batches on backend stream k (the native batcher's
+    fallback for Offline and MultiStream)."""
 
     def __init__(self, run_batch: RunBatch, streams: int, batch: int):
         self._run, self._batch = run_batch, batch

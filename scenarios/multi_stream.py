@@ -1,5 +1,6 @@
 """MultiStream: a query is `samples_per_query` samples (8 in MLPerf) run as one batch; with a
-smaller batch the query is split, and the parts run on parallel streams when there are several."""
+smaller batch the query is split, and the parts run on parallel streams when there are several (native
+workers, scenarios/native.py; a Python stream pool without the extension)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from scenarios.base import (
     RunBatch,
     StreamPool,
 )
+from scenarios.native import native_or_python
 
 
 class MultiStream:
@@ -30,4 +32,5 @@ class MultiStream:
         batch = self.nominal_batch(config)
         if config.streams == 1 or batch >= config.samples_per_query:
             return Inline(run_batch, batch)
-        return StreamPool(run_batch, config.streams, batch)
+        return native_or_python(run_batch, batch, config.streams, 0,
+                                lambda: StreamPool(run_batch, config.streams, batch))

@@ -1,5 +1,8 @@
-"""Offline: one query holding every sample; split into batches, run inline with one stream or by
-`streams` workers."""
+"""Offline: one query holding every sample, split into batches run by `streams` workers.
+
+The workers are native (scenarios/native.py): LoadGen hands the query to the SUT in C++, so the
+millions of samples of a query never become Python lists. Without the extension: inline with one stream,
+else a Python stream pool."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from scenarios.base import (
     RunBatch,
     StreamPool,
 )
+from scenarios.native import native_or_python
 
 
 class Offline:
@@ -29,6 +33,9 @@ class Offline:
         return {"offline_expected_qps": min(qps, MAX_OFFLINE_QPS)}
 
     def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig):
-        if config.streams == 1:
-            return Inline(run_batch, config.batch)
-        return StreamPool(run_batch, config.streams, config.batch)
+        def python():
+            if config.streams == 1:
+                return Inline(run_batch, config.batch)
+            return StreamPool(run_batch, config.streams, config.batch)
+
+        return native_or_python(run_batch, config.batch, config.streams, 0, python)

@@ -1,6 +1,12 @@
 """Server: Poisson arrivals under a latency bound. Issued samples go to a queue; `streams` workers
 each take up to `batch` samples, waiting at most `max_wait_us` after the oldest one arrived for a
-batch to fill (dynamic batching), then run it on their own stream."""
+batch to fill (dynamic batching), then run it on their own stream.
+
+The queue and the workers are native (scenarios/native.py): LoadGen's issue thread takes no GIL and the
+backend's Python runs once per batch. `DynamicBatcher` is the same policy in Python, the fallback where the
+extension is not built: there every query crosses from the issue thread to a worker through a
+`threading.Condition`, which caps the rate at what the GIL allows per query.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +15,15 @@ import threading
 import time
 from collections import deque
 
-from scenarios.base import ComputeEstimate, DispatchConfig, RunBatch
+from scenarios.base import ComputeEstimate, DispatchConfig, PythonDispatcher, RunBatch
+from scenarios.native import native_or_python
 
 #: LoadGen's issue thread needs the GIL for every query; a 5 ms switch interval shows up directly
 #: in the tail latency (measured with LoadGen's null SUT on 2 cores), so the Server run lowers it.
 SERVER_SWITCH_INTERVAL_S = 0.0005
 
 
-class DynamicBatcher:
+class DynamicBatcher(PythonDispatcher):
     def __init__(self, run_batch: RunBatch, config: DispatchConfig):
         self._run = run_batch
         self._max_batch = config.batch
@@ -24,6 +31,7 @@ class DynamicBatcher:
         self._pending: deque[tuple[int, int, float]] = deque()
         self._ready = threading.Condition()
         self._closing = False
+        self._flushing = False  # LoadGen issues nothing more in this series: partial batches need not wait
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(SERVER_SWITCH_INTERVAL_S)
         self._workers = [threading.Thread(target=self._work, args=(k,), daemon=True, name=f"stream-{k}")
@@ -35,11 +43,12 @@ class DynamicBatcher:
         now = time.perf_counter()
         with self._ready:
             self._pending.extend((sid, idx, now) for sid, idx in zip(ids, indices))
+            self._flushing = False
             self._ready.notify()
 
     def _take(self) -> list[tuple[int, int, float]] | None:
         """Up to `max_batch` queued samples, once the batch is full or its oldest sample waited
-        `max_wait`; None when closing. Never an empty batch: another stream may take what this one
+        `max_wait`, or LoadGen flushed; None when closing. Never an empty batch: another stream may take what this one
         waited for, and then this one goes back to waiting."""
         with self._ready:
             while True:
@@ -47,7 +56,8 @@ class DynamicBatcher:
                     if self._closing:
                         return None
                     self._ready.wait()
-                while self._pending and len(self._pending) < self._max_batch and not self._closing:
+                while (self._pending and len(self._pending) < self._max_batch and not self._closing
+                       and not self._flushing):
                     remaining = self._pending[0][2] + self._max_wait - time.perf_counter()
                     if remaining <= 0:
                         break
@@ -65,7 +75,9 @@ class DynamicBatcher:
             self._run([t[0] for t in taken], [t[1] for t in taken], stream)
 
     def flush(self) -> None:
-        pass
+        with self._ready:
+            self._flushing = True
+            self._ready.notify_all()
 
     def close(self) -> None:
         with self._ready:
@@ -87,5 +99,6 @@ class Server:
         # the user sets it, or the runner searches it with short runs (tiers/runner/server_search.py).
         return {}
 
-    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig) -> DynamicBatcher:
-        return DynamicBatcher(run_batch, config)
+    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig):
+        return native_or_python(run_batch, config.batch, config.streams, config.max_wait_us,
+                                lambda: DynamicBatcher(run_batch, config))

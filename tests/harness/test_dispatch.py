@@ -1,5 +1,5 @@
 """Dispatch policies in isolation: every issued sample reaches the backend exactly once, in batches of
-the allowed size, never empty, from every stream."""
+the allowed size, never empty, from every stream; for the native dispatcher and for its Python fallback."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from scenarios import DispatchConfig, get_scenario
+from scenarios import DispatchConfig, get_scenario, native
 
 
 class Recorder:
@@ -17,6 +17,7 @@ class Recorder:
         self.lock = threading.Lock()
         self.batches: list[tuple[list[int], int]] = []
         self.delay_s = delay_s
+        self.ran = threading.Event()
 
     def __call__(self, ids, indices, stream):
         assert list(ids) == [i + 1000 for i in indices]  # ids and indices stay paired
@@ -24,15 +25,45 @@ class Recorder:
             time.sleep(self.delay_s)
         with self.lock:
             self.batches.append((list(ids), stream))
+        self.ran.set()
+
+    def samples(self) -> int:
+        with self.lock:
+            return sum(len(b) for b, _ in self.batches)
+
+
+@pytest.fixture(params=["native", "python"])
+def impl(request, monkeypatch):
+    """Each test runs on the native dispatcher and on the Python fallback (forced as on a host without
+    the extension)."""
+    if request.param == "python":
+        monkeypatch.setattr(native, "unavailable", lambda: "forced by the test")
+    return request.param
+
+
+def test_the_native_dispatcher_is_built():
+    # `pip install` builds scenarios._native; if it could not, every scenario silently runs the Python fallback
+    assert native.unavailable() is None, native.unavailable()
+
+
+def _wait_for(rec: Recorder, n: int, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while rec.samples() < n and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 @pytest.mark.parametrize("scenario,batch,streams", [
     ("Server", 4, 2), ("Server", 8, 3), ("Server", 1, 2), ("Offline", 16, 2), ("Offline", 16, 1),
     ("MultiStream", 2, 2), ("MultiStream", 8, 1), ("SingleStream", 1, 1)])
-def test_every_sample_runs_once(scenario, batch, streams):
+def test_every_sample_runs_once(impl, scenario, batch, streams):
     rec = Recorder(delay_s=0.0002)
     config = DispatchConfig(batch=batch, streams=streams, samples_per_query=8, max_wait_us=300)
     dispatcher = get_scenario(scenario).make_dispatcher(rec, config)
+    inline = scenario == "SingleStream" or (scenario == "MultiStream" and streams == 1)
+    assert dispatcher.impl == ("python" if inline else impl)
+    assert (dispatcher.sut_handle is not None) == (dispatcher.impl == "native")
+    if impl == "python" and not inline:
+        assert dispatcher.impl_note == "forced by the test"  # the row says why the fallback ran
     per_query = {"Offline": 500, "MultiStream": 8, "SingleStream": 1}.get(scenario, 1)
     issued = []
     for q in range(400 // per_query if per_query > 1 else 400):
@@ -41,11 +72,70 @@ def test_every_sample_runs_once(scenario, batch, streams):
         dispatcher.issue([i + 1000 for i in indices], indices)
         if scenario == "Server" and q % 7 == 0:
             time.sleep(0.0003)  # bursts and gaps, so partial batches time out
-    deadline = time.monotonic() + 10
-    while sum(len(b) for b, _ in rec.batches) < len(issued) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_for(rec, len(issued))
     dispatcher.close()
     counts = Counter(i for b, _ in rec.batches for i in b)
     assert counts == Counter(i + 1000 for i in issued)
     assert all(0 < len(b) <= max(batch, 1) for b, _ in rec.batches)
     assert {s for _, s in rec.batches} <= set(range(streams))
+
+
+def test_server_batches_fill_when_samples_queue_up(impl):
+    # a backend slower than the arrivals: while one batch runs, the next fills to the largest batch
+    rec = Recorder(delay_s=0.02)
+    dispatcher = get_scenario("Server").make_dispatcher(rec, DispatchConfig(batch=8, max_wait_us=100_000))
+    for i in range(64):
+        dispatcher.issue([i + 1000], [i])
+    _wait_for(rec, 64)
+    dispatcher.close()
+    sizes = [len(b) for b, _ in rec.batches]
+    assert sum(sizes) == 64 and max(sizes) == 8 and sizes.count(8) >= 6, sizes
+
+
+def test_a_partial_server_batch_goes_when_its_wait_ends(impl):
+    rec = Recorder()
+    dispatcher = get_scenario("Server").make_dispatcher(rec, DispatchConfig(batch=64, max_wait_us=2000))
+    dispatcher.issue([1003, 1004], [3, 4])
+    assert rec.ran.wait(10), "a partial batch never ran"
+    dispatcher.close()
+    assert rec.batches == [([1003, 1004], 0)]
+
+
+def test_flush_sends_a_partial_batch_without_waiting(impl):
+    # LoadGen flushes after its last query: nothing more will fill the batch, so it must not sit out the wait
+    rec = Recorder()
+    dispatcher = get_scenario("Server").make_dispatcher(rec, DispatchConfig(batch=64, max_wait_us=60_000_000))
+    dispatcher.issue([1001], [1])
+    dispatcher.flush()
+    ran = rec.ran.wait(20)
+    dispatcher.close()
+    assert ran and rec.batches == [([1001], 0)]
+
+
+def test_close_runs_what_is_queued_first(impl):
+    rec = Recorder(delay_s=0.001)
+    dispatcher = get_scenario("Server").make_dispatcher(rec, DispatchConfig(batch=4, streams=2, max_wait_us=50))
+    for i in range(40):
+        dispatcher.issue([i + 1000], [i])
+    dispatcher.close()
+    assert rec.samples() == 40
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_raising_run_batch_is_counted_and_the_workers_go_on():
+    if native.unavailable():
+        pytest.skip(native.unavailable())
+    calls = []
+
+    def run_batch(ids, indices, stream):
+        calls.append(list(ids))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+
+    dispatcher = native.NativeBatcher(run_batch, 1, 1, 0)
+    dispatcher.issue([1, 2, 3], [1, 2, 3])
+    deadline = time.monotonic() + 10
+    while len(calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    dispatcher.close()
+    assert calls == [[1], [2], [3]] and dispatcher.failed_batches == 1

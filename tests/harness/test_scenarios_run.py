@@ -47,6 +47,8 @@ def test_every_scenario_runs_on_both_backends_and_is_valid(sweep):
         assert r.callback_errors == 0
         assert (r.runtime.precision, r.runtime.compute_dtype) == ("fp32", "fp32")
         assert "system_above_compute" not in r.flags, r.flags
+        # Server and Offline go through the native SUT; SingleStream and MultiStream at one stream run inline
+        assert r.dispatch.impl == ("native" if r.point.scenario in ("Server", "Offline") else "python")
 
 
 def test_metric_matches_scenario(sweep):

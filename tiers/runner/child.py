@@ -218,7 +218,8 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     dispatcher = scenario.make_dispatcher(adapter.run_batch, config)
     test = loadgen.LoadGenTest(issue=dispatcher.issue, flush=dispatcher.flush,
                                total_count=library.total_count, performance_count=library.performance_count,
-                               load=library.load, unload=library.unload, errors=errors)
+                               load=library.load, unload=library.unload, errors=errors,
+                               sut_handle=dispatcher.sut_handle)
     log_dir = run_dir / layout.LOADGEN_DIR
     audit = None
     if point.audit_config:  # a compliance rerun: LoadGen applies the test's settings from its cwd
@@ -233,6 +234,8 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
         run_ended = time.time()
         trace = meter.stop() if meter is not None else None
         dispatcher.close()
+    if getattr(dispatcher, "failed_batches", 0):
+        errors.record(RuntimeError(f"{dispatcher.failed_batches} batch(es) raised in run_batch"), "native dispatcher")
     if not probe:  # the same measurement after the run: did the host stay as it was?
         timings.append(measure_compute(backend, nominal, point.streams, seconds))
     np.save(run_dir / layout.COMPUTE_FILE, np.asarray([s for t in timings for s in t.latencies_s]))
@@ -248,7 +251,8 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
                             providers=list(desc.providers), settings=desc.settings, precision=desc.precision,
                             compute_dtype=desc.compute_dtype, notes=list(desc.notes)),
         dispatch=DispatchFigures(batches=adapter.batches, samples=adapter.samples,
-                                 batch_sizes={str(k): v for k, v in sorted(adapter.batch_sizes.items())}))
+                                 batch_sizes={str(k): v for k, v in sorted(adapter.batch_sizes.items())},
+                                 impl=dispatcher.impl, impl_note=dispatcher.impl_note))
     problems = [f"{errors.count} callback error(s); first: {errors.first}"] if errors.count else []
     # From here on the run happened: a problem makes it 'failed' (never 'refused') and keeps what was measured.
     try:
