@@ -1,18 +1,27 @@
-"""What the harness costs: the null backend through the SUT adapter vs a bare LoadGen null SUT.
+"""What the harness costs: the null backend through the harness's SUT vs a bare LoadGen null SUT.
 
-Prints, from one run (variants interleaved, each in its own process since LoadGen runs one test
-per process; median of --rounds):
-  - Offline samples/s through the adapter / bare null SUT's samples/s   (goal >= 0.9)
-  - the same against a bare SUT that completes in the adapter's batches: what the adapter itself costs,
+Prints, from one run (variants interleaved, each LoadGen test in its own process since LoadGen runs one
+test per process; medians of --rounds):
+  - Offline samples/s through the harness / the bare null SUT's samples/s     (goal >= 0.9)
+  - the same against a bare SUT that completes in the harness's batches: what the harness itself costs,
     apart from LoadGen's own cost per QuerySamplesComplete call that any batched SUT pays
-  - SingleStream mean latency the adapter adds, in microseconds          (goal <= 50 us)
+  - SingleStream mean latency the harness adds, in microseconds                (goal <= 50 us)
+  - Server capacity: the highest target_qps LoadGen judges VALID, found for every variant by the same
+    bisection (to within --tolerance, the same latency bound and duration), harness / bare
+                                                                               (goal >= 0.8, moonshot >= 1.0)
 
-The bare SUT is the cheapest correct Python SUT: a fast SUT that completes every issued sample
-inline in one QuerySamplesComplete call, with the same 4-byte payload the adapter sends, built the
-same way the adapter builds its responses (mlperf_ext.loadgen.complete). The order of the two
-variants alternates from round to round, so neither always runs on a warmer or a busier machine.
+Variants: `bare` is the cheapest correct Python SUT: a fast SUT that completes every issued sample inside
+its issue callback, one QuerySamplesComplete call with one response array per call, the 4-byte payload
+completed as the harness completes it (mlperf_ext.loadgen.ResponseSlots: reused responses, the cheapest
+completion from Python this project knows). `harness` is the null backend through
+the same objects tiers.runner.child wires together (SampleLibrary, SutAdapter, the scenario's
+dispatcher, LoadGenTest): the native dispatcher where it is built. `harness-python` is the same with the
+Python dispatcher forced (what runs where the extension cannot be built, and what ran before it
+existed). The order of the variants rotates from round to round, so none always runs on a warmer or a
+busier machine.
 
 Usage: python benchmarks/harness_overhead.py [--rounds 3] [--batch 256] [--seconds 2]
+                                             [--server-batch 64] [--bound-ms 10] [--only offline,single,server]
 """
 
 from __future__ import annotations
@@ -29,113 +38,244 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SAMPLES = 1024  # QSL size; each sample is 16 floats
+SERVER_START_QPS = 50_000.0  # the first probe of every Server search
+SERVER_MAX_QPS = 2_000_000.0  # no search goes above (LoadGen pre-generates every query of a probe)
 
 
-def settings_for(scenario: str, seconds: float):
+def settings_for(scenario: str, seconds: float, outdir: Path, target_qps: float | None, bound_ms: float):
     import mlperf_loadgen as lg
 
     s = lg.TestSettings()
-    s.FromConfig(str(Path(tempfile.mkdtemp()) / "missing.conf"), "null", scenario)  # embedded mlperf.conf
+    (outdir / "user.conf").write_text("")
+    s.FromConfig(str(outdir / "user.conf"), "null", scenario)  # the embedded mlperf.conf, once per process
     s.scenario = getattr(lg.TestScenario, scenario)
     s.mode = lg.TestMode.PerformanceOnly
     s.min_duration_ms = int(seconds * 1000)
     s.offline_expected_qps = 500_000
     s.single_stream_expected_latency_ns = 20_000
+    if target_qps is not None:
+        s.server_target_qps = target_qps
+        s.server_target_latency_ns = int(bound_ms * 1e6)
+        s.max_duration_ms = int(2 * seconds * 1000)  # an overloaded probe is cut off (an ERROR: not VALID)
     return s
 
 
-def child(variant: str, scenario: str, batch: int, seconds: float, outdir: Path) -> dict:
+def run_bare(settings, outdir: Path, step: int | None) -> None:
     import mlperf_loadgen as lg
     import numpy as np
 
     from mlperf_ext import loadgen
+
+    slots = loadgen.ResponseSlots()
+
+    def issue(ids, _indices):  # the payload array is made per call, as the harness's top-1 array is
+        if step is None or len(ids) <= step:
+            slots.complete(ids, np.zeros(len(ids), dtype="<i4"))
+            return
+        for start in range(0, len(ids), step):
+            part = ids[start:start + step]
+            slots.complete(part, np.zeros(len(part), dtype="<i4"))
+
+    sut = lg.ConstructFastSUT(issue, lambda: None)
+    qsl = lg.ConstructQSL(SAMPLES, SAMPLES, lambda _i: None, lambda _i: None)
+    log = lg.LogSettings()
+    out = lg.LogOutputSettings()
+    out.outdir = str(outdir)
+    log.log_output = out
+    log.enable_trace = False
+    lg.StartTestWithLogSettings(sut, qsl, settings, log, str(outdir / "audit.config"))
+    lg.DestroyQSL(qsl)
+    lg.DestroyFastSUT(sut)
+
+
+def run_harness(settings, outdir: Path, scenario: str, batch: int, python: bool) -> str:
+    import gc
+
+    import numpy as np
+
+    from mlperf_ext import loadgen
     from mlperf_ext.datasets import ArrayDataset
-    from mlperf_ext.logs import parse_run_dir
     from mlperf_ext.qsl import SampleLibrary
-    from scenarios import DispatchConfig, get_scenario
+    from scenarios import DispatchConfig, get_scenario, native
     from sut.adapter import SutAdapter
     from sut.base import DeploymentOptions
     from sut.null import NullBackend
 
+    if python:
+        native.unavailable = lambda: "forced by benchmarks/harness_overhead.py"
+    data = ArrayDataset("synthetic", np.random.default_rng(0).random((SAMPLES, 16), dtype=np.float32))
+    backend = NullBackend((16,))
+    backend.load(Path("none"), DeploymentOptions(max_batch=batch))
+    library = SampleLibrary(data)
+    errors = loadgen.CallbackErrors()
+    adapter = SutAdapter(backend, library, errors)
+    gc.collect()
+    gc.freeze()  # as the child does before its run
+    dispatcher = get_scenario(scenario).make_dispatcher(adapter.run_batch, DispatchConfig(batch=batch))
+    test = loadgen.LoadGenTest(dispatcher.issue, dispatcher.flush, library.total_count, library.performance_count,
+                               library.load, library.unload, errors, sut_handle=dispatcher.sut_handle)
+    test.run(settings, outdir)
+    dispatcher.close()
+    assert errors.count == 0 and not getattr(dispatcher, "failed_batches", 0), errors.first
+    return dispatcher.impl
+
+
+def child(variant: str, scenario: str, batch: int, seconds: float, target: float | None, bound_ms: float,
+          outdir: Path) -> dict:
+    from mlperf_ext.logs import parse_run_dir
+
     outdir.mkdir(parents=True, exist_ok=True)
-    settings = settings_for(scenario, seconds)
-    if variant in ("bare", "bare-batched"):
-        step = len_max = 1 << 62 if variant == "bare" else batch
-
-        def issue(ids, _indices):  # the payload array is made per call, as the adapter's top-1 array is
-            for start in range(0, len(ids), step):
-                part = ids[start:start + step] if len(ids) > len_max else ids
-                loadgen.complete(part, np.zeros(len(part), dtype="<i4"))
-
-        sut = lg.ConstructFastSUT(issue, lambda: None)
-        qsl = lg.ConstructQSL(SAMPLES, SAMPLES, lambda _i: None, lambda _i: None)
-        log = lg.LogSettings()
-        out = lg.LogOutputSettings()
-        out.outdir = str(outdir)
-        log.log_output = out
-        log.enable_trace = False
-        lg.StartTestWithLogSettings(sut, qsl, settings, log, str(outdir / "audit.config"))
-        lg.DestroyQSL(qsl)
-        lg.DestroyFastSUT(sut)
+    settings = settings_for(scenario, seconds, outdir, target, bound_ms)
+    impl = None
+    if variant == "bare":
+        run_bare(settings, outdir, None)
+    elif variant == "bare-batched":
+        run_bare(settings, outdir, batch)
     else:
-        data = ArrayDataset("synthetic", np.random.default_rng(0).random((SAMPLES, 16), dtype=np.float32))
-        backend = NullBackend((16,))
-        backend.load(Path("none"), DeploymentOptions(max_batch=batch))
-        library = SampleLibrary(data)
-        errors = loadgen.CallbackErrors()
-        adapter = SutAdapter(backend, library, errors)
-        dispatcher = get_scenario(scenario).make_dispatcher(adapter.run_batch, DispatchConfig(batch=batch))
-        test = loadgen.LoadGenTest(dispatcher.issue, dispatcher.flush, library.total_count,
-                                   library.performance_count, library.load, library.unload, errors)
-        test.run(settings, outdir)
-        dispatcher.close()
-        assert errors.count == 0, errors.first
+        impl = run_harness(settings, outdir, scenario, batch, python=variant == "harness-python")
     result = parse_run_dir(outdir)
     return {"throughput": result.throughput, "mean_latency_ns": result.latency_ns.get("mean"),
-            "valid": result.valid}
+            "valid": bool(result.valid) and not result.errors, "p99_ns": result.latency_ns.get("p99"), "impl": impl}
 
 
-def run_variant(variant: str, scenario: str, batch: int, seconds: float) -> dict:
+def run_variant(variant: str, scenario: str, batch: int, seconds: float, target: float | None = None,
+                bound_ms: float = 10.0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run([sys.executable, __file__, "--child", variant, scenario, str(batch), str(seconds),
-                               tmp], capture_output=True, text=True, check=True)
+                               "-" if target is None else repr(target), str(bound_ms), tmp],
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{variant} {scenario} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class CapacitySearch:
+    """The highest VALID Server target by bisection: double from the start until a probe is INVALID, halve
+    until one is VALID, then bisect until (lowest INVALID - highest VALID) / lowest INVALID <= tolerance."""
+
+    def __init__(self, tolerance: float):
+        self.tolerance = tolerance
+        self.valid: float = 0.0  # highest VALID target so far
+        self.invalid: float | None = None  # lowest INVALID target so far
+        self.trace: list[tuple[float, bool]] = []
+
+    @property
+    def done(self) -> bool:
+        if self.valid >= SERVER_MAX_QPS:
+            return True
+        return (self.invalid is not None and self.valid > 0
+                and (self.invalid - self.valid) / self.invalid <= self.tolerance)
+
+    def next_target(self) -> float:
+        if self.invalid is None:
+            return SERVER_START_QPS if not self.trace else min(2 * self.valid, SERVER_MAX_QPS)
+        if self.valid == 0.0:
+            return self.invalid / 2
+        return (self.valid + self.invalid) / 2
+
+    def record(self, target: float, valid: bool) -> None:
+        self.trace.append((target, valid))
+        if valid:
+            self.valid = max(self.valid, target)
+        else:
+            self.invalid = target if self.invalid is None else min(self.invalid, target)
+
+
+def server_capacities(variants: list[str], batch: int, seconds: float, bound_ms: float, tolerance: float,
+                      first: int) -> dict[str, CapacitySearch]:
+    """One search per variant, their probes interleaved (one probe of each in turn, the turn's order
+    starting at variant `first`), so a slow spell of the host falls on every variant alike."""
+    searches = {v: CapacitySearch(tolerance) for v in variants}
+    order = variants[first:] + variants[:first]
+    while not all(s.done for s in searches.values()):
+        for variant in order:
+            search = searches[variant]
+            if search.done:
+                continue
+            target = search.next_target()
+            search.record(target, run_variant(variant, "Server", batch, seconds, target, bound_ms)["valid"])
+    return searches
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=256, help="adapter batch in Offline")
-    parser.add_argument("--seconds", type=float, default=2.0, help="LoadGen min_duration per run")
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=256, help="harness batch in Offline")
+    parser.add_argument("--seconds", type=float, default=2.0, help="LoadGen min_duration per run and probe")
+    parser.add_argument("--server-batch", type=int, default=64, help="the harness's largest batch in Server")
+    parser.add_argument("--bound-ms", type=float, default=10.0, help="Server latency bound (99th percentile)")
+    parser.add_argument("--tolerance", type=float, default=0.03, help="Server search: stop within this share")
+    parser.add_argument("--only", default="offline,single,server", help="which rows to measure")
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        variant, scenario, batch, seconds, outdir = args.child
-        print(json.dumps(child(variant, scenario, int(batch), float(seconds), Path(outdir))))
+        variant, scenario, batch, seconds, target, bound_ms, outdir = args.child
+        print(json.dumps(child(variant, scenario, int(batch), float(seconds),
+                               None if target == "-" else float(target), float(bound_ms), Path(outdir))))
         return
-    offline = {"bare": [], "bare-batched": [], "adapter": []}
-    single = {"bare": [], "adapter": []}
+    rows = set(args.only.split(","))
+    if "offline" in rows or "single" in rows:
+        offline_and_single_stream(args, rows)
+    if "server" in rows:
+        server(args)
+
+
+def offline_and_single_stream(args, rows: set[str]) -> None:
+    offline = {"bare": [], "bare-batched": [], "harness": [], "harness-python": []}
+    single = {"bare": [], "harness": []}
+    impl = None
     for round_no in range(args.rounds):
-        order = ["bare", "bare-batched", "adapter"]
-        order = order[round_no % 3:] + order[:round_no % 3]  # rotated: no variant always runs first
+        order = list(offline)
+        order = order[round_no % len(order):] + order[:round_no % len(order)]  # rotated
         for variant in order:
-            offline[variant].append(run_variant(variant, "Offline", args.batch, args.seconds)["throughput"])
-            if variant in single:
+            if "offline" in rows:
+                run = run_variant(variant, "Offline", args.batch, args.seconds)
+                offline[variant].append(run["throughput"])
+                impl = run["impl"] if variant == "harness" else impl
+            if variant in single and "single" in rows:
                 single[variant].append(run_variant(variant, "SingleStream", 1, args.seconds)["mean_latency_ns"])
-    off = {k: statistics.median(v) for k, v in offline.items()}
-    ss = {k: statistics.median(v) for k, v in single.items()}
-    ratio = off["adapter"] / off["bare"]
-    added_us = (ss["adapter"] - ss["bare"]) / 1e3
-    print(f"Offline  bare null SUT      : {off['bare']:,.0f} samples/s (median of {args.rounds}; one completion call "
-          "per query)")
-    print(f"Offline  bare, batch {args.batch:<4}   : {off['bare-batched']:,.0f} samples/s (one completion call per "
-          f"{args.batch} samples)")
-    print(f"Offline  adapter, batch {args.batch:<4}: {off['adapter']:,.0f} samples/s")
-    print(f"Offline  ratio adapter/bare : {ratio:.3f}   (goal >= 0.9) {'OK' if ratio >= 0.9 else 'BELOW GOAL'}")
-    print(f"Offline  ratio adapter/bare batched: {off['adapter'] / off['bare-batched']:.3f}   (the adapter's own cost; "
-          f"bare batched/bare {off['bare-batched'] / off['bare']:.3f} is LoadGen's per-call cost)")
-    print(f"SingleStream mean latency   : bare {ss['bare'] / 1e3:.2f} us, adapter {ss['adapter'] / 1e3:.2f} us")
-    print(f"SingleStream added by adapter: {added_us:.2f} us   (goal <= 50 us) {'OK' if added_us <= 50 else 'ABOVE GOAL'}")
+    if "offline" in rows:
+        off = {k: statistics.median(v) for k, v in offline.items()}
+        ratio = off["harness"] / off["bare"]
+        print(f"Offline  bare null SUT        : {off['bare']:,.0f} samples/s (median of {args.rounds}; one completion "
+              "call per query)")
+        print(f"Offline  bare, batch {args.batch:<4}     : {off['bare-batched']:,.0f} samples/s (one completion call "
+              f"per {args.batch} samples)")
+        print(f"Offline  harness ({impl}), batch {args.batch}: {off['harness']:,.0f} samples/s")
+        print(f"Offline  harness (python), batch {args.batch}: {off['harness-python']:,.0f} samples/s")
+        print(f"Offline  ratio harness/bare   : {ratio:.3f}   (goal >= 0.9) {'OK' if ratio >= 0.9 else 'BELOW GOAL'}"
+              f"; python dispatcher/bare {off['harness-python'] / off['bare']:.3f}")
+        print(f"Offline  ratio harness/bare batched: {off['harness'] / off['bare-batched']:.3f}   (the harness's own "
+              f"cost; bare batched/bare {off['bare-batched'] / off['bare']:.3f} is LoadGen's per-call cost)")
+    if "single" in rows:
+        ss = {k: statistics.median(v) for k, v in single.items()}
+        added_us = (ss["harness"] - ss["bare"]) / 1e3
+        print(f"SingleStream mean latency     : bare {ss['bare'] / 1e3:.2f} us, harness {ss['harness'] / 1e3:.2f} us")
+        print(f"SingleStream added by harness : {added_us:.2f} us   (goal <= 50 us) "
+              f"{'OK' if added_us <= 50 else 'ABOVE GOAL'}")
+
+
+def server(args) -> None:
+    variants = ["bare", "harness", "harness-python"]
+    found: dict[str, list[float]] = {v: [] for v in variants}
+    for round_no in range(args.rounds):
+        searches = server_capacities(variants, args.server_batch, args.seconds, args.bound_ms, args.tolerance,
+                                     round_no % len(variants))
+        for variant, search in searches.items():
+            found[variant].append(search.valid)
+        print(f"Server round {round_no + 1}: " + ", ".join(
+            f"{v} {s.valid:,.0f} ({len(s.trace)} probes)" for v, s in searches.items()), flush=True)
+    cap = {v: statistics.median(x) for v, x in found.items()}
+    print(f"Server capacity (highest VALID target, p99 <= {args.bound_ms:g} ms, {args.seconds:g} s runs, "
+          f"bisection to {100 * args.tolerance:g} %, median of {args.rounds}):")
+    print(f"Server   bare null SUT        : {cap['bare']:,.0f} QPS")
+    print(f"Server   harness, batch {args.server_batch:<5} : {cap['harness']:,.0f} QPS (native dispatcher where built)")
+    print(f"Server   python dispatcher    : {cap['harness-python']:,.0f} QPS (the fallback; the dispatcher before "
+          "the native one)")
+    ratio = cap["harness"] / cap["bare"]
+    verdict = "MOONSHOT" if ratio >= 1.0 else "OK" if ratio >= 0.8 else "BELOW GOAL"
+    print(f"Server   ratio harness/bare   : {ratio:.3f}   (goal >= 0.8, moonshot >= 1.0) {verdict}; "
+          f"python dispatcher/bare {cap['harness-python'] / cap['bare']:.3f}")
 
 
 if __name__ == "__main__":

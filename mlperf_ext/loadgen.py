@@ -337,6 +337,39 @@ def complete(ids: Sequence[int], top1: np.ndarray) -> None:
                                      repeat(item, n))))
 
 
+_SET_RESPONSE_ID = lg.QuerySampleResponse.id.fset
+
+
+class ResponseSlots:
+    """Reusable responses of one stream: a payload buffer and one QuerySampleResponse per slot, each
+    pointing at its slot's 4 bytes, so completing a batch sets only each response's id.
+
+    Constructing a pybind QuerySampleResponse costs ~0.7 us, setting its id ~0.25 us (measured, 64
+    samples): at the batch sizes a small model runs, building responses was the harness's largest cost
+    per sample. LoadGen copies a logged sample's bytes inside QuerySamplesComplete, so the buffer may be
+    reused once that returns; one stream completes one batch at a time, so each stream owns its slots.
+    """
+
+    def __init__(self, capacity: int = 1):
+        self._grow(max(capacity, 1))
+
+    def _grow(self, capacity: int) -> None:
+        self.payload = np.zeros(capacity, dtype="<i4")
+        base, item = self.payload.ctypes.data, self.payload.itemsize
+        self._responses = [lg.QuerySampleResponse(0, base + k * item, item) for k in range(capacity)]
+
+    def complete(self, ids: Sequence[int], top1: np.ndarray) -> None:
+        """Complete `ids` with the int32 values in `top1` (one per id)."""
+        n = len(ids)
+        if n > len(self._responses):
+            self._grow(max(n, 2 * len(self._responses)))
+        self.payload[:n] = top1
+        responses = self._responses if n == len(self._responses) else self._responses[:n]
+        for _ in map(_SET_RESPONSE_ID, responses, ids):
+            pass
+        lg.QuerySamplesComplete(responses)
+
+
 def complete_empty(ids: Sequence[int]) -> None:
     """Complete samples without a payload (used when the SUT failed on them)."""
     lg.QuerySamplesComplete([lg.QuerySampleResponse(sid, 0, 0) for sid in ids])

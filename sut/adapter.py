@@ -1,63 +1,76 @@
 """The LoadGen SUT adapter: issued samples -> backend batches -> completed samples.
 
 `run_batch` is the whole system path of one batch: gather the loaded samples, run the backend,
-reduce logits to the top-1 class and complete the samples with it (4 bytes each, what the accuracy
-log and TEST01 read). A failure completes the samples empty and is recorded, never raised: an
+reduce logits to the top-1 class and complete the samples with it (a little-endian int32 each, what
+the accuracy log and TEST01 read), through the stream's reusable responses (loadgen.ResponseSlots). A failure completes the samples empty and is recorded, never raised: an
 exception escaping into LoadGen aborts the process.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Sequence
-
-import numpy as np
 
 from mlperf_ext import loadgen
 from mlperf_ext.qsl import SampleLibrary
 from sut.base import Backend
 
 
-def top1(logits: np.ndarray) -> np.ndarray:
-    """Class index per sample as contiguous little-endian int32 (the response payload)."""
-    if logits.ndim == 1:
-        logits = logits[:, None]
-    return np.ascontiguousarray(logits.reshape(logits.shape[0], -1).argmax(axis=1), dtype="<i4")
-
-
 class SutAdapter:
     """Runs batches for a dispatcher; completes every sample exactly once, and counts the batch sizes
-    the dispatcher really formed (a Server batcher's batches depend on arrivals, not on --batch)."""
+    the dispatcher really formed (a Server batcher's batches depend on arrivals, not on --batch).
+
+    Each stream runs one batch at a time, so each keeps its own response slots and counts: no lock on
+    the system path."""
 
     def __init__(self, backend: Backend, library: SampleLibrary, errors: loadgen.CallbackErrors):
         self.backend = backend
         self.library = library
         self.errors = errors
-        self.batches = 0
-        self.samples = 0
-        self.batch_sizes: Counter[int] = Counter()
         self.outputs_per_sample: int | None = None  # what top-1 is taken over (seen on the first batch)
-        self._count_lock = threading.Lock()  # streams finish batches concurrently
+        self._slots: dict[int, loadgen.ResponseSlots] = {}
+        self._sizes: dict[int, Counter[int]] = {}  # stream -> batch size -> batches
+
+    def _stream(self, stream: int) -> tuple[loadgen.ResponseSlots, Counter]:
+        slots = self._slots.get(stream)
+        if slots is None:  # first batch of this stream (only this stream's thread writes its keys)
+            slots = self._slots[stream] = loadgen.ResponseSlots()
+            self._sizes[stream] = Counter()
+        return slots, self._sizes[stream]
+
+    @property
+    def batch_sizes(self) -> Counter[int]:
+        total: Counter[int] = Counter()
+        for sizes in list(self._sizes.values()):
+            total.update(sizes)
+        return total
+
+    @property
+    def batches(self) -> int:
+        return sum(self.batch_sizes.values())
+
+    @property
+    def samples(self) -> int:
+        return sum(size * count for size, count in self.batch_sizes.items())
 
     def run_batch(self, ids: Sequence[int], indices: Sequence[int], stream: int = 0) -> None:
         try:
+            slots, sizes = self._stream(stream)
             logits = self.backend.infer(self.library.gather(indices), stream)
-            result = top1(logits)
+            if logits.ndim == 1:
+                logits = logits[:, None]
+            if len(logits) != len(ids):  # LoadGen would read past the buffer
+                raise ValueError(f"backend returned {len(logits)} results for {len(ids)} samples")
             if self.outputs_per_sample is None:
                 self.outputs_per_sample = int(logits.size // max(len(logits), 1))
-            if len(result) != len(ids):  # LoadGen would read past the buffer
-                raise ValueError(f"backend returned {len(result)} results for {len(ids)} samples")
+            classes = logits.reshape(len(ids), -1).argmax(axis=1)
         except BaseException as exc:  # noqa: BLE001 - recorded, samples still completed
             self.errors.record(exc, f"infer(stream {stream})")
             loadgen.complete_empty(ids)
             return
         try:
-            loadgen.complete(ids, result)
+            slots.complete(ids, classes)
         except BaseException as exc:  # noqa: BLE001 - a dead stream would stall the run until the watchdog
             self.errors.record(exc, f"complete(stream {stream})")
             return
-        with self._count_lock:
-            self.batches += 1
-            self.samples += len(ids)
-            self.batch_sizes[len(ids)] += 1
+        sizes[len(ids)] += 1

@@ -102,10 +102,12 @@ def test_rerun_skips_stored_points(sweep):
     assert len(ResultsStore(layout.store_path(workdir)).rows(latest_only=False)) == before
 
 
-@pytest.mark.parametrize("backend", RUNTIMES)
-def test_accuracy_mode_scores_what_the_model_predicts(backend, mlp_model, tmp_path):
-    point = RunPoint(model=str(mlp_model), dataset="mnist", backend=backend, scenario="Offline",
-                     mode="accuracy", batch=32, settings=dict(SHORT), timeout_s=300)
+@pytest.mark.parametrize("backend,scenario,streams", [(b, "Offline", 1) for b in RUNTIMES] + [
+    ("onnxruntime", "Server", 2)])  # Server: batches of every size from two streams' response slots
+def test_accuracy_mode_scores_what_the_model_predicts(backend, scenario, streams, mlp_model, tmp_path):
+    point = RunPoint(model=str(mlp_model), dataset="mnist", backend=backend, scenario=scenario, streams=streams,
+                     mode="accuracy", batch=32, timeout_s=300,
+                     settings={**SHORT, **(SERVER_TARGET if scenario == "Server" else {})})
     [r] = run_points([point], tmp_path)
     assert r.status == "ok", r.error
     data = open_dataset("mnist")
