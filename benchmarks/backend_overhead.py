@@ -108,8 +108,7 @@ def run_sut(backend_name: str, model_path: Path, batch: int, threads: int, secon
     errors = loadgen.CallbackErrors()
     adapter = SutAdapter(backend, library, errors)
     dispatcher = get_scenario("Offline").make_dispatcher(adapter.run_batch, DispatchConfig(batch=batch))
-    loadgen.LoadGenTest(dispatcher.issue, dispatcher.flush, library.total_count, library.performance_count,
-                        library.load, library.unload, errors).run(settings, outdir)
+    loadgen.LoadGenTest.of(dispatcher, library, errors).run(settings, outdir)
     dispatcher.close()
     assert errors.count == 0, errors.first
     result = parse_run_dir(outdir)

@@ -112,9 +112,7 @@ def run_harness(settings, outdir: Path, scenario: str, batch: int, python: bool)
     gc.collect()
     gc.freeze()  # as the child does before its run
     dispatcher = get_scenario(scenario).make_dispatcher(adapter.run_batch, DispatchConfig(batch=batch))
-    test = loadgen.LoadGenTest(dispatcher.issue, dispatcher.flush, library.total_count, library.performance_count,
-                               library.load, library.unload, errors, sut_handle=dispatcher.sut_handle)
-    test.run(settings, outdir)
+    loadgen.LoadGenTest.of(dispatcher, library, errors).run(settings, outdir)
     dispatcher.close()
     assert errors.count == 0 and not getattr(dispatcher, "failed_batches", 0), errors.first
     return dispatcher.impl

@@ -390,6 +390,14 @@ class LoadGenTest:
     errors: CallbackErrors = field(default_factory=CallbackErrors)
     sut_handle: int | None = None
 
+    @classmethod
+    def of(cls, dispatcher, library, errors: CallbackErrors) -> LoadGenTest:
+        """The test the harness runs: a scenario's dispatcher as the SUT (its native handle, or its issue
+        and flush callbacks) and a SampleLibrary as the QSL. The child and the benchmarks build it here."""
+        return cls(issue=dispatcher.issue, flush=dispatcher.flush, total_count=library.total_count,
+                   performance_count=library.performance_count, load=library.load, unload=library.unload,
+                   errors=errors, sut_handle=dispatcher.sut_handle)
+
     def run(self, settings: lg.TestSettings, log_dir: Path, enable_trace: bool = False,
             audit_config: Path | None = None) -> None:
         """Start the one test of this process; returns when LoadGen has written its logs.

@@ -216,10 +216,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     errors = loadgen.CallbackErrors()
     adapter = SutAdapter(backend, library, errors)
     dispatcher = scenario.make_dispatcher(adapter.run_batch, config)
-    test = loadgen.LoadGenTest(issue=dispatcher.issue, flush=dispatcher.flush,
-                               total_count=library.total_count, performance_count=library.performance_count,
-                               load=library.load, unload=library.unload, errors=errors,
-                               sut_handle=dispatcher.sut_handle)
+    test = loadgen.LoadGenTest.of(dispatcher, library, errors)
     log_dir = run_dir / layout.LOADGEN_DIR
     audit = None
     if point.audit_config:  # a compliance rerun: LoadGen applies the test's settings from its cwd
