@@ -12,16 +12,18 @@ test per process; medians of --rounds):
 
 Variants: `bare` is the cheapest correct Python SUT: a fast SUT that completes every issued sample inside
 its issue callback, one QuerySamplesComplete call with one response array per call, the 4-byte payload
-completed as the harness completes it (mlperf_ext.loadgen.ResponseSlots: reused responses, the cheapest
-completion from Python this project knows). `harness` is the null backend through
+completed the cheapest way from Python this project knows (reused responses whose ids are set, as
+mlperf_ext.loadgen.ResponseSlots does; written here, so the bare side needs no project code). `harness` is the null backend through
 the same objects tiers.runner.child wires together (SampleLibrary, SutAdapter, the scenario's
 dispatcher, LoadGenTest): the native dispatcher where it is built. `harness-python` is the same with the
 Python dispatcher forced (what runs where the extension cannot be built, and what ran before it
-existed). The order of the variants rotates from round to round, so none always runs on a warmer or a
-busier machine.
+existed). With --baseline-root DIR, `baseline` is the harness of another checkout (say a git worktree of
+an earlier commit), measured in the same run: before and after on the same host. The order of the
+variants rotates from round to round, so none always runs on a warmer or a busier machine.
 
 Usage: python benchmarks/harness_overhead.py [--rounds 3] [--batch 256] [--seconds 2]
                                              [--server-batch 64] [--bound-ms 10] [--only offline,single,server]
+                                             [--baseline-root DIR]
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if "--child" in sys.argv and sys.argv[sys.argv.index("--child") + 1] == "baseline":
+    sys.path.insert(0, sys.argv[-1])  # the baseline checkout's modules come first
+else:
+    sys.path.insert(0, str(ROOT))
 
 SAMPLES = 1024  # QSL size; each sample is 16 floats
 SERVER_START_QPS = 50_000.0  # the first probe of every Server search
@@ -64,17 +69,28 @@ def run_bare(settings, outdir: Path, step: int | None) -> None:
     import mlperf_loadgen as lg
     import numpy as np
 
-    from mlperf_ext import loadgen
+    # reused responses, each pointing at its 4 bytes of one payload buffer: a call sets the ids only
+    set_id = lg.QuerySampleResponse.id.fset
+    pool = {"payload": np.zeros(0, dtype="<i4"), "responses": []}
 
-    slots = loadgen.ResponseSlots()
+    def complete(ids, values) -> None:
+        n = len(ids)
+        if n > len(pool["responses"]):
+            payload = pool["payload"] = np.zeros(max(n, 2 * len(pool["responses"])), dtype="<i4")
+            pool["responses"] = [lg.QuerySampleResponse(0, payload.ctypes.data + 4 * k, 4) for k in range(len(payload))]
+        pool["payload"][:n] = values
+        responses = pool["responses"][:n]
+        for _ in map(set_id, responses, ids):
+            pass
+        lg.QuerySamplesComplete(responses)
 
     def issue(ids, _indices):  # the payload array is made per call, as the harness's top-1 array is
         if step is None or len(ids) <= step:
-            slots.complete(ids, np.zeros(len(ids), dtype="<i4"))
+            complete(ids, np.zeros(len(ids), dtype="<i4"))
             return
         for start in range(0, len(ids), step):
             part = ids[start:start + step]
-            slots.complete(part, np.zeros(len(part), dtype="<i4"))
+            complete(part, np.zeros(len(part), dtype="<i4"))
 
     sut = lg.ConstructFastSUT(issue, lambda: None)
     qsl = lg.ConstructQSL(SAMPLES, SAMPLES, lambda _i: None, lambda _i: None)
@@ -96,12 +112,14 @@ def run_harness(settings, outdir: Path, scenario: str, batch: int, python: bool)
     from mlperf_ext import loadgen
     from mlperf_ext.datasets import ArrayDataset
     from mlperf_ext.qsl import SampleLibrary
-    from scenarios import DispatchConfig, get_scenario, native
+    from scenarios import DispatchConfig, get_scenario
     from sut.adapter import SutAdapter
     from sut.base import DeploymentOptions
     from sut.null import NullBackend
 
     if python:
+        from scenarios import native
+
         native.unavailable = lambda: "forced by benchmarks/harness_overhead.py"
     data = ArrayDataset("synthetic", np.random.default_rng(0).random((SAMPLES, 16), dtype=np.float32))
     backend = NullBackend((16,))
@@ -112,10 +130,15 @@ def run_harness(settings, outdir: Path, scenario: str, batch: int, python: bool)
     gc.collect()
     gc.freeze()  # as the child does before its run
     dispatcher = get_scenario(scenario).make_dispatcher(adapter.run_batch, DispatchConfig(batch=batch))
-    loadgen.LoadGenTest.of(dispatcher, library, errors).run(settings, outdir)
+    if hasattr(loadgen.LoadGenTest, "of"):
+        test = loadgen.LoadGenTest.of(dispatcher, library, errors)
+    else:  # a baseline checkout from before the native dispatcher
+        test = loadgen.LoadGenTest(dispatcher.issue, dispatcher.flush, library.total_count,
+                                   library.performance_count, library.load, library.unload, errors)
+    test.run(settings, outdir)
     dispatcher.close()
     assert errors.count == 0 and not getattr(dispatcher, "failed_batches", 0), errors.first
-    return dispatcher.impl
+    return getattr(dispatcher, "impl", "python")
 
 
 def child(variant: str, scenario: str, batch: int, seconds: float, target: float | None, bound_ms: float,
@@ -130,18 +153,22 @@ def child(variant: str, scenario: str, batch: int, seconds: float, target: float
     elif variant == "bare-batched":
         run_bare(settings, outdir, batch)
     else:
-        impl = run_harness(settings, outdir, scenario, batch, python=variant == "harness-python")
+        impl = run_harness(settings, outdir, scenario, batch, python=variant == "harness-python")  # or baseline
     result = parse_run_dir(outdir)
     return {"throughput": result.throughput, "mean_latency_ns": result.latency_ns.get("mean"),
             "valid": bool(result.valid) and not result.errors, "p99_ns": result.latency_ns.get("p99"), "impl": impl}
+
+
+#: the harness of another checkout (--baseline-root), or None
+BASELINE_ROOT: str | None = None
 
 
 def run_variant(variant: str, scenario: str, batch: int, seconds: float, target: float | None = None,
                 bound_ms: float = 10.0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run([sys.executable, __file__, "--child", variant, scenario, str(batch), str(seconds),
-                               "-" if target is None else repr(target), str(bound_ms), tmp],
-                              capture_output=True, text=True)
+                               "-" if target is None else repr(target), str(bound_ms), tmp,
+                               BASELINE_ROOT or "-"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{variant} {scenario} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -204,13 +231,16 @@ def main() -> None:
     parser.add_argument("--bound-ms", type=float, default=10.0, help="Server latency bound (99th percentile)")
     parser.add_argument("--tolerance", type=float, default=0.03, help="Server search: stop within this share")
     parser.add_argument("--only", default="offline,single,server", help="which rows to measure")
-    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-root", help="another checkout whose harness runs as the 'baseline' variant")
+    parser.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        variant, scenario, batch, seconds, target, bound_ms, outdir = args.child
+        variant, scenario, batch, seconds, target, bound_ms, outdir, _root = args.child
         print(json.dumps(child(variant, scenario, int(batch), float(seconds),
                                None if target == "-" else float(target), float(bound_ms), Path(outdir))))
         return
+    global BASELINE_ROOT
+    BASELINE_ROOT = str(Path(args.baseline_root).resolve()) if args.baseline_root else None
     rows = set(args.only.split(","))
     if "offline" in rows or "single" in rows:
         offline_and_single_stream(args, rows)
@@ -221,6 +251,8 @@ def main() -> None:
 def offline_and_single_stream(args, rows: set[str]) -> None:
     offline = {"bare": [], "bare-batched": [], "harness": [], "harness-python": []}
     single = {"bare": [], "harness": []}
+    if BASELINE_ROOT:
+        offline["baseline"], single["baseline"] = [], []
     impl = None
     for round_no in range(args.rounds):
         order = list(offline)
@@ -245,16 +277,21 @@ def offline_and_single_stream(args, rows: set[str]) -> None:
               f"; python dispatcher/bare {off['harness-python'] / off['bare']:.3f}")
         print(f"Offline  ratio harness/bare batched: {off['harness'] / off['bare-batched']:.3f}   (the harness's own "
               f"cost; bare batched/bare {off['bare-batched'] / off['bare']:.3f} is LoadGen's per-call cost)")
+        if BASELINE_ROOT:
+            print(f"Offline  baseline ({BASELINE_ROOT}): {off['baseline']:,.0f} samples/s, /bare "
+                  f"{off['baseline'] / off['bare']:.3f}")
     if "single" in rows:
         ss = {k: statistics.median(v) for k, v in single.items()}
         added_us = (ss["harness"] - ss["bare"]) / 1e3
         print(f"SingleStream mean latency     : bare {ss['bare'] / 1e3:.2f} us, harness {ss['harness'] / 1e3:.2f} us")
         print(f"SingleStream added by harness : {added_us:.2f} us   (goal <= 50 us) "
               f"{'OK' if added_us <= 50 else 'ABOVE GOAL'}")
+        if BASELINE_ROOT:
+            print(f"SingleStream added by baseline: {(ss['baseline'] - ss['bare']) / 1e3:.2f} us")
 
 
 def server(args) -> None:
-    variants = ["bare", "harness", "harness-python"]
+    variants = ["bare", "harness", "harness-python"] + (["baseline"] if BASELINE_ROOT else [])
     found: dict[str, list[float]] = {v: [] for v in variants}
     for round_no in range(args.rounds):
         searches = server_capacities(variants, args.server_batch, args.seconds, args.bound_ms, args.tolerance,
@@ -274,6 +311,9 @@ def server(args) -> None:
     verdict = "MOONSHOT" if ratio >= 1.0 else "OK" if ratio >= 0.8 else "BELOW GOAL"
     print(f"Server   ratio harness/bare   : {ratio:.3f}   (goal >= 0.8, moonshot >= 1.0) {verdict}; "
           f"python dispatcher/bare {cap['harness-python'] / cap['bare']:.3f}")
+    if BASELINE_ROOT:
+        print(f"Server   baseline ({BASELINE_ROOT}): {cap['baseline']:,.0f} QPS, /bare "
+              f"{cap['baseline'] / cap['bare']:.3f}; harness/baseline {cap['harness'] / cap['baseline']:.2f}x")
 
 
 if __name__ == "__main__":

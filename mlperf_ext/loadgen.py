@@ -361,6 +361,12 @@ class ResponseSlots:
     def complete(self, ids: Sequence[int], top1: np.ndarray) -> None:
         """Complete `ids` with the int32 values in `top1` (one per id)."""
         n = len(ids)
+        if n == 1:  # a Server batch of one: the cheapest form of each step (~0.4 us less)
+            response = self._responses[0]
+            self.payload[0] = top1[0]
+            _SET_RESPONSE_ID(response, ids[0])
+            lg.QuerySamplesComplete([response])
+            return
         if n > len(self._responses):
             self._grow(max(n, 2 * len(self._responses)))
         self.payload[:n] = top1

@@ -29,7 +29,7 @@ class SampleLibrary:
         self._row_of = np.full(self.total_count, -1, dtype=np.int64)
         self._data = np.empty((0, *dataset.sample_shape), dtype=dataset.dtype)
         self._order: list[int] = []  # dataset index of each loaded row (LoadGen's load order)
-        self._first_row: dict[int, int] = {}  # dataset index -> its row, for the run check
+        self._first_row: dict[int, int] = {}  # loaded dataset index -> its row (Python ints: the fast path)
 
     def load(self, indices: Sequence[int]) -> None:
         """LoadGen callback: bring these samples into memory (replacing any previous set)."""
@@ -45,6 +45,8 @@ class SampleLibrary:
     def unload(self, indices: Sequence[int]) -> None:
         """LoadGen callback: forget these samples."""
         self._row_of[np.asarray(indices, dtype=np.int64)] = -1
+        for index in indices:
+            self._first_row.pop(index, None)
         if not (self._row_of >= 0).any():
             self._data = self._data[:0]
             self._order, self._first_row = [], {}
@@ -59,9 +61,9 @@ class SampleLibrary:
         samples) before any conversion to an array (~10 us).
         """
         if isinstance(indices, list) and indices:
-            first = self._first_row.get(indices[0], -1)
+            first = self._first_row.get(indices[0], -1)  # kept in step with _row_of by load and unload
             n = len(indices)
-            if first >= 0 and self._order[first:first + n] == indices and self._row_of[indices[0]] == first:
+            if first >= 0 and (n == 1 or self._order[first:first + n] == indices):
                 return self._data[first:first + n]
         rows = self._row_of[np.asarray(indices, dtype=np.int64)]
         n, first = len(rows), rows[0]

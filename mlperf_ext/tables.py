@@ -243,7 +243,10 @@ def print_run(result: PointResult, console: Console | None = None, wide: bool = 
             line(f"  probe {n}: {probe.get('target_qps')} QPS -> {probe.get('valid')} {probe.get('reasons') or ''}")
     c = result.compute
     if c:
-        line(f"compute (batch {c.batch}, {c.streams} stream(s) at once): {_num(c.throughput, ',.1f')} samples/s; "
+        windows = (f" (median of {len(c.window_throughputs)} windows, spread {_num(100 * c.spread, '.1f')} %)"
+                   if c.window_throughputs and c.spread is not None else "")
+        line(f"compute (batch {c.batch}, {c.streams} stream(s) at once): {_num(c.throughput, ',.1f')} samples/s"
+             f"{windows}; "
              f"ms per execution mean {_num(c.lat_mean_ms, '.4f')} p50 {_num(c.lat_p50_ms, '.4f')} "
              f"p90 {_num(c.lat_p90_ms, '.4f')} p99 {_num(c.lat_p99_ms, '.4f')}; before {_num(c.before_throughput, ',.1f')} "
              f"after {_num(c.after_throughput, ',.1f')} (drift {_num(None if c.drift is None else 100 * c.drift, '.1f')} %)")

@@ -63,7 +63,7 @@ class SutAdapter:
                 raise ValueError(f"backend returned {len(logits)} results for {len(ids)} samples")
             if self.outputs_per_sample is None:
                 self.outputs_per_sample = int(logits.size // max(len(logits), 1))
-            classes = logits.reshape(len(ids), -1).argmax(axis=1)
+            classes = (logits if logits.ndim == 2 else logits.reshape(len(ids), -1)).argmax(axis=-1)
         except BaseException as exc:  # noqa: BLE001 - recorded, samples still completed
             self.errors.record(exc, f"infer(stream {stream})")
             loadgen.complete_empty(ids)

@@ -2,18 +2,21 @@
 
 They are real backends loaded through the `module:Class` backend reference, so the launcher, child
 process and LoadGen run exactly as for any backend. They misbehave on the system path only (`infer`,
-which only the LoadGen run calls); their compute path is the null backend's.
+which only the LoadGen run calls); their compute path is the null backend's (ONNX Runtime's for the one
+that injects a load).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
 import numpy as np
 
 from sut.null import NullBackend
+from sut.onnxruntime import OnnxRuntimeBackend
 
 
 class AbortingBackend(NullBackend):
@@ -76,3 +79,28 @@ class SlowComputeBackend(NullBackend):
             return self.COMPUTE_S
 
         return step
+
+
+#: a competing load: a process that keeps one CPU busy for the given seconds, then exits on its own
+BURNER = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end:\n    pass\n"
+
+
+class LoadInjectingBackend(OnnxRuntimeBackend):
+    """ONNX Runtime with a competing load that starts mid-run: the first system-path batch (LoadGen is
+    running) starts one busy process per CPU, which outlive the run and the compute timing after it. The
+    load is real (other processes on the same cores); only its start is arranged."""
+
+    name = "load-injecting"
+    LOAD_S = 20.0
+
+    def infer(self, batch, stream=0):
+        if not getattr(self, "_burners", None):
+            self._burners = [subprocess.Popen([sys.executable, "-c", BURNER, str(self.LOAD_S)])
+                             for _ in range(os.cpu_count() or 2)]
+        return super().infer(batch, stream)
+
+    def close(self) -> None:
+        for burner in getattr(self, "_burners", None) or []:
+            burner.kill()
+            burner.wait()
+        super().close()

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tiers.runner.compute import measure_compute
+from tiers.runner.compute import MIN_WINDOW_EXECUTIONS, WINDOWS, measure_compute
 
 
 class FakeTwoStreamDevice:
@@ -43,11 +43,36 @@ def test_every_stream_is_timed_at_once(streams):
     first = device.intervals[0]
     for k in range(1, streams):  # run one after another, no execution of stream 0 would overlap stream k's
         assert _overlapping(first, device.intervals[k]) >= len(first) // 2
-    assert timing.streams == streams
-    # throughput is each stream's samples over its own time from the common start (the tail, where the
-    # last stream finishes alone, is not charged to the others), summed over the streams
-    assert sum(timing.stream_counts) == len(timing.latencies_s) and max(timing.stream_walls_s) <= timing.wall_s
-    assert timing.throughput == pytest.approx(sum(4 * n / w for n, w in zip(timing.stream_counts,
-                                                                              timing.stream_walls_s)))
-    assert timing.throughput >= 4 * len(timing.latencies_s) / timing.wall_s
-    assert timing.wall_s < sum(timing.latencies_s)  # pooled execution time exceeds the shared wall time
+    assert timing.streams == streams and len(timing.windows) == WINDOWS
+    for window in timing.windows:
+        # a window's throughput is each stream's samples over its own time from the common start (the tail,
+        # where the last stream finishes alone, is not charged to the others), summed over the streams
+        assert len(window.latencies_s) == streams
+        assert all(len(lat) >= MIN_WINDOW_EXECUTIONS for lat in window.latencies_s)
+        assert window.throughput == pytest.approx(sum(4 * len(lat) / w for lat, w in zip(window.latencies_s,
+                                                                                      window.walls_s)))
+        assert max(window.walls_s) < sum(sum(lat) for lat in window.latencies_s)  # the streams overlapped
+    # the measurement is the median window, and the spread is the windows' range over it
+    rates = sorted(timing.window_throughputs)
+    assert timing.throughput == rates[len(rates) // 2]
+    assert timing.spread == pytest.approx((rates[-1] - rates[0]) / rates[len(rates) // 2])
+
+
+def test_one_slow_window_moves_neither_the_figure_nor_much_else():
+    # a device that is slow for a spell (another process took the core): the median window ignores it,
+    # the spread shows it
+    class Stalling(FakeTwoStreamDevice):
+        def compute_step(self, batch, stream=0):
+            calls = []
+
+            def step() -> float:
+                calls.append(1)
+                seconds = 0.012 if 10 <= len(calls) < 13 else 0.004  # three slow calls: at most two windows
+                time.sleep(seconds)
+                return seconds
+
+            return step
+
+    timing = measure_compute(Stalling(), np.zeros((4, 1), np.float32), 1, seconds=0.1, windows=5)
+    assert timing.throughput == pytest.approx(4 / 0.004)
+    assert timing.spread > 0.3

@@ -44,12 +44,44 @@ def test_search_bisects_to_the_highest_accepted_target(plan, tmp_path, monkeypat
     monkeypatch.setattr(server_search, "launch", canned_launch(asked))
     found = search_target(plan, tmp_path)
     # probe 1 at 10,000 completes 6,000: overloaded, so the bound drops to 6,600; 80 % of it (5,280) is
-    # accepted; then bisection between 5,280 and 6,600 until within 10 %
+    # accepted; then bisection between 5,280 and 6,600 until within 3 %
     assert asked[0] == COMPUTE_QPS and asked[1] == pytest.approx(0.8 * 1.1 * CAPACITY_QPS)
     assert found.target_qps == max(t for t in asked if t <= CAPACITY_QPS)
-    assert CAPACITY_QPS * 0.9 <= found.target_qps <= CAPACITY_QPS
+    assert CAPACITY_QPS * (1 - server_search.TOLERANCE) <= found.target_qps <= CAPACITY_QPS
     assert [p["accepted"] for p in found.trace] == [t <= CAPACITY_QPS for t in asked]
     assert len(found.trace) <= server_search.MAX_PROBES
+    assert "converged: within" in found.note and "held when probed again" in found.note
+    assert asked[-1] == found.target_qps and asked.count(found.target_qps) == 2 and found.trace[-1]["repeat"]
+
+
+def test_a_target_that_does_not_hold_when_repeated_is_not_used(plan, tmp_path, monkeypatch):
+    asked: list = []
+    launch = canned_launch(asked)
+
+    def flaky(plan, search_dir, task):  # the capacity's edge: every target above 5,800 passes only the first time
+        r = launch(plan, search_dir, task)
+        target = asked[-1]
+        if target > 5_800 and asked.count(target) > 1:
+            r.status, r.system.valid, r.system.lat_p99_ms = "invalid", False, 50.0
+        return r
+
+    monkeypatch.setattr(server_search, "launch", flaky)
+    found = search_target(plan, tmp_path)
+    assert found.target_qps <= 5_800
+    assert [p["target_qps"] for p in found.trace if p.get("repeat") and not p["accepted"]]  # one did not hold
+
+
+def test_a_search_cut_off_by_the_probe_limit_names_its_bracket(plan, tmp_path, monkeypatch):
+    asked: list = []
+    monkeypatch.setattr(server_search, "launch", canned_launch(asked))
+    monkeypatch.setattr(server_search, "MAX_PROBES", 3)
+    found = search_target(plan, tmp_path)
+    assert len(found.trace) == 3
+    low = max(t for t in asked if t <= CAPACITY_QPS)
+    high = server_search.OVERLOAD_MARGIN * CAPACITY_QPS  # what the first, overloaded probe completed, plus noise
+    assert found.target_qps == low and asked[1:] == [0.8 * high, low]
+    assert "the target was not probed again" in found.note
+    assert f"not converged: stopped at the 3-probe limit in the bracket {low:,.0f}..{high:,.0f} QPS" in found.note
 
 
 def test_a_valid_probe_too_close_to_the_bound_is_not_accepted(plan, tmp_path, monkeypatch):

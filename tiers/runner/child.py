@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import json
+import statistics
 import sys
 import time
 import traceback
@@ -49,7 +50,7 @@ from sut.adapter import SutAdapter
 from sut.base import DeploymentOptions
 from sut.registry import create_backend
 from tiers.runner import layout, modes
-from tiers.runner.compute import COMPUTE_SECONDS, ComputeTiming, latency_stats_ms, measure_compute
+from tiers.runner.compute import COMPUTE_SECONDS, ComputeTiming, latency_stats_ms, measure_compute, spread_of
 from tiers.runner.validate import check_shapes
 
 #: TestSettings fields the harness may fill when the user did not, and the user.conf keys that set them
@@ -119,17 +120,18 @@ def system_figures(lg: LoadGenResult) -> SystemFigures:
 
 
 def compute_figures(timings: list[ComputeTiming]) -> ComputeFigures:
-    """Both measurements pooled; the throughput of each kept, and how far they drifted apart."""
+    """Both measurements' windows pooled: their median is the compute throughput and their range over it
+    the spread; each measurement's own median is kept, and how far the two drifted apart."""
     pooled = [s for t in timings for s in t.latencies_s]
     stats = latency_stats_ms(pooled)
-    samples = sum(t.batch * len(t.latencies_s) for t in timings)
+    rates = [r for t in timings for r in t.window_throughputs]
     before = timings[0].throughput
     after = timings[1].throughput if len(timings) > 1 else None
     return ComputeFigures(
         batch=timings[0].batch, streams=timings[0].streams, lat_mean_ms=stats["mean"], lat_p50_ms=stats["p50"],
         lat_p90_ms=stats["p90"], lat_p99_ms=stats["p99"], lat_min_ms=stats["min"], lat_max_ms=stats["max"],
-        executions=stats["n"], throughput=samples / sum(t.batch * len(t.latencies_s) / t.throughput for t in timings),
-        before_throughput=before,
+        executions=stats["n"], throughput=float(statistics.median(rates)), spread=spread_of(rates),
+        window_throughputs=[round(r, 3) for r in rates], before_throughput=before,
         after_throughput=after, drift=None if after is None else abs(after - before) / before)
 
 

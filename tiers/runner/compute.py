@@ -1,53 +1,92 @@
 """Compute timing at the point's deployment: every stream's compute step runs at once, as the system
 path runs them, so compute and system figures describe the same deployment.
 
-Each stream's thread repeats its step until the time budget is spent (and at least `MIN_EXECUTIONS`
-ran, at most `MAX_EXECUTIONS`); the streams start together at a barrier. Throughput is all executed
-samples per second summed over the streams, each stream's samples over its own time from the barrier to
-its last execution's end (so the tail, when the first streams have stopped and the last one finishes its
-execution alone, is not charged to all of them; with one stream: over the sum of the executions' own
-durations, so the timing loop is not counted); latencies are each execution's own
-duration as the backend timed it (a host clock around the call, or device events). Python's garbage
+A measurement is `WINDOWS` consecutive windows after a warm-up. In each window every stream's thread
+repeats its step (at least `MIN_WINDOW_EXECUTIONS` times, and for at least its share of the time budget);
+the streams start together at a barrier. A window's throughput is its samples per second summed over the
+streams, each stream's samples over its own time from the barrier to its last execution's end (so the
+tail, when the first streams have stopped and the last one finishes its execution alone, is not charged
+to all of them; with one stream: over the sum of the executions' own durations, so the timing loop is not
+counted). The measurement's throughput is the median of its windows, and the windows' range over that
+median is its spread: one slow window (a page fault, a timer tick, another process) moves neither, and
+the spread says how far two figures of this host may differ by chance. Latencies are each execution's
+own duration as the backend timed it (a host clock around the call, or device events). Python's garbage
 collector is off while timing, as timeit keeps it off: a collection is no part of an execution.
 """
 
 from __future__ import annotations
 
 import gc
+import statistics
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-#: seconds of compute timing per measurement, by profile
+#: seconds of compute timing per measurement (all windows), by profile; a slow step runs longer, since
+#: every window runs each stream at least MIN_WINDOW_EXECUTIONS times
 COMPUTE_SECONDS = {"quick": 0.5, "submission": 5.0}
-MIN_EXECUTIONS, MAX_EXECUTIONS = 10, 20000
-WARMUP_EXECUTIONS = 3
+WINDOWS = 5
+MIN_WINDOW_EXECUTIONS = 4
+MAX_EXECUTIONS = 20000  # per stream and window
+#: the warm-up before the first window: a share of the budget, and at least this many executions per
+#: stream (the first executions of a freshly loaded model pay for lazy initialisation and cold caches)
+WARMUP_EXECUTIONS = 5
 WARMUP_FRACTION = 0.2
 
 
 @dataclass
-class ComputeTiming:
-    """One measurement: every execution's seconds (all streams pooled) and the wall time they took."""
+class Window:
+    """One timed window: each stream's execution seconds, and its time from the common start."""
 
     batch: int
-    streams: int
-    latencies_s: list[float]
-    wall_s: float
-    stream_counts: list[int] | None = None  # executions per stream (None: one stream)
-    stream_walls_s: list[float] | None = None  # each stream's time from the barrier to its last end
+    latencies_s: list[list[float]]  # per stream
+    walls_s: list[float]  # per stream: from the barrier to its last execution's end (one stream: their sum)
 
     @property
     def throughput(self) -> float:
-        """Samples per second over all streams: the sum of each stream's own rate."""
-        if self.stream_counts and self.stream_walls_s:
-            return sum(self.batch * n / w for n, w in zip(self.stream_counts, self.stream_walls_s))
-        return self.batch * len(self.latencies_s) / self.wall_s
+        return sum(self.batch * len(lat) / wall for lat, wall in zip(self.latencies_s, self.walls_s) if wall > 0)
+
+
+@dataclass
+class ComputeTiming:
+    """One measurement: its windows, every stream running at once in each."""
+
+    batch: int
+    streams: int
+    windows: list[Window] = field(default_factory=list)
+
+    @property
+    def latencies_s(self) -> list[float]:
+        """Every execution's seconds, all windows and streams pooled."""
+        return [s for w in self.windows for lat in w.latencies_s for s in lat]
+
+    @property
+    def window_throughputs(self) -> list[float]:
+        return [w.throughput for w in self.windows]
+
+    @property
+    def throughput(self) -> float:
+        """Samples per second over all streams: the median of the windows."""
+        return float(statistics.median(self.window_throughputs))
+
+    @property
+    def spread(self) -> float:
+        """(fastest window - slowest window) / the median window: how far this host's figures wander."""
+        return spread_of(self.window_throughputs)
 
     @property
     def mean_latency_s(self) -> float:
         return float(np.mean(self.latencies_s))
+
+
+def spread_of(rates: list[float]) -> float:
+    """The range of `rates` over their median (0 for fewer than two)."""
+    if len(rates) < 2:
+        return 0.0
+    middle = statistics.median(rates)
+    return (max(rates) - min(rates)) / middle if middle > 0 else 0.0
 
 
 def _loop(step, seconds: float, minimum: int, out: list[float]) -> None:
@@ -57,14 +96,12 @@ def _loop(step, seconds: float, minimum: int, out: list[float]) -> None:
         out.append(step())
 
 
-def _run_streams(steps: list, seconds: float, minimum: int) -> tuple[list[list[float]], float, list[float]]:
-    """Every step repeated for about `seconds`, all streams at once: (seconds per execution per stream, wall,
-    each stream's own time from the start to its end)."""
+def run_window(steps: list, batch: int, seconds: float, minimum: int) -> Window:
+    """Every step repeated for about `seconds` (and at least `minimum` times), all streams at once."""
     per_stream: list[list[float]] = [[] for _ in steps]
     if len(steps) == 1:
         _loop(steps[0], seconds, minimum, per_stream[0])
-        total = float(np.sum(per_stream[0]))
-        return per_stream, total, [total]
+        return Window(batch, per_stream, [float(np.sum(per_stream[0]))])
     barrier = threading.Barrier(len(steps) + 1)
     ends = [0.0] * len(steps)
 
@@ -80,26 +117,24 @@ def _run_streams(steps: list, seconds: float, minimum: int) -> tuple[list[list[f
     start = time.perf_counter()
     for t in threads:
         t.join()
-    return per_stream, time.perf_counter() - start, [end - start for end in ends]
+    return Window(batch, per_stream, [end - start for end in ends])
 
 
-def measure_compute(backend, batch: np.ndarray, streams: int, seconds: float) -> ComputeTiming:
-    """Warm every stream up (a fifth of the budget, all at once: thread pools, caches and clocks settle
-    as they will during the run), then time them concurrently for about `seconds`."""
+def measure_compute(backend, batch: np.ndarray, streams: int, seconds: float, windows: int = WINDOWS) -> ComputeTiming:
+    """Warm every stream up (a fifth of the budget and WARMUP_EXECUTIONS, all at once: thread pools, caches
+    and clocks settle as they will during the run), then time `windows` windows of about `seconds / windows`."""
     steps = [backend.compute_step(batch, k) for k in range(streams)]
-    _run_streams(steps, WARMUP_FRACTION * seconds, WARMUP_EXECUTIONS)
+    run_window(steps, len(batch), WARMUP_FRACTION * seconds, WARMUP_EXECUTIONS)
+    timing = ComputeTiming(batch=len(batch), streams=streams)
     enabled = gc.isenabled()
     gc.disable()
     try:
-        per_stream, wall, walls = _run_streams(steps, seconds, MIN_EXECUTIONS)
+        for _ in range(windows):
+            timing.windows.append(run_window(steps, len(batch), seconds / windows, MIN_WINDOW_EXECUTIONS))
     finally:
         if enabled:
             gc.enable()
-    latencies = [s for part in per_stream for s in part]
-    multi = streams > 1
-    return ComputeTiming(batch=len(batch), streams=streams, latencies_s=latencies, wall_s=wall,
-                         stream_counts=[len(part) for part in per_stream] if multi else None,
-                         stream_walls_s=walls if multi else None)
+    return timing
 
 
 def latency_stats_ms(seconds: list[float]) -> dict:

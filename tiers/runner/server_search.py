@@ -11,12 +11,16 @@ which targets are VALID:
    completed is about what the system sustains, so no target above `OVERLOAD_MARGIN` times that can be
    VALID, and the upper bound drops to it;
 3. below the upper bound the search tries 80 % of it, then halves until a probe is VALID, then bisects
-   between the highest VALID and the lowest INVALID target until they are within `TOLERANCE`, or
-   `MAX_PROBES` probes ran.
+   between the highest accepted and the lowest rejected target until they are within `TOLERANCE` of each
+   other; the highest accepted target is then probed once more, and when it does not hold the bracket
+   closes below it and the search goes on; after `MAX_PROBES` probes the note names the bracket it ended
+   in.
 
 A probe counts for the search when LoadGen says VALID *and* its tail latency leaves `LATENCY_HEADROOM` of
 the bound: near saturation latency climbs steeply, and a probe that only just passed is often INVALID
-when repeated, so the headroom costs a few percent of target and buys a run that holds. The point then
+when repeated (on 2 cores, two runs at the same target near the edge disagree about as often as they
+agree), so the headroom costs a few percent of target, and the repeat of the chosen target buys a run
+that holds. The point then
 runs at the highest accepted target. Every probe (target, LoadGen's verdict, reasons, p99, whether the
 search accepted it) is kept in the row (`search_trace`) and its logs under `runs/<id>/search/`.
 """
@@ -31,8 +35,8 @@ from tiers.runner.child import ChildTask, user_set
 from tiers.runner.launch import launch
 from tiers.runner.validate import Plan
 
-MAX_PROBES = 6
-TOLERANCE = 0.10  # stop when (upper bound - highest VALID) / upper bound is below this
+MAX_PROBES = 12
+TOLERANCE = 0.03  # stop when (upper bound - highest accepted) / upper bound is at most this
 OVERLOAD_MARGIN = 1.1  # an overloaded probe's completed rate, plus noise, bounds every VALID target
 OVERLOADED = 0.95  # a probe that completed less than this share of its target could not keep up
 LATENCY_HEADROOM = 0.8  # an accepted probe's target-percentile latency is at most this share of the bound
@@ -92,8 +96,24 @@ def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
         return ServerSearch(target_qps=first["target_qps"], trace=trace,
                             note="VALID at the compute throughput, the most a Server run can sustain")
     low, high = 0.0, upper_bound(float(first["target_qps"]), first)
-    while len(trace) < MAX_PROBES and (low == 0.0 or (high - low) / high > TOLERANCE):
-        target = (0.8 * high if len(trace) == 1 else high / 2) if low == 0.0 else (low + high) / 2
+    repeated = False  # whether `low` held when probed again
+    edge_near = False  # a target failed its repeat: the edge lies just below it, not half-way down
+    while len(trace) < MAX_PROBES:
+        if low > 0.0 and (high - low) / high <= TOLERANCE:
+            # converged; near the edge a target passes by chance, so the one the run will use is probed again
+            entry = probe(low)
+            entry["repeat"] = True
+            if entry["accepted"]:
+                repeated = True
+                break
+            high = low  # it did not hold: the bracket closes below it
+            low = max((float(e["target_qps"]) for e in trace if e["accepted"] and e["target_qps"] < high), default=0.0)
+            edge_near = True
+            continue
+        if low > 0.0:
+            target = (low + high) / 2
+        else:
+            target = 0.9 * high if edge_near else 0.8 * high if len(trace) == 1 else high / 2
         entry = probe(target)
         if entry["accepted"]:
             low = float(entry["target_qps"])
@@ -102,6 +122,12 @@ def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
     if low == 0.0:
         return ServerSearch(target_qps=high, trace=trace,
                             note=f"no probe was accepted down to {high:,.0f} QPS; the run uses that target")
+    gap = (high - low) / high
+    where = (f"converged: within {100 * gap:.1f} % of the lowest rejected target {high:,.0f}, and it held when "
+             f"probed again" if repeated else
+             f"not converged: stopped at the {MAX_PROBES}-probe limit in the bracket {low:,.0f}..{high:,.0f} QPS "
+             f"({100 * gap:.1f} % wide{'' if gap <= TOLERANCE else f', more than the {100 * TOLERANCE:.0f} % asked'}; "
+             "the target was not probed again)")
     return ServerSearch(target_qps=low, trace=trace,
                         note=f"highest accepted target (VALID with p99 within {100 * LATENCY_HEADROOM:.0f} % of the "
-                             f"bound), within {100 * (high - low) / high:.0f} % of the upper bound, after {len(trace)} probes")
+                             f"bound) after {len(trace)} probes, {where}")
