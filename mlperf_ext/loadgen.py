@@ -215,7 +215,7 @@ def validate_user_conf(path: Path, model_name: str, audit: bool = False) -> None
 _SIGNED_INT_FIELDS = frozenset({"server_find_peak_qps_decimals_of_precision"})
 _UINT64_MAX = 2 ** 64 - 1
 #: sanity limits on hints that size what LoadGen pre-generates (lifted with --force-limits)
-QPS_LIMITS = {"offline_expected_qps": 2_500_000.0, "server_target_qps": 1_000_000.0}
+QPS_LIMITS = {"offline_expected_qps": 5_000_000.0, "server_target_qps": 1_000_000.0}
 _POSITIVE = {"single_stream_expected_latency_ns", "multi_stream_expected_latency_ns", "server_target_qps",
              "offline_expected_qps", "server_target_latency_ns", "multi_stream_samples_per_query",
              "server_find_peak_qps_boundary_step_size"}

@@ -182,7 +182,7 @@ def test_unbounded_resources_are_refused_unless_forced(mlp_model, tmp_path, opti
 # -- 4. settings checked in the parent ----------------------------------------------------------------
 @pytest.mark.parametrize("setting,needle", [("min_duration_ms=99999999999999999999", "uint64_t"),
                                             ("min_query_count=-5", "uint64_t"),
-                                            ("offline_expected_qps=1e300", "limited to 2,500,000"),
+                                            ("offline_expected_qps=1e300", "limited to 5,000,000"),
                                             ("offline_expected_qps=abc", "must be a number")])
 def test_settings_out_of_range_are_refused_before_anything_runs(mlp_model, tmp_path, setting, needle):
     work = tmp_path / "w"

@@ -209,7 +209,7 @@ def test_user_conf_lines_for_another_scenario_are_reported(tmp_path):
 
 @pytest.mark.parametrize("key,value,needle", [
     ("min_duration_ms", 99999999999999999999, "uint64_t"), ("min_query_count", -5, "uint64_t"),
-    ("offline_expected_qps", 1e300, "limited to 2,500,000"), ("offline_expected_qps", float("nan"), "finite"),
+    ("offline_expected_qps", 1e300, "limited to 5,000,000"), ("offline_expected_qps", float("nan"), "finite"),
     ("server_target_latency_percentile", 99, "fraction"), ("server_target_qps", 0, "above 0"),
     ("server_num_issue_query_threads", 2, "cannot register issue threads"),
 ])
