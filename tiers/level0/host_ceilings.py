@@ -18,14 +18,19 @@ bf16       AMX-BF16: 1024; AVX512-BF16 (vdpbf16ps): 2 × 32 × 2 = 128
 int8       AMX-INT8: 2048; AVX512-VNNI (vpdpbusd): 2 × 64 × 2 = 256; AVX-VNNI: 128; AVX2: 64
 =========  ===================================================================
 
-Measured: the GEMM kernels of the level-1 kernel sweep (``tiers.micro.kernels``: DeepBench's shapes,
-one-node ONNX models timed through the project's own backends at their compute boundary) in every
-precision (fp32, fp16, bf16, int8, int4) on ONNX Runtime and OpenVINO; the ceiling of a datatype is the
-best achieved TOP/s over the shapes and runtimes among the kernels that really executed in it, as the
-runtime reports it (ORT's profiler kernels, OpenVINO's runtime model). A GEMM that ran in another
-precision (an fp16 model upcast to fp32, a bf16/fp16 hint the CPU cannot honour, int4 weights under an
-int8 or fp32 computation) is listed with what ran and why, and gives no ceiling. ``--quick`` times one
-shape (M=1024 N=700 K=512), the full detect the sweep's default GEMM list. Memory bandwidth: a
+Measured: the GEMM kernels of the level-1 kernel sweep (``tiers.micro.kernels``: one-node ONNX models
+timed through the project's own backends at their compute boundary) in every precision (fp32, fp16, bf16,
+int8, int4) on ONNX Runtime and OpenVINO, each with all threads on one stream and with one stream per
+thread (a runtime's kernels do not scale alike: ORT's MatMulInteger ran 1.8x faster as two one-thread
+streams than with two threads on one); the ceiling of a datatype is the fastest execution over the
+shapes, runtimes and stream counts among the kernels that really executed in it, as the runtime reports
+it (ORT's profiler kernels, OpenVINO's runtime model). A ceiling is a maximum, so it is the best run, as
+STREAM reports its best: the median is a level-1 figure. A GEMM that ran in another precision (an fp16
+model upcast to fp32, a bf16/fp16 hint the CPU cannot honour, int4 weights under an int8 or fp32
+computation) is listed with what ran and why, and gives no ceiling. ``--quick`` times the shapes at which
+the kernel libraries peak (``kernels.GEMM_QUICK``) for less time; the full detect adds DeepBench's default
+GEMM list and times every kernel longer. A test holds the zoo's models to these ceilings
+(tests/tiers/level0/test_ceilings_hold.py), and benchmarks/ceilings_hold.py prints every ratio. Memory bandwidth: a
 STREAM-like triad ``a = b + s·c`` over float64 arrays far larger than the last-level cache, one slice
 per thread, counted as STREAM does: 3 × 8 bytes per element (the write-allocate read of ``a`` is not
 counted).
@@ -76,10 +81,11 @@ class GemmResult:
     runtime: str
     dtype: str  # the precision asked
     shape: str  # the kernel's shape, e.g. "M=1024 N=700 K=512" (tiers.micro.kernels)
-    tops: float | None  # a ceiling of `dtype`: set only when the runtime executed exactly that precision
+    tops: float | None  # a ceiling of `dtype` (fastest execution): only when the runtime executed that precision
     error: str = ""  # why there is no ceiling (not run, refused, or another precision executed)
     ran_as: str = ""  # what executed, read back from the runtime
     form: str = ""  # the kernel's formulation, e.g. "QDQ MatMul", "MatMulInteger"
+    streams: int = 1  # concurrent executions, the threads shared among them
 
 
 @dataclass
@@ -157,15 +163,17 @@ def detect() -> HostSpec:
 
 
 def gemm_ceilings(shapes: Sequence | None = None, threads: int | None = None, budget_s: float = 0.3,
-                  runtimes: Sequence[str] | None = None, precisions: Sequence[str] | None = None) -> list[GemmResult]:
+                  runtimes: Sequence[str] | None = None, precisions: Sequence[str] | None = None,
+                  streams: Sequence[int] = (1,)) -> list[GemmResult]:
     """The kernel sweep's GEMMs (default: its default GEMM list) as host-file rows; a runtime that is not
     installed is one row (dtype "-") with the reason."""
     from tiers.micro import kernels  # level 1's sweep: imported only when measuring
 
     result = kernels.sweep(kernels.GEMM_DEFAULT if shapes is None else shapes,
                            kernels.RUNTIMES if runtimes is None else runtimes,
-                           kernels.PRECISIONS if precisions is None else precisions, threads, budget_s)
-    rows = [GemmResult(r.runtime, r.precision, r.shape, r.ceiling_tops, r.reason, r.executed, r.form)
+                           kernels.PRECISIONS if precisions is None else precisions, threads, budget_s,
+                           streams=streams)
+    rows = [GemmResult(r.runtime, r.precision, r.shape, r.ceiling_tops, r.reason, r.executed, r.form, r.streams)
             for r in result.results if r.kind == "gemm"]
     rows += [GemmResult(runtime, "-", "", None, why) for runtime, why in result.unavailable.items()]
     return rows
@@ -201,14 +209,14 @@ def triad_bandwidth(n_elements: int, threads: int, repeats: int = 3) -> float:
 
 
 def measure(quick: bool = True, threads: int | None = None) -> HostCeilings:
-    """Detect the host and measure GEMM and triad ceilings (quick: a few seconds in all)."""
+    """Detect the host and measure GEMM and triad ceilings (quick: about ten seconds in all on 2 cores)."""
     from tiers.micro import kernels
 
     spec = detect()
     threads = threads or spec.logical_cpus or spec.cores
     res = HostCeilings(spec)
-    res.gemm = gemm_ceilings(kernels.GEMM_QUICK if quick else kernels.GEMM_DEFAULT, threads,
-                             0.15 if quick else 0.5)
+    shapes = kernels.GEMM_QUICK if quick else tuple(dict.fromkeys(kernels.GEMM_QUICK + kernels.GEMM_DEFAULT))
+    res.gemm = gemm_ceilings(shapes, threads, 0.15 if quick else 0.5, streams=(1, threads) if threads > 1 else (1,))
     # 0.8 GB (quick) or 1.6 GB in all: above the LLC a VM reports (up to hundreds of MB)
     res.triad_bytes = 3 * 8 * ((1 << 25) if quick else (1 << 26))
     res.triad_gbs = triad_bandwidth(res.triad_bytes // 24, threads, repeats=2 if quick else 5)
@@ -251,7 +259,7 @@ def host_platform_entry(c: HostCeilings) -> dict:
                             "formula": "cores x clock_GHz x ops_per_cycle / 1000 (TOP/s)",
                             **({"notes": notes} if notes else {})},
         "measured_with": {"gemm": [{"runtime": g.runtime, "dtype": g.dtype, "shape": g.shape,
-                                    **({"form": g.form} if g.form else {}),
+                                    **({"form": g.form} if g.form else {}), "streams": g.streams,
                                     "tops": None if g.tops is None else round(g.tops, 4),
                                     **({"ran_as": g.ran_as} if g.ran_as else {}),
                                     **({"error": g.error} if g.error else {})} for g in c.gemm],
