@@ -17,6 +17,7 @@ import numpy as np
 
 from sut.null import NullBackend
 from sut.onnxruntime import OnnxRuntimeBackend
+from sut.openvino import OpenVinoBackend
 
 
 class AbortingBackend(NullBackend):
@@ -85,12 +86,11 @@ class SlowComputeBackend(NullBackend):
 BURNER = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end:\n    pass\n"
 
 
-class LoadInjectingBackend(OnnxRuntimeBackend):
-    """ONNX Runtime with a competing load that starts mid-run: the first system-path batch (LoadGen is
+class InjectsLoad:
+    """A runtime with a competing load that starts mid-run: the first system-path batch (LoadGen is
     running) starts one busy process per CPU, which outlive the run and the compute timing after it. The
     load is real (other processes on the same cores); only its start is arranged."""
 
-    name = "load-injecting"
     LOAD_S = 20.0
 
     def infer(self, batch, stream=0):
@@ -104,3 +104,11 @@ class LoadInjectingBackend(OnnxRuntimeBackend):
             burner.kill()
             burner.wait()
         super().close()
+
+
+class LoadInjectingBackend(InjectsLoad, OnnxRuntimeBackend):
+    name = "load-injecting"
+
+
+class LoadInjectingOpenVinoBackend(InjectsLoad, OpenVinoBackend):
+    name = "load-injecting-openvino"
