@@ -1,4 +1,4 @@
-"""The native dispatcher (`scenarios/native/batcher.cpp`, built by `pip install` as `scenarios._native`).
+"""The native dispatcher (`scenarios/native_batcher.cpp`, built by `pip install` as `scenarios._native`).
 
 It is a LoadGen SUT in C++: LoadGen's issue thread queues samples without taking the GIL, and `streams`
 worker threads form batches and call the adapter's `run_batch` once per batch. The Python dispatchers in
@@ -16,7 +16,7 @@ from functools import cache
 from mlperf_ext.loadgen import LOADGEN_VERSION
 from scenarios.base import RunBatch
 
-#: the LoadGen whose SUT interface (loadgen/system_under_test.h, query_sample.h) batcher.cpp declares;
+#: the LoadGen whose SUT interface (loadgen/system_under_test.h, query_sample.h) native_batcher.cpp declares;
 #: the handle is only given to this one
 NATIVE_LOADGEN_VERSION = "6.0.17"
 #: LoadGen's issue thread needs no GIL here, but the stream workers share it: a short switch interval
