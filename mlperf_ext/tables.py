@@ -264,7 +264,9 @@ def print_run(result: PointResult, console: Console | None = None, wide: bool = 
              f"{_num(pw.idle_w, '.3f')} W, net {_num(pw.net_w, '.3f')} W, {_num(pw.energy_j, '.3f')} J over "
              f"{_num(pw.duration_s, '.2f')} s; {_efficiency_figures(pw)}{pw.note}")
     if result.dispatch and result.dispatch.batch_sizes:
-        line(f"batches formed: {result.dispatch.batch_sizes} (size: count)")
+        d = result.dispatch
+        by = "" if not d.impl else f" by the {d.impl} dispatcher" + (f" ({d.impl_note})" if d.impl_note else "")
+        line(f"batches formed{by}: {d.batch_sizes} (size: count)")
     for text in result.flags.values():
         line(f"FLAG: {text}")
     for note in result.notes:

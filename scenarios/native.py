@@ -40,17 +40,20 @@ def unavailable() -> str | None:
 
 class NativeBatcher:
     """Batches of up to `max_batch` samples on `streams` native workers; a partial batch waits at most
-    `max_wait_us` after its oldest sample arrived (0: never waits, as Offline and MultiStream need)."""
+    `max_wait_us` after its oldest sample arrived (0: never waits, as Offline and MultiStream need).
+    `run_inline` (one stream, batches of one): no workers; LoadGen's issue thread runs each sample."""
 
     impl = "native"
     impl_note = None
 
-    def __init__(self, run_batch: RunBatch, max_batch: int, streams: int, max_wait_us: int):
+    def __init__(self, run_batch: RunBatch, max_batch: int, streams: int, max_wait_us: int, run_inline: bool = False):
         from scenarios._native import Batcher
 
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self._batcher = Batcher(run_batch, max_batch, streams, max_wait_us, name="mlperf-ext native batcher")
+        self._batcher = Batcher(run_batch, max_batch, streams, max_wait_us, name="mlperf-ext native batcher",
+                                run_inline=run_inline)
+        self.inline = run_inline
         self.issue = self._batcher.issue  # a FastSUT callback's form, for callers that issue from Python
         self.flush = self._batcher.flush
 
@@ -69,12 +72,13 @@ class NativeBatcher:
         sys.setswitchinterval(self._old_switch)
 
 
-def native_or_python(run_batch: RunBatch, max_batch: int, streams: int, max_wait_us: int, python):
+def native_or_python(run_batch: RunBatch, max_batch: int, streams: int, max_wait_us: int, python,
+                     run_inline: bool = False):
     """The native batcher where it can run; otherwise `python()` (a dispatcher of the same policy), marked
     with the reason, so the row says which dispatcher ran and why."""
     reason = unavailable()
     if reason is None:
-        return NativeBatcher(run_batch, max_batch, streams, max_wait_us)
+        return NativeBatcher(run_batch, max_batch, streams, max_wait_us, run_inline)
     dispatcher = python()
     dispatcher.impl_note = reason
     return dispatcher

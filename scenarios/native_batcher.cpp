@@ -8,6 +8,12 @@
 // and call the Python `run_batch(ids, indices, stream)` once per batch, holding the GIL only for that
 // call. The same queue also takes queries from Python (`issue`), for a FastSUT callback and for tests.
 //
+// With one stream and batches of one (`run_inline`) there is nothing to batch and nothing to run beside
+// the issuing: IssueQuery then runs each sample itself, on LoadGen's issue thread (the thread that
+// called StartTest, so it has a Python thread state already), with no queue and no worker thread. On a
+// 2-core host a worker thread is a third busy thread beside LoadGen's issue and logging threads, and the
+// scheduler's time slices then show up as milliseconds in the tail latency.
+//
 // The object is handed to `mlperf_loadgen.StartTestWithLogSettings` as its `sut` handle. The binding
 // reinterprets that handle as a pointer to its own SystemUnderTest subclass and passes it to
 // `mlperf::StartTest(SystemUnderTest*, ...)`, which calls only the virtual interface below; the class
@@ -58,9 +64,9 @@ struct Pending {
 
 class Batcher final : public mlperf::SystemUnderTest {
  public:
-  Batcher(PyObject* run_batch, size_t max_batch, int64_t max_wait_us, std::string name)
+  Batcher(PyObject* run_batch, size_t max_batch, int64_t max_wait_us, std::string name, bool run_inline)
       : run_batch_(run_batch), max_batch_(max_batch), max_wait_(std::chrono::microseconds(max_wait_us)),
-        name_(std::move(name)) {
+        name_(std::move(name)), inline_(run_inline) {
     Py_INCREF(run_batch_);
   }
 
@@ -69,6 +75,10 @@ class Batcher final : public mlperf::SystemUnderTest {
   const std::string& Name() override { return name_; }
 
   void IssueQuery(const std::vector<mlperf::QuerySample>& samples) override {
+    if (inline_) {
+      RunInline(samples);
+      return;
+    }
     Clock::time_point now = Clock::now();
     bool wake;
     {
@@ -96,6 +106,7 @@ class Batcher final : public mlperf::SystemUnderTest {
   void Issue(const std::vector<mlperf::QuerySample>& samples) { IssueQuery(samples); }
 
   void Start(int streams) {
+    if (inline_) return;
     for (int k = 0; k < streams; ++k) workers_.emplace_back(&Batcher::Work, this, k);
   }
 
@@ -158,8 +169,45 @@ class Batcher final : public mlperf::SystemUnderTest {
     }
   }
 
+  // Each sample as its own batch on stream 0, on the calling thread, holding the GIL for the call.
+  void RunInline(const std::vector<mlperf::QuerySample>& samples) {
+    Clock::time_point now = Clock::now();
+    std::vector<Pending> batch(1);
+    PyGILState_STATE gil = PyGILState_Ensure();
+    for (const auto& s : samples) {
+      batch[0] = Pending{s.id, s.index, now};
+      bool ok = Call(batch, 0);
+      std::lock_guard<std::mutex> lock(mu_);
+      ++issued_;
+      ++batches_;
+      if (!ok) ++failed_;
+    }
+    PyGILState_Release(gil);
+  }
+
+  // A batch that is ready now (full, or its wait is over, or the queries were flushed), without
+  // waiting; false when there is none.
+  bool TakeReady(std::vector<Pending>* out) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (queue_.empty()) return false;
+    if (queue_.size() < max_batch_ && !closing_ && !flushing_ &&
+        Clock::now() < queue_.front().arrived + max_wait_) {
+      return false;
+    }
+    size_t n = queue_.size() < max_batch_ ? queue_.size() : max_batch_;
+    out->assign(queue_.begin(), queue_.begin() + n);
+    queue_.erase(queue_.begin(), queue_.begin() + n);
+    ++batches_;
+    bool more = !queue_.empty();
+    lock.unlock();
+    if (more) ready_.notify_one();
+    return true;
+  }
+
   // Each worker keeps one Python thread state for its life (creating one per batch would cost more
-  // than the call), and holds the GIL only while run_batch runs.
+  // than the call). It takes the GIL for a batch and keeps it while more batches are ready at once
+  // (a backlog of small batches costs one GIL hand-off, not one per batch); Python's switch interval
+  // still lets another stream's worker in.
   void Work(int stream) {
     PyGILState_STATE gil = PyGILState_Ensure();
     PyThreadState* state = PyEval_SaveThread();
@@ -167,12 +215,13 @@ class Batcher final : public mlperf::SystemUnderTest {
     batch.reserve(max_batch_);
     while (Take(&batch)) {
       PyEval_RestoreThread(state);
-      bool ok = Call(batch, stream);
+      do {
+        if (!Call(batch, stream)) {
+          std::lock_guard<std::mutex> lock(mu_);
+          ++failed_;
+        }
+      } while (TakeReady(&batch));
       state = PyEval_SaveThread();
-      if (!ok) {
-        std::lock_guard<std::mutex> lock(mu_);
-        ++failed_;
-      }
     }
     PyEval_RestoreThread(state);
     PyGILState_Release(gil);
@@ -217,6 +266,7 @@ class Batcher final : public mlperf::SystemUnderTest {
   const size_t max_batch_;
   const std::chrono::microseconds max_wait_;
   const std::string name_;
+  const bool inline_;
   std::mutex mu_;
   std::condition_variable ready_;
   std::deque<Pending> queue_;
@@ -246,13 +296,19 @@ void CloseObject(BatcherObject* self) {
 }
 
 int Batcher_init(BatcherObject* self, PyObject* args, PyObject* kwargs) {
-  static const char* kwlist[] = {"run_batch", "max_batch", "streams", "max_wait_us", "name", nullptr};
+  static const char* kwlist[] = {"run_batch", "max_batch", "streams", "max_wait_us", "name", "run_inline",
+                                 nullptr};
   PyObject* run_batch;
   Py_ssize_t max_batch, streams;
   long long max_wait_us;
   const char* name = "mlperf-ext native batcher";
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnnL|s", const_cast<char**>(kwlist), &run_batch,
-                                   &max_batch, &streams, &max_wait_us, &name)) {
+  int run_inline = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnnL|sp", const_cast<char**>(kwlist), &run_batch,
+                                   &max_batch, &streams, &max_wait_us, &name, &run_inline)) {
+    return -1;
+  }
+  if (run_inline && (max_batch != 1 || streams != 1)) {
+    PyErr_SetString(PyExc_ValueError, "run_inline needs max_batch 1 and one stream");
     return -1;
   }
   if (!PyCallable_Check(run_batch)) {
@@ -267,7 +323,7 @@ int Batcher_init(BatcherObject* self, PyObject* args, PyObject* kwargs) {
     PyErr_SetString(PyExc_RuntimeError, "already initialised");
     return -1;
   }
-  self->batcher = new Batcher(run_batch, static_cast<size_t>(max_batch), max_wait_us, name);
+  self->batcher = new Batcher(run_batch, static_cast<size_t>(max_batch), max_wait_us, name, run_inline != 0);
   self->closed = false;
   self->batcher->Start(static_cast<int>(streams));
   return 0;
@@ -386,7 +442,7 @@ PyMODINIT_FUNC PyInit__native(void) {
   kBatcherType.tp_name = "scenarios._native.Batcher";
   kBatcherType.tp_basicsize = sizeof(BatcherObject);
   kBatcherType.tp_flags = Py_TPFLAGS_DEFAULT;
-  kBatcherType.tp_doc = "Batcher(run_batch, max_batch, streams, max_wait_us, name=...)";
+  kBatcherType.tp_doc = "Batcher(run_batch, max_batch, streams, max_wait_us, name=..., run_inline=False)";
   kBatcherType.tp_new = PyType_GenericNew;
   kBatcherType.tp_init = reinterpret_cast<initproc>(Batcher_init);
   kBatcherType.tp_dealloc = reinterpret_cast<destructor>(Batcher_dealloc);

@@ -3,7 +3,8 @@ each take up to `batch` samples, waiting at most `max_wait_us` after the oldest 
 batch to fill (dynamic batching), then run it on their own stream.
 
 The queue and the workers are native (scenarios/native.py): LoadGen's issue thread takes no GIL and the
-backend's Python runs once per batch. `DynamicBatcher` is the same policy in Python, the fallback where the
+backend's Python runs once per batch; with one stream and batches of one, LoadGen's issue thread runs
+each query itself (a worker would be a third busy thread on a small host, for nothing to batch). `DynamicBatcher` is the same policy in Python, the fallback where the
 extension is not built: there every query crosses from the issue thread to a worker through a
 `threading.Condition`, which caps the rate at what the GIL allows per query.
 """
@@ -100,5 +101,7 @@ class Server:
         return {}
 
     def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig):
+        # one stream with batches of one: nothing to batch, so LoadGen's issue thread runs each query itself
         return native_or_python(run_batch, config.batch, config.streams, config.max_wait_us,
-                                lambda: DynamicBatcher(run_batch, config))
+                                lambda: DynamicBatcher(run_batch, config),
+                                run_inline=config.batch == 1 and config.streams == 1)

@@ -53,7 +53,7 @@ def _wait_for(rec: Recorder, n: int, seconds: float = 10.0) -> None:
 
 
 @pytest.mark.parametrize("scenario,batch,streams", [
-    ("Server", 4, 2), ("Server", 8, 3), ("Server", 1, 2), ("Offline", 16, 2), ("Offline", 16, 1),
+    ("Server", 4, 2), ("Server", 8, 3), ("Server", 1, 2), ("Server", 1, 1), ("Offline", 16, 2), ("Offline", 16, 1),
     ("MultiStream", 2, 2), ("MultiStream", 8, 1), ("SingleStream", 1, 1)])
 def test_every_sample_runs_once(impl, scenario, batch, streams):
     rec = Recorder(delay_s=0.0002)
@@ -119,6 +119,22 @@ def test_close_runs_what_is_queued_first(impl):
         dispatcher.issue([i + 1000], [i])
     dispatcher.close()
     assert rec.samples() == 40
+
+
+def test_one_stream_of_batches_of_one_runs_on_the_issuing_thread():
+    # nothing to batch: the native Server dispatcher runs each query where it is issued, with no worker
+    if native.unavailable():
+        pytest.skip(native.unavailable())
+    threads = []
+    dispatcher = get_scenario("Server").make_dispatcher(
+        lambda ids, indices, stream: threads.append((threading.current_thread(), list(ids), stream)),
+        DispatchConfig(batch=1, streams=1))
+    assert dispatcher.inline
+    dispatcher.issue([11, 12], [1, 2])
+    dispatcher.close()
+    me = threading.current_thread()
+    assert threads == [(me, [11], 0), (me, [12], 0)]
+    assert not get_scenario("Server").make_dispatcher(lambda *a: None, DispatchConfig(batch=2)).inline
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -236,6 +236,7 @@ def test_results_show_a_run(invalid_and_ok):
     out = shown.stdout
     assert f"run {rows[1]['run_id']}" in out and "INVALID: minimum duration not met" in out
     assert "compute (batch 8" in out and "runtime: onnxruntime" in out and "executed: fp32" in out
+    assert "batches formed by the native dispatcher:" in out  # which dispatcher ran is part of the evidence
     assert str(Path(rows[1]["run_dir"]) / "loadgen" / "mlperf_log_detail.txt") in out
     assert_one_line_refusal(cli("results", "show", "nosuchrun", "--workdir", str(work)), "no run 'nosuchrun'")
 
