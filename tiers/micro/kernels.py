@@ -617,7 +617,7 @@ def _versions(runtimes: list[str]) -> dict[str, str]:
 
 
 # ---- table and command -----------------------------------------------------------------------------
-TABLE_COLUMNS = ("kernel", "shape", "runtime", "asked", "form", "executed", "ms", "TOP/s", "best TOP/s", "ceiling")
+TABLE_COLUMNS = ("kernel", "shape", "runtime", "asked", "form", "executed", "ms", "TOP/s", "best-TOP/s", "ceiling")
 
 
 def _ceiling_cell(r: KernelResult) -> str:
