@@ -137,7 +137,8 @@ def run_harness(settings, outdir: Path, scenario: str, batch: int, python: bool)
     adapter = SutAdapter(backend, library, errors)
     gc.collect()
     gc.freeze()  # as the child does before its run
-    dispatcher = get_scenario(scenario).make_dispatcher(adapter.run_batch, DispatchConfig(batch=batch))
+    one = {"run_one": adapter.run_one} if hasattr(adapter, "run_one") else {}  # as the child passes it
+    dispatcher = get_scenario(scenario).make_dispatcher(adapter.run_batch, DispatchConfig(batch=batch), **one)
     if hasattr(loadgen.LoadGenTest, "of"):
         test = loadgen.LoadGenTest.of(dispatcher, library, errors)
     else:  # a baseline checkout from before the native dispatcher

@@ -357,15 +357,13 @@ class ResponseSlots:
         self.payload = np.zeros(capacity, dtype="<i4")
         base, item = self.payload.ctypes.data, self.payload.itemsize
         self._responses = [lg.QuerySampleResponse(0, base + k * item, item) for k in range(capacity)]
+        self._first = self._responses[:1]  # the array a batch of one completes with
 
     def complete(self, ids: Sequence[int], top1: np.ndarray) -> None:
         """Complete `ids` with the int32 values in `top1` (one per id)."""
         n = len(ids)
         if n == 1:  # a Server batch of one: the cheapest form of each step (~0.4 us less)
-            response = self._responses[0]
-            self.payload[0] = top1[0]
-            _SET_RESPONSE_ID(response, ids[0])
-            lg.QuerySamplesComplete([response])
+            self.complete_one(ids[0], top1[0])
             return
         if n > len(self._responses):
             self._grow(max(n, 2 * len(self._responses)))
@@ -374,6 +372,12 @@ class ResponseSlots:
         for _ in map(_SET_RESPONSE_ID, responses, ids):
             pass
         lg.QuerySamplesComplete(responses)
+
+    def complete_one(self, sample_id: int, value) -> None:
+        """Complete one sample with the int32 `value`."""
+        self.payload[0] = value
+        _SET_RESPONSE_ID(self._first[0], sample_id)
+        lg.QuerySamplesComplete(self._first)
 
 
 def complete_empty(ids: Sequence[int]) -> None:

@@ -73,6 +73,13 @@ class SampleLibrary:
             raise RuntimeError("LoadGen issued a sample that is not loaded")
         return self._data[rows]
 
+    def gather_one(self, index: int) -> np.ndarray:
+        """One loaded sample as a batch of one (a view): `gather([index])` without the list's checks."""
+        row = self._first_row.get(index, -1)
+        if row < 0:
+            raise RuntimeError("LoadGen issued a sample that is not loaded")
+        return self._data[row:row + 1]
+
     def first_batch(self, size: int) -> np.ndarray:
         """`size` samples from the start of the dataset (for warm-up and compute timing)."""
         idx = np.arange(size) % self.total_count

@@ -16,6 +16,8 @@ from typing import Protocol
 from mlperf_ext.errors import ConfigError
 
 RunBatch = Callable[[Sequence[int], Sequence[int], int], None]
+#: run_one(id, index): one sample on stream 0 (the adapter's cheaper form of a batch of one)
+RunOne = Callable[[int, int], None]
 
 # Caps on hints derived from compute timing. LoadGen pre-generates every query of a run up front
 # (~400 B each), so a hint taken from a near-zero compute time (the null backend) would ask for
@@ -84,7 +86,10 @@ class Scenario(Protocol):
         """LoadGen hints (TestSettings fields) derived from the estimate, used when the user set none.
         A hint only sizes the run; it is never the figure the run is judged by."""
 
-    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig) -> Dispatcher: ...
+    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig,
+                        run_one: RunOne | None = None) -> Dispatcher:
+        """The dispatcher of this scenario's policy; `run_one`, where given, is what a dispatcher that
+        runs single samples may call instead of a batch of one."""
 
 
 def chunks(ids: Sequence[int], indices: Sequence[int], size: int):

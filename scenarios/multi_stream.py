@@ -12,6 +12,7 @@ from scenarios.base import (
     DispatchConfig,
     Inline,
     RunBatch,
+    RunOne,
     StreamPool,
 )
 from scenarios.native import native_or_python
@@ -28,7 +29,7 @@ class MultiStream:
         rounds = math.ceil(parts / config.streams)
         return {"multi_stream_expected_latency_ns": max(int(estimate.latency_s * rounds * 1e9), MIN_EXPECTED_LATENCY_NS)}
 
-    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig):
+    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig, run_one: RunOne | None = None):
         batch = self.nominal_batch(config)
         if config.streams == 1 or batch >= config.samples_per_query:
             return Inline(run_batch, batch)

@@ -14,7 +14,7 @@ import sys
 from functools import cache
 
 from mlperf_ext.loadgen import LOADGEN_VERSION
-from scenarios.base import RunBatch
+from scenarios.base import RunBatch, RunOne
 
 #: the LoadGen whose SUT interface (loadgen/system_under_test.h, query_sample.h) native_batcher.cpp declares;
 #: the handle is only given to this one
@@ -41,18 +41,20 @@ def unavailable() -> str | None:
 class NativeBatcher:
     """Batches of up to `max_batch` samples on `streams` native workers; a partial batch waits at most
     `max_wait_us` after its oldest sample arrived (0: never waits, as Offline and MultiStream need).
-    `run_inline` (one stream, batches of one): no workers; LoadGen's issue thread runs each sample."""
+    `run_inline` (one stream, batches of one): no workers; LoadGen's issue thread runs each sample, through
+    `run_one(id, index)` where given, else as a batch of one."""
 
     impl = "native"
     impl_note = None
 
-    def __init__(self, run_batch: RunBatch, max_batch: int, streams: int, max_wait_us: int, run_inline: bool = False):
+    def __init__(self, run_batch: RunBatch, max_batch: int, streams: int, max_wait_us: int, run_inline: bool = False,
+                 run_one: RunOne | None = None):
         from scenarios._native import Batcher
 
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._batcher = Batcher(run_batch, max_batch, streams, max_wait_us, name="mlperf-ext native batcher",
-                                run_inline=run_inline)
+                                run_inline=run_inline, run_one=run_one)
         self.inline = run_inline
         self.issue = self._batcher.issue  # a FastSUT callback's form, for callers that issue from Python
         self.flush = self._batcher.flush
@@ -73,12 +75,12 @@ class NativeBatcher:
 
 
 def native_or_python(run_batch: RunBatch, max_batch: int, streams: int, max_wait_us: int, python,
-                     run_inline: bool = False):
+                     run_inline: bool = False, run_one: RunOne | None = None):
     """The native batcher where it can run; otherwise `python()` (a dispatcher of the same policy), marked
     with the reason, so the row says which dispatcher ran and why."""
     reason = unavailable()
     if reason is None:
-        return NativeBatcher(run_batch, max_batch, streams, max_wait_us, run_inline)
+        return NativeBatcher(run_batch, max_batch, streams, max_wait_us, run_inline, run_one)
     dispatcher = python()
     dispatcher.impl_note = reason
     return dispatcher

@@ -13,6 +13,7 @@ from scenarios.base import (
     DispatchConfig,
     Inline,
     RunBatch,
+    RunOne,
     StreamPool,
 )
 from scenarios.native import native_or_python
@@ -32,7 +33,7 @@ class Offline:
         qps = estimate.throughput * OFFLINE_QPS_MARGIN
         return {"offline_expected_qps": min(qps, MAX_OFFLINE_QPS)}
 
-    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig):
+    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig, run_one: RunOne | None = None):
         def python():
             if config.streams == 1:
                 return Inline(run_batch, config.batch)

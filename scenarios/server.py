@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 
-from scenarios.base import ComputeEstimate, DispatchConfig, PythonDispatcher, RunBatch
+from scenarios.base import ComputeEstimate, DispatchConfig, PythonDispatcher, RunBatch, RunOne
 from scenarios.native import native_or_python
 
 #: LoadGen's issue thread needs the GIL for every query; a 5 ms switch interval shows up directly
@@ -100,8 +100,10 @@ class Server:
         # the user sets it, or the runner searches it with short runs (tiers/runner/server_search.py).
         return {}
 
-    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig):
+    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig, run_one: RunOne | None = None):
         # one stream with batches of one: nothing to batch, so LoadGen's issue thread runs each query itself
+        # (through run_one where given)
+        inline = config.batch == 1 and config.streams == 1
         return native_or_python(run_batch, config.batch, config.streams, config.max_wait_us,
-                                lambda: DynamicBatcher(run_batch, config),
-                                run_inline=config.batch == 1 and config.streams == 1)
+                                lambda: DynamicBatcher(run_batch, config), run_inline=inline,
+                                run_one=run_one if inline else None)

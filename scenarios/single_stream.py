@@ -3,7 +3,7 @@ thread so nothing but the backend sits between LoadGen's timestamps."""
 
 from __future__ import annotations
 
-from scenarios.base import MIN_EXPECTED_LATENCY_NS, ComputeEstimate, DispatchConfig, Inline, RunBatch
+from scenarios.base import MIN_EXPECTED_LATENCY_NS, ComputeEstimate, DispatchConfig, Inline, RunBatch, RunOne
 
 
 class SingleStream:
@@ -17,5 +17,5 @@ class SingleStream:
         # one above it can run out of queries, so the compute (lower) latency is the safe hint.
         return {"single_stream_expected_latency_ns": max(int(estimate.latency_s * 1e9), MIN_EXPECTED_LATENCY_NS)}
 
-    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig) -> Inline:
+    def make_dispatcher(self, run_batch: RunBatch, config: DispatchConfig, run_one: RunOne | None = None) -> Inline:
         return Inline(run_batch, 1)

@@ -31,13 +31,18 @@ class SutAdapter:
         self._slots: dict[int, loadgen.ResponseSlots] = {}
         self._sizes: dict[int, dict[int, int]] = {}  # stream -> batch size -> batches
         # bound once: at a Server batch of one, each lookup saved is a few percent of the harness's cost
-        self._infer, self._gather = backend.infer, library.gather
+        self._infer, self._gather, self._gather_one = backend.infer, library.gather, library.gather_one
+        # run_one's response (one caller at a time: LoadGen's issue thread)
+        self._complete_one = loadgen.ResponseSlots().complete_one
+        self._ones = 0  # samples run_one completed with a result
 
     @property
     def batch_sizes(self) -> Counter[int]:
         total: Counter[int] = Counter()
         for sizes in list(self._sizes.values()):
             total.update(sizes)
+        if self._ones:
+            total[1] += self._ones
         return total
 
     @property
@@ -74,3 +79,25 @@ class SutAdapter:
             return
         sizes = self._sizes[stream]
         sizes[n] = sizes.get(n, 0) + 1
+
+    def run_one(self, sample_id: int, index: int) -> None:
+        """`run_batch([sample_id], [index], 0)` in fewer steps: the Server batch-of-one path, which LoadGen's
+        issue thread runs for every query (no lists, no reshape; ~0.9 against ~1.6 us in Python, measured
+        with the null backend). The same checks, the same top-1, the same failure handling."""
+        try:
+            logits = self._infer(self._gather_one(index), 0)
+            if len(logits) != 1:  # LoadGen would read past the buffer
+                raise ValueError(f"backend returned {len(logits)} results for 1 sample")
+            if self.outputs_per_sample is None:
+                self.outputs_per_sample = int(logits.size)
+            top1 = logits.argmax()  # flat: over the one sample's outputs, as run_batch's reshape(1, -1)
+        except BaseException as exc:  # noqa: BLE001 - recorded, the sample still completed
+            self.errors.record(exc, "infer(stream 0)")
+            loadgen.complete_empty([sample_id])
+            return
+        try:
+            self._complete_one(sample_id, top1)
+        except BaseException as exc:  # noqa: BLE001 - an exception must not reach LoadGen
+            self.errors.record(exc, "complete(stream 0)")
+            return
+        self._ones += 1

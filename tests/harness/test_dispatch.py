@@ -138,6 +138,34 @@ def test_one_stream_of_batches_of_one_runs_on_the_issuing_thread():
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_given_run_one_the_inline_path_calls_it_with_the_id_and_index():
+    # the adapter's cheaper batch of one: two integers, on the issuing thread, and run_batch is not called
+    if native.unavailable():
+        pytest.skip(native.unavailable())
+    batches, ones = [], []
+
+    def run_one(sample_id, index):
+        ones.append((threading.current_thread(), sample_id, index))
+        if sample_id == 12:
+            raise RuntimeError("boom")  # counted like a raising run_batch, and the next sample still runs
+
+    dispatcher = get_scenario("Server").make_dispatcher(lambda *a: batches.append(a), DispatchConfig(batch=1),
+                                                        run_one=run_one)
+    dispatcher.issue([11, 12, 13], [1, 2, 3])
+    dispatcher.close()
+    me = threading.current_thread()
+    assert ones == [(me, 11, 1), (me, 12, 2), (me, 13, 3)] and batches == []
+    assert dispatcher.failed_batches == 1
+    # where batches form, run_one is not used
+    dispatcher = get_scenario("Server").make_dispatcher(lambda *a: batches.append(a), DispatchConfig(batch=2),
+                                                        run_one=run_one)
+    dispatcher.issue([14], [4])
+    dispatcher.flush()
+    dispatcher.close()
+    assert len(ones) == 3 and len(batches) == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_raising_run_batch_is_counted_and_the_workers_go_on():
     if native.unavailable():
         pytest.skip(native.unavailable())

@@ -37,6 +37,16 @@ def test_crash_and_hang_become_rows_and_the_spec_goes_on(tmp_path):
     assert [r["status"] for r in stored] == ["crashed", "timeout", "failed", "ok"]
 
 
+def test_a_raising_backend_at_a_server_batch_of_one_completes_every_query(tmp_path):
+    # the batch-of-one path (the adapter's run_one, on LoadGen's issue thread) fails as the batch path does
+    p = RunPoint(**{**point(f"{FAULTY}:RaisingBackend").to_dict(), "scenario": "Server", "batch": 1,
+                    "settings": {**SHORT, "server_target_qps": 2000}})
+    [r] = run_points([p], tmp_path)
+    assert r.status == "failed" and "simulated inference failure" in r.error
+    assert r.dispatch.impl == "native"
+    assert r.system.sample_count > 0 and r.callback_errors == r.system.sample_count
+
+
 def test_failed_points_are_retried_but_ok_ones_skipped(tmp_path):
     points = [point(f"{FAULTY}:RaisingBackend"), point("null")]
     run_points(points, tmp_path)

@@ -102,11 +102,12 @@ def test_rerun_skips_stored_points(sweep):
     assert len(ResultsStore(layout.store_path(workdir)).rows(latest_only=False)) == before
 
 
-@pytest.mark.parametrize("backend,scenario,streams", [(b, "Offline", 1) for b in RUNTIMES] + [
-    ("onnxruntime", "Server", 2)])  # Server: batches of every size from two streams' response slots
-def test_accuracy_mode_scores_what_the_model_predicts(backend, scenario, streams, mlp_model, tmp_path):
+@pytest.mark.parametrize("backend,scenario,streams,batch", [(b, "Offline", 1, 32) for b in RUNTIMES] + [
+    ("onnxruntime", "Server", 2, 32),  # batches of every size from two streams' response slots
+    ("openvino", "Server", 1, 1)])  # each query on LoadGen's issue thread (the adapter's run_one)
+def test_accuracy_mode_scores_what_the_model_predicts(backend, scenario, streams, batch, mlp_model, tmp_path):
     point = RunPoint(model=str(mlp_model), dataset="mnist", backend=backend, scenario=scenario, streams=streams,
-                     mode="accuracy", batch=32, timeout_s=300,
+                     mode="accuracy", batch=batch, timeout_s=300,
                      settings={**SHORT, **(SERVER_TARGET if scenario == "Server" else {})})
     [r] = run_points([point], tmp_path)
     assert r.status == "ok", r.error
@@ -114,6 +115,8 @@ def test_accuracy_mode_scores_what_the_model_predicts(backend, scenario, streams
     expected = float(np.mean(numpy_top1(mlp_model, data.samples) == data.labels))
     assert r.accuracy.total == len(data) == 1000
     assert r.accuracy.value == pytest.approx(expected, abs=0.002)  # float rounding may flip a tie
+    if batch == 1:
+        assert {int(k): v for k, v in r.dispatch.batch_sizes.items()} == {1: 1000}
     line = (Path(r.run_dir) / "accuracy.txt").read_text().strip()
     assert line == f"accuracy={100 * r.accuracy.value:.3f}%, good={r.accuracy.good}, total=1000" == r.accuracy.line
 

@@ -217,7 +217,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
 
     errors = loadgen.CallbackErrors()
     adapter = SutAdapter(backend, library, errors)
-    dispatcher = scenario.make_dispatcher(adapter.run_batch, config)
+    dispatcher = scenario.make_dispatcher(adapter.run_batch, config, run_one=adapter.run_one)
     test = loadgen.LoadGenTest.of(dispatcher, library, errors)
     log_dir = run_dir / layout.LOADGEN_DIR
     audit = None
