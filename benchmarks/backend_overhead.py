@@ -2,12 +2,18 @@
 divided by a plain loop over a runtime session with the same model, batch and threads.
 
 Models: an MLP (784-1024-1024-1024-10) and ResNet-50 v1.5 (random weights: speed only), on ONNX
-Runtime and OpenVINO. Every measurement runs in its own process (LoadGen runs one test per process),
-the SUT and loop variants interleaved and alternated; the ratio is of medians over --rounds. Both sides
-warm up the same way (WARMUP_S seconds of the same batches through their own call) before timing, and
-an SUT run that LoadGen judges INVALID stops the script instead of giving a ratio. Goal: >= 0.95.
+Runtime and OpenVINO. Three variants, each measurement in its own process (LoadGen runs one test per
+process), their order rotating from round to round:
+  - `sut`: the harness (the objects tiers.runner.child wires together);
+  - `bare`: the same plain runtime call inside the cheapest Python LoadGen SUT (the batches run in the
+    issue callback, completed through reused responses): what LoadGen itself costs any Python SUT;
+  - `loop`: the plain runtime call in a loop, no LoadGen.
+Printed: each variant's median, SUT/loop (goal >= 0.95) and SUT/bare as ratios of medians, and the
+range of SUT/loop paired within each round (the host's noise: on a small shared VM one round's pair can
+differ by 10 % either way). Every variant warms up the same way (WARMUP_S seconds of the same batches
+through its own call) before timing, and a LoadGen run judged INVALID stops the script.
 
-Usage: python benchmarks/backend_overhead.py [--rounds 3] [--threads 2] [--seconds 3]
+Usage: python benchmarks/backend_overhead.py [--rounds 5] [--threads 2] [--seconds 3] [--only mlp]
 """
 
 from __future__ import annotations
@@ -79,13 +85,97 @@ def samples_for(model_path: Path, count: int):
     return np.random.default_rng(1).random((count, *shape), dtype=np.float32)
 
 
+def plain_step(backend_name: str, model_path: Path, threads: int):
+    """The plain runtime call with top-1, as a user of the runtime writes it: batch -> classes."""
+    if backend_name == "onnxruntime":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+
+        def step(x):
+            return session.run(None, {name: x})[0].argmax(axis=1)
+        return step
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(model_path), "CPU", {
+        "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+
+    def step(x):  # the cheapest plain call sequence (the dict form costs ~20 us more per call)
+        request.set_input_tensor(ov.Tensor(x, shared_memory=True))
+        request.infer()
+        return request.get_output_tensor(0).data.argmax(axis=1)
+    return step
+
+
+def offline_settings(outdir: Path, seconds: float, rate: float):
+    import mlperf_loadgen as lg
+
+    settings = lg.TestSettings()
+    (outdir / "user.conf").write_text("")
+    settings.FromConfig(str(outdir / "user.conf"), "bench", "Offline")
+    settings.scenario = lg.TestScenario.Offline
+    settings.mode = lg.TestMode.PerformanceOnly
+    settings.min_duration_ms = int(seconds * 1000)
+    settings.offline_expected_qps = 3 * rate  # a hint only: sizes the query to outlast min_duration
+    return settings
+
+
+def valid_throughput(outdir: Path, variant: str) -> float:
+    from mlperf_ext.logs import parse_run_dir
+
+    result = parse_run_dir(outdir)
+    if not result.valid:
+        raise SystemExit(f"the {variant} run was INVALID ({'; '.join(result.invalid_reasons)}): no ratio from it")
+    return result.throughput
+
+
+def run_bare(backend_name: str, model_path: Path, batch: int, threads: int, seconds: float, count: int) -> float:
+    """The plain call inside the cheapest Python LoadGen SUT: the query's samples run in batches in the issue
+    callback (a slice of the samples where LoadGen's indices are consecutive, else a take), each batch
+    completed through responses built once whose ids are set."""
+    import mlperf_loadgen as lg
+    import numpy as np
+
+    data = samples_for(model_path, count)
+    step = plain_step(backend_name, model_path, threads)
+    rate = warm_up(step, _batches(data, batch))
+    payload = np.zeros(batch, dtype="<i4")
+    responses = [lg.QuerySampleResponse(0, payload.ctypes.data + 4 * k, 4) for k in range(batch)]
+    set_id = lg.QuerySampleResponse.id.fset
+
+    def issue(ids, indices):
+        for start in range(0, len(ids), batch):
+            part, rows = ids[start:start + batch], indices[start:start + batch]
+            n = len(part)
+            x = data[rows[0]:rows[0] + n] if rows[-1] - rows[0] == n - 1 else data[rows]
+            payload[:n] = step(x)
+            done = responses[:n]
+            for _ in map(set_id, done, part):
+                pass
+            lg.QuerySamplesComplete(done)
+
+    outdir = Path(tempfile.mkdtemp())
+    settings = offline_settings(outdir, seconds, rate)
+    sut = lg.ConstructFastSUT(issue, lambda: None)
+    qsl = lg.ConstructQSL(count, count, lambda _i: None, lambda _i: None)
+    log, out = lg.LogSettings(), lg.LogOutputSettings()
+    out.outdir = str(outdir)
+    log.log_output = out
+    lg.StartTestWithLogSettings(sut, qsl, settings, log, str(outdir / "audit.config"))
+    lg.DestroyQSL(qsl)
+    lg.DestroyFastSUT(sut)
+    return valid_throughput(outdir, "bare")
+
+
 def run_sut(backend_name: str, model_path: Path, batch: int, threads: int, seconds: float, count: int) -> float:
     """Offline through the harness (the same objects tiers.runner.child wires together)."""
-    import mlperf_loadgen as lg
 
     from mlperf_ext import loadgen
     from mlperf_ext.datasets import ArrayDataset
-    from mlperf_ext.logs import parse_run_dir
     from mlperf_ext.qsl import SampleLibrary
     from scenarios import DispatchConfig, get_scenario
     from sut.adapter import SutAdapter
@@ -97,24 +187,15 @@ def run_sut(backend_name: str, model_path: Path, batch: int, threads: int, secon
     data = samples_for(model_path, count)
     library = SampleLibrary(ArrayDataset("synthetic", data))
     rate = warm_up(backend.infer, _batches(data, batch))
-    settings = lg.TestSettings()
     outdir = Path(tempfile.mkdtemp())
-    (outdir / "user.conf").write_text("")
-    settings.FromConfig(str(outdir / "user.conf"), "bench", "Offline")
-    settings.scenario = lg.TestScenario.Offline
-    settings.mode = lg.TestMode.PerformanceOnly
-    settings.min_duration_ms = int(seconds * 1000)
-    settings.offline_expected_qps = 3 * rate  # a hint only: sizes the query to outlast min_duration
+    settings = offline_settings(outdir, seconds, rate)
     errors = loadgen.CallbackErrors()
     adapter = SutAdapter(backend, library, errors)
     dispatcher = get_scenario("Offline").make_dispatcher(adapter.run_batch, DispatchConfig(batch=batch))
     loadgen.LoadGenTest.of(dispatcher, library, errors).run(settings, outdir)
     dispatcher.close()
     assert errors.count == 0, errors.first
-    result = parse_run_dir(outdir)
-    if not result.valid:
-        raise SystemExit(f"the SUT run was INVALID ({'; '.join(result.invalid_reasons)}): no ratio from it")
-    return result.throughput
+    return valid_throughput(outdir, "SUT")
 
 
 def _batches(data, batch: int) -> list:
@@ -126,29 +207,8 @@ def _batches(data, batch: int) -> list:
 def run_loop(backend_name: str, model_path: Path, batch: int, threads: int, seconds: float, count: int) -> float:
     """A plain loop over a runtime session: same model, batch and threads; no LoadGen, no adapter."""
 
-    data = samples_for(model_path, count)
-    batches = _batches(data, batch)
-    if backend_name == "onnxruntime":
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-
-        def step(x):
-            return session.run(None, {name: x})[0].argmax(axis=1)
-    else:
-        import openvino as ov
-
-        compiled = ov.Core().compile_model(str(model_path), "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"})
-        request = compiled.create_infer_request()
-
-        def step(x):  # the cheapest plain call sequence (the dict form costs ~20 us more per call)
-            request.set_input_tensor(ov.Tensor(x, shared_memory=True))
-            request.infer()
-            return request.get_output_tensor(0).data.argmax(axis=1)
+    batches = _batches(samples_for(model_path, count), batch)
+    step = plain_step(backend_name, model_path, threads)
     warm_up(step, batches)
     done, start, k = 0, time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
@@ -167,33 +227,39 @@ def measure(kind: str, backend: str, model: str, path: Path, threads: int, secon
     return float(proc.stdout.strip().splitlines()[-1])
 
 
+VARIANTS = {"sut": run_sut, "bare": run_bare, "loop": run_loop}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--only", default="mlp,resnet50", help="which models to measure")
     parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, backend, path, batch, threads, seconds, count = args.child
-        fn = run_sut if kind == "sut" else run_loop
-        print(fn(backend, Path(path), int(batch), int(threads), float(seconds), int(count)))
+        print(VARIANTS[kind](backend, Path(path), int(batch), int(threads), float(seconds), int(count)))
         return
+    models = args.only.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        paths = prepare(Path(tmp))
-        print(f"{'backend':<12} {'model':<9} {'batch':>5} {'SUT samples/s':>14} {'loop samples/s':>15} {'ratio':>7}")
+        paths = {m: p for m, p in prepare(Path(tmp)).items() if m in models}
+        print(f"{'backend':<12} {'model':<9} {'batch':>5} {'SUT/s':>10} {'bare/s':>10} {'loop/s':>10} "
+              f"{'SUT/loop':>8} {'SUT/bare':>8}  SUT/loop paired per round")
         for backend in ("onnxruntime", "openvino"):
             for model, path in paths.items():
-                sut, loop = [], []
+                found: dict[str, list[float]] = {kind: [] for kind in VARIANTS}
                 for round_no in range(args.rounds):
-                    kinds = ("sut", "loop") if round_no % 2 == 0 else ("loop", "sut")
-                    for kind in kinds:
-                        (sut if kind == "sut" else loop).append(measure(kind, backend, model, path, args.threads,
-                                                                        args.seconds))
-                s, lp = statistics.median(sut), statistics.median(loop)
-                verdict = "OK" if s / lp >= 0.95 else "BELOW GOAL"
-                print(f"{backend:<12} {model:<9} {MODELS[model]['batch']:>5} {s:>14,.1f} {lp:>15,.1f} "
-                      f"{s / lp:>7.3f}  (goal >= 0.95) {verdict}", flush=True)
+                    kinds = list(VARIANTS)
+                    for kind in kinds[round_no % 3:] + kinds[:round_no % 3]:
+                        found[kind].append(measure(kind, backend, model, path, args.threads, args.seconds))
+                sut, bare, loop = (statistics.median(found[k]) for k in VARIANTS)
+                paired = [a / b for a, b in zip(found["sut"], found["loop"])]
+                verdict = "OK" if sut / loop >= 0.95 else "BELOW GOAL"
+                print(f"{backend:<12} {model:<9} {MODELS[model]['batch']:>5} {sut:>10,.1f} {bare:>10,.1f} "
+                      f"{loop:>10,.1f} {sut / loop:>8.3f} {sut / bare:>8.3f}  {min(paired):.3f}-{max(paired):.3f}"
+                      f"  (SUT/loop goal >= 0.95) {verdict}", flush=True)
 
 
 if __name__ == "__main__":
