@@ -163,15 +163,21 @@ class Batcher final : public mlperf::SystemUnderTest {
         ready_.wait_until(lock, deadline);
       }
       if (queue_.empty()) continue;  // another stream took what this one waited for
-      size_t n = queue_.size() < max_batch_ ? queue_.size() : max_batch_;
-      out->assign(queue_.begin(), queue_.begin() + n);
-      queue_.erase(queue_.begin(), queue_.begin() + n);
-      ++batches_;
-      bool more = !queue_.empty();
-      lock.unlock();
-      if (more) ready_.notify_one();  // let another stream start on what is left
+      PopBatch(lock, out);
       return true;
     }
+  }
+
+  // Moves up to max_batch queued samples (the queue is not empty) into `out`, then unlocks and lets
+  // another stream start on what is left.
+  void PopBatch(std::unique_lock<std::mutex>& lock, std::vector<Pending>* out) {
+    size_t n = queue_.size() < max_batch_ ? queue_.size() : max_batch_;
+    out->assign(queue_.begin(), queue_.begin() + n);
+    queue_.erase(queue_.begin(), queue_.begin() + n);
+    ++batches_;
+    bool more = !queue_.empty();
+    lock.unlock();
+    if (more) ready_.notify_one();
   }
 
   // Each sample as its own batch on stream 0, on the calling thread, holding the GIL for the call.
@@ -202,13 +208,7 @@ class Batcher final : public mlperf::SystemUnderTest {
         Clock::now() < queue_.front().arrived + max_wait_) {
       return false;
     }
-    size_t n = queue_.size() < max_batch_ ? queue_.size() : max_batch_;
-    out->assign(queue_.begin(), queue_.begin() + n);
-    queue_.erase(queue_.begin(), queue_.begin() + n);
-    ++batches_;
-    bool more = !queue_.empty();
-    lock.unlock();
-    if (more) ready_.notify_one();
+    PopBatch(lock, out);
     return true;
   }
 
