@@ -3,6 +3,8 @@
 A `RunPoint` holds everything that decides a measurement. Its `identity()` (the resolved config with
 the model file's sha256 and the user.conf's contents) is the part of a point's key the point itself
 knows; the runner adds the dataset's content hash and the versions of the software that measures it.
+Where a file's bytes are in the key, its directory is not: the same spec gives the same keys in any
+workdir and any checkout.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from typing import Any
 from mlperf_ext.errors import ConfigError
 from mlperf_ext.loadgen import SCENARIOS as SCENARIO_NAMES
 from mlperf_ext.yaml_file import read_yaml
+
+#: every precision some backend can be asked to execute in (each backend's `exec_precisions` is a subset;
+#: tests/harness/test_units.py holds them together): a value outside it is bad input, not a refused row
+EXEC_PRECISIONS = ("model", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class RunPoint:
     audit_config: str | None = None  # a compliance test's audit.config text (LoadGen reads it from the cwd)
     loadgen_trace: bool = False  # LoadGen's trace log, for every sample's latency (LoadGen's IO thread writes it)
     power: str = "none"  # the power meter (mlperf_ext.power.open_meter spec) sampled during the LoadGen run
+    allow_nonfinite: bool = False  # run accuracy/submission on a dataset with NaN/Inf; permits, not part of the key
 
     def __post_init__(self):
         if self.scenario not in SCENARIO_NAMES:
@@ -61,10 +68,12 @@ class RunPoint:
             raise ConfigError(f"max_wait_us must be an integer >= 0, got {self.max_wait_us!r}; fix: e.g. 1000")
         if isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0:
             raise ConfigError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}; fix: e.g. 600")
-        if not isinstance(self.exec_precision, str) or not self.exec_precision:
-            raise ConfigError(f"exec_precision must be a name, got {self.exec_precision!r}; fix: e.g. model or bf16")
-        if not isinstance(self.loadgen_trace, bool):
-            raise ConfigError(f"loadgen_trace must be true or false, got {self.loadgen_trace!r}; fix: loadgen_trace: true")
+        if self.exec_precision not in EXEC_PRECISIONS:
+            raise ConfigError(f"no backend executes in precision {self.exec_precision!r}; fix: use one of "
+                              f"{', '.join(EXEC_PRECISIONS)} (model: the precision the model file has)")
+        for name in ("loadgen_trace", "allow_nonfinite"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}; fix: {name}: true")
         if not isinstance(self.runtime_options, dict):
             raise ConfigError(f"runtime_options must be a mapping, got {self.runtime_options!r}; fix: write "
                               "runtime_options: {graph_optimization_level: basic}")
@@ -97,9 +106,17 @@ class RunPoint:
         """Everything of the point that decides its measurement, with the bytes of its input files."""
         data = self.to_dict()
         data.pop("timeout_s")
+        data.pop("allow_nonfinite")  # lets a run go ahead; the run it allows is the same run
         data["model_sha256"] = file_sha256(Path(self.model)) if Path(self.model).is_file() else None
         data["user_conf_sha256"] = (file_sha256(Path(self.user_conf))
                                     if self.user_conf and Path(self.user_conf).is_file() else None)
+        # the bytes identify a file, not its directory (the runner adds the dataset's content hash)
+        if data["model_sha256"]:
+            data["model"] = Path(self.model).name
+        if data["user_conf_sha256"]:
+            data["user_conf"] = Path(self.user_conf).name
+        if Path(self.dataset).exists():
+            data["dataset"] = Path(self.dataset).name
         return data
 
     def label(self) -> str:
@@ -153,7 +170,7 @@ SPEC_AXES = {
     "exec_precisions": "exec_precision", "exec_precision": "exec_precision",
 }
 SPEC_SCALARS = {"profile", "platform", "user_conf", "settings", "max_wait_us", "mlperf_model", "timeout_s",
-                "runtime_options", "power", "loadgen_trace"}
+                "runtime_options", "power", "loadgen_trace", "allow_nonfinite"}
 SPEC_KEYS = set(SPEC_AXES) | SPEC_SCALARS
 
 

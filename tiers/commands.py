@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 from mlperf_ext.commands import add_workdir
@@ -80,7 +81,7 @@ def points_of(args) -> list:
 
 def cmd_run(args) -> int:
     from tiers.runner.executors import make_executor
-    from tiers.sweep import dry_run, run_points
+    from tiers.sweep import dry_run, exit_status, run_points
 
     points = points_of(args)
     if args.dry_run:
@@ -88,9 +89,15 @@ def cmd_run(args) -> int:
             print(f"{state:<16} {point.label()}" + (f": {reason}" if reason else ""))
         return 0
     executor = make_executor(args.executor, args.address, args.points_per_host)
-    results = run_points(points, args.workdir, force=args.force, force_limits=args.force_limits, executor=executor)
-    failed = [r for r in results if r.status not in ("ok", "refused", "invalid")]
-    return 1 if failed else 0
+    outcomes: list[str | None] = []
+    run_points(points, args.workdir, force=args.force, force_limits=args.force_limits, executor=executor,
+               outcomes=outcomes)
+    status = exit_status(outcomes)
+    if status:
+        ended = Counter(str(o) for o in outcomes)
+        print(f"mlperf-ext: {'no point ended ok' if 'ok' not in ended else 'not every point ended ok'} ("
+              + ", ".join(f"{n} {s}" for s, n in ended.most_common()) + f"); exit status {status}", file=sys.stderr)
+    return status
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -29,11 +29,30 @@ def model_resolver(models_dir: Path, say: Callable[[str], None] | None = None):
     return resolve
 
 
+#: `mlperf-ext run`'s exit statuses (the README lists them); 2 is bad input, found before anything is stored
+EXIT_OK = 0  # every point ended ok, or was refused, or was invalid, beside at least one ok point
+EXIT_SOME_FAILED = 1  # a point failed, crashed or timed out; others ended ok
+EXIT_NOTHING_MEASURED = 3  # no point of the invocation ended ok (each was refused, invalid, failed...)
+
+
+def exit_status(outcomes: Sequence[str | None]) -> int:
+    """The exit status of a run whose points' latest statuses are `outcomes` (see EXIT_*)."""
+    if outcomes and "ok" not in outcomes:
+        return EXIT_NOTHING_MEASURED
+    if any(status in ("failed", "crashed", "timeout") for status in outcomes):
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
 def run_points(points: Sequence[RunPoint], workdir: Path, force: bool = False, console: Console | None = None,
-               force_limits: bool = False, executor=None) -> list[PointResult]:
-    """Run every point not already stored; returns the results stored by this call."""
+               force_limits: bool = False, executor=None, outcomes: list | None = None) -> list[PointResult]:
+    """Run every point not already stored; returns the results stored by this call. `outcomes`, when
+    given, receives each point's latest status (run now or stored before), for `exit_status`."""
     runner = PointRunner(workdir, console, RunnerOptions(force=force, force_limits=force_limits), executor)
-    return runner.run(points)
+    results = runner.run(points)
+    if outcomes is not None:
+        outcomes.extend(runner.outcomes)
+    return results
 
 
 def dry_run(points: Sequence[RunPoint], workdir: Path, console: Console | None = None,

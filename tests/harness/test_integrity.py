@@ -165,6 +165,30 @@ def test_key_covers_dataset_content_and_versions(tmp_path, monkeypatch):
     assert set(upgraded.versions) >= {"mlcommons-loadgen", "mlperf-ext"}
 
 
+def test_the_key_does_not_depend_on_where_the_files_lie(tmp_path):
+    # the same spec in two workdirs (or a moved one, or another checkout): the same keys, so a resume skips
+    import shutil
+
+    from tests.harness.conftest import make_mlp
+
+    keys, conf = [], "bench.Offline.min_duration = 500\n"
+    for where in ("a", "b/deeper"):
+        home = tmp_path / where
+        home.mkdir(parents=True)
+        if not keys:
+            make_mlp(home / "m.onnx")
+        else:
+            shutil.copy(tmp_path / "a" / "m.onnx", home / "m.onnx")
+        (home / "user.conf").write_text(conf)
+        data = _npy_dataset(home / "d", np.zeros((8, 784), np.float32))
+        point = RunPoint(model=str(home / "m.onnx"), dataset=data, backend="onnxruntime", scenario="Offline",
+                         user_conf=str(home / "user.conf"), mlperf_model="bench")
+        keys.append(PointValidator().plan(point).key)
+    assert keys[0] == keys[1]
+    (tmp_path / "b/deeper/user.conf").write_text(conf.replace("500", "600"))  # the bytes still count
+    assert PointValidator().plan(point).key != keys[0]
+
+
 def test_exec_precision_is_a_column_and_accuracy_is_measured_at_it(mlp_model, tmp_path):
     ov = pytest.importorskip("openvino")
     if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mlperf_ext.store import ResultsStore
@@ -209,7 +210,7 @@ def invalid_and_ok(tmp_path_factory, mlp_model):
 
 def test_run_prints_each_points_run_id_and_directory(invalid_and_ok):
     work, ran = invalid_and_ok
-    assert ran[0].returncode == 0 and ran[1].returncode == 0, (ran[0].stderr, ran[1].stderr)
+    assert ran[0].returncode == 0 and ran[1].returncode == 3, (ran[0].stderr, ran[1].stderr)  # 3: nothing ended ok
     rows = ResultsStore(layout.store_path(work)).rows()
     for proc, row in zip(ran, rows):
         assert f"run {row['run_id']}: {row['run_dir']}" in proc.stderr
@@ -278,10 +279,45 @@ def test_dry_run_lists_points_without_running_any(mlp_model, invalid_and_ok, tmp
 def test_a_refusal_that_cannot_change_is_stored_once(mlp_model, tmp_path):
     work = tmp_path / "w"
     runs = [cli(*point_args(mlp_model, work, "--exec-precision", "fp16")) for _ in range(3)]
-    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert all(r.returncode == 3 for r in runs), runs[0].stderr  # stored or not, the point was not measured
     assert "REFUSED" in runs[0].stderr and "stored (refused), skipped" in runs[2].stderr
     rows = ResultsStore(layout.store_path(work)).rows(latest_only=False)
     assert [r["status"] for r in rows] == ["refused"] and not (work / "runs").exists()
+
+
+# -- round 2: exit statuses, a Ray address with no cluster ------------------------------------------------
+def test_the_exit_status_says_whether_anything_was_measured(mlp_model, tmp_path):
+    refused = cli(*point_args(mlp_model, tmp_path / "a", "--exec-precision", "bf16"))
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == "mlperf-ext: no point ended ok (1 refused); exit status 3"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    np.save(empty / "samples.npy", np.zeros((0, 784), np.float32))
+    np.save(empty / "labels.npy", np.zeros(0, np.int64))
+    args = point_args(mlp_model, tmp_path / "b")
+    args[args.index("mnist")] = str(empty)
+    assert cli(*args).returncode == 3
+    # a value no backend accepts is bad input: exit 2, and nothing is stored
+    assert_one_line_refusal(cli(*point_args(mlp_model, tmp_path / "c", "--exec-precision", "int3")),
+                            "no backend executes in precision 'int3'")
+    assert nothing_written(tmp_path / "c")
+    # one point measured, one refused: the run measured something
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"models: [{mlp_model}]\ndataset: mnist\nbackend: onnxruntime\nscenario: Offline\nbatch: 8\n"
+                    "exec_precisions: [model, bf16]\nsettings: {min_duration_ms: 200}\n")
+    mixed = cli("run", str(spec), "--workdir", str(tmp_path / "d"))
+    assert mixed.returncode == 0 and "REFUSED" in mixed.stderr, mixed.stderr
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_at_once(mlp_model, tmp_path):
+    pytest.importorskip("ray")
+    for address, needle in (("127.0.0.1:1", "nothing answers at the Ray address 127.0.0.1:1"),
+                            ("nonsense", "the Ray address 'nonsense' is not HOST:PORT")):
+        start = time.monotonic()
+        proc = cli(*point_args(mlp_model, tmp_path / "w", "--executor", "ray", "--address", address), timeout=60)
+        assert_one_line_refusal(proc, needle)
+        assert time.monotonic() - start < 30  # Ray alone retried for over a minute
+    assert nothing_written(tmp_path / "w")
 
 
 # -- 8. smaller defects -----------------------------------------------------------------------------------

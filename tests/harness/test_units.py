@@ -130,6 +130,17 @@ def test_point_identity_changes_with_model_bytes(tmp_path):
     assert point.identity() != ident
 
 
+def test_an_exec_precision_no_backend_has_is_bad_input():
+    from sut.registry import backend_class, names
+
+    with pytest.raises(ConfigError, match="no backend executes in precision 'int3'; fix: use one of model, fp32"):
+        RunPoint(model="m", dataset="d", backend="openvino", scenario="Offline", exec_precision="int3")
+    from mlperf_ext.config import EXEC_PRECISIONS
+
+    for name in names():  # every backend's precisions are among those a point accepts
+        assert set(backend_class(name).exec_precisions) <= set(EXEC_PRECISIONS), name
+
+
 def test_single_stream_batch_is_one():
     assert RunPoint(model="m", dataset="d", backend="null", scenario="SingleStream", batch=32).batch == 1
 

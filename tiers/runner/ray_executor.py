@@ -49,6 +49,8 @@ GPU_DEVICES = ("cuda", "tensorrt", "gpu")
 SHARED_TOKEN = ".ray-shared-{token}"
 #: the worker writes its pid here (under the run's parent) so a test or an operator can find it
 WORKER_PID_DIR = ".ray-workers"
+#: how long the driver waits for a cluster's address to accept a connection before saying nothing answers
+CONNECT_TIMEOUT_S = 3.0
 
 
 def task_resources(point, points_per_host: int = 1) -> dict:
@@ -59,6 +61,26 @@ def task_resources(point, points_per_host: int = 1) -> dict:
     if device in DEVICE_RESOURCES:
         options["resources"][DEVICE_RESOURCES[device]] = 1
     return options
+
+
+def check_reachable(address: str) -> None:
+    """Refuse, within CONNECT_TIMEOUT_S, an address where nothing listens. ray.init would retry its GCS
+    connection for a minute and more (measured with Ray 2.60 at 127.0.0.1:1), printing Ray's own log lines.
+    `auto` (the cluster this machine's Ray knows) is left to Ray."""
+    if address == "auto":
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    host = host.strip("[]")  # an IPv6 literal
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"the Ray address {address!r} is not HOST:PORT; fix: pass --address HOST:PORT (the head "
+                          "node's GCS port, 6379 unless changed), ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ConfigError(f"nothing answers at the Ray address {address} ({why} within {CONNECT_TIMEOUT_S:g} s); fix: "
+                          "start the cluster there (ray start --head --resources '{\"mlperf_host\": 1}') or pass "
+                          "the head node's address") from exc
 
 
 def _require_ray():
@@ -148,6 +170,8 @@ class RayExecutor:
         self.address = address
         self.points_per_host = points_per_host
         self.ray = _require_ray()
+        if address:
+            check_reachable(address)
 
     def _connect(self) -> None:
         ray = self.ray

@@ -126,6 +126,7 @@ class PointRunner:
         self.options = options
         self.executor = executor or LocalExecutor()
         self.validator = PointValidator(force_limits=options.force_limits)
+        self.outcomes: list[str | None] = []
 
     # -- before anything runs --------------------------------------------------------------------
     def plan(self, points: Sequence[RunPoint]) -> list[Plan]:
@@ -147,7 +148,8 @@ class PointRunner:
 
     # -- running -----------------------------------------------------------------------------------
     def run(self, points: Sequence[RunPoint]) -> list[PointResult]:
-        """Run every point not already stored; returns the results stored by this call."""
+        """Run every point not already stored; returns the results stored by this call. Afterwards
+        `outcomes` holds each point's latest status, run now or stored before (None: no row)."""
         plans = self.plan(points)
         check_workdir(self.workdir)
         stored: list[PointResult] = []
@@ -172,6 +174,7 @@ class PointRunner:
             run_options = RunOptions(force_limits=self.options.force_limits, retry_invalid=self.options.retry_invalid)
             with point_progress(self.console, len(todo)) as advance:
                 self.executor.run(todo, layout.runs_dir(self.workdir), run_options, keep, self.say)
+            self.outcomes = [store.latest_status(plan.key) for plan in plans]
         return stored
 
     # -- what a dead driver left ---------------------------------------------------------------
