@@ -13,7 +13,7 @@ from mlperf_ext.errors import ConfigError
 #: `run` options that describe one point; with a spec file they belong in the spec
 POINT_OPTIONS = ("model", "dataset", "backend", "scenario", "mode", "batch", "threads", "streams", "device",
                  "operating_mode", "platform", "user_conf", "setting", "max_wait_us", "exec_precision", "runtime_option",
-                 "power", "loadgen_trace")
+                 "power", "loadgen_trace", "allow_nonfinite")
 
 
 def _option(text: str) -> tuple[str, str]:
@@ -124,6 +124,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "pmbus, external:FILE, none (default); refused when this host lacks the meter")
     run.add_argument("--loadgen-trace", action="store_true", default=None,
                      help="keep LoadGen's trace log and every sample's latency (for the report's box plots)")
+    run.add_argument("--allow-nonfinite", action="store_true", default=None,
+                     help="score accuracy even on a dataset with NaN or Inf samples (refused otherwise)")
     run.add_argument("--user-conf", type=Path, default=None, help="LoadGen user.conf")
     run.add_argument("--setting", type=_setting, action="append", metavar="KEY=VALUE",
                      help="TestSettings override, e.g. server_target_qps=500 (repeatable)")

@@ -49,6 +49,21 @@ class Dataset(ABC):
         return digest.hexdigest()
 
 
+    def nonfinite_samples(self) -> tuple[int, int | None]:
+        """How many samples hold a NaN or an infinity, and the first such sample's index. A model fed them
+        answers with garbage, so an accuracy over them means nothing."""
+        if not np.issubdtype(np.dtype(self.dtype), np.inexact):
+            return 0, None
+        count, first = 0, None
+        for start in range(0, len(self), 4096):
+            chunk = np.asarray(self.load(np.arange(start, min(start + 4096, len(self)))))
+            bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
+            if first is None and bad.any():
+                first = start + int(np.argmax(bad))
+            count += int(bad.sum())
+        return count, first
+
+
 class ArrayDataset(Dataset):
     """Samples already in memory as one array (what the small shipped datasets use)."""
 

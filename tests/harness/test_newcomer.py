@@ -320,6 +320,33 @@ def test_a_ray_address_where_nothing_listens_is_one_line_at_once(mlp_model, tmp_
     assert nothing_written(tmp_path / "w")
 
 
+def test_nan_or_inf_in_a_dataset_is_warned_about_and_refused_for_accuracy(mlp_model, tmp_path):
+    data = tmp_path / "nan"
+    data.mkdir()
+    samples = np.random.default_rng(0).random((64, 784), dtype=np.float32)
+    samples[5, 3], samples[9, 0] = np.nan, np.inf
+    np.save(data / "samples.npy", samples)
+    np.save(data / "labels.npy", np.zeros(64, np.int64))
+    warning = f"dataset '{data}' has 2 sample(s) with NaN or Inf (first: index 5)"
+
+    def run(work: Path, *extra: str) -> subprocess.CompletedProcess:
+        args = point_args(mlp_model, work, "--setting", "min_duration_ms=200", *extra)
+        args[args.index("mnist")] = str(data)
+        return cli(*args)
+
+    perf = run(tmp_path / "a")
+    assert perf.returncode == 0 and f"warning: {warning}" in perf.stderr, perf.stderr
+    [row] = ResultsStore(layout.store_path(tmp_path / "a")).results()
+    assert warning in row.notes
+    assert_one_line_refusal(run(tmp_path / "b", "--mode", "accuracy"), "2 sample(s) with NaN or Inf (first: index 5)",
+                            "--allow-nonfinite")
+    assert nothing_written(tmp_path / "b")
+    allowed = run(tmp_path / "b", "--mode", "accuracy", "--allow-nonfinite")
+    assert allowed.returncode == 0, allowed.stderr
+    [row] = ResultsStore(layout.store_path(tmp_path / "b")).results()
+    assert row.accuracy is not None and warning in row.notes
+
+
 # -- 8. smaller defects -----------------------------------------------------------------------------------
 def test_options_may_come_before_model_names(tmp_path):
     from mlperf_ext import cli as main_cli

@@ -141,6 +141,14 @@ def test_an_exec_precision_no_backend_has_is_bad_input():
         assert set(backend_class(name).exec_precisions) <= set(EXEC_PRECISIONS), name
 
 
+def test_nonfinite_samples_are_counted_with_the_first_index():
+    samples = np.zeros((5000, 3), np.float32)
+    samples[4100, 1], samples[4200, 0], samples[4200, 2] = np.nan, -np.inf, np.inf  # past the first chunk
+    assert ArrayDataset("d", samples).nonfinite_samples() == (2, 4100)
+    assert ArrayDataset("d", np.zeros((4, 3), np.float32)).nonfinite_samples() == (0, None)
+    assert ArrayDataset("d", np.zeros((4, 3), np.uint8)).nonfinite_samples() == (0, None)
+
+
 def test_single_stream_batch_is_one():
     assert RunPoint(model="m", dataset="d", backend="null", scenario="SingleStream", batch=32).batch == 1
 

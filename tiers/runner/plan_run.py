@@ -80,12 +80,16 @@ def run_once(plan: Plan, runs: Path, task: ChildTask, options: RunOptions, say: 
 
 def run_plan(plan: Plan, runs: Path, options: RunOptions, keep: Keep, say: Say) -> list[PointResult]:
     """Run one plan; `keep` gets each result as soon as it exists (the first before any rerun starts)."""
+    for warning in plan.warnings:
+        say(f"    warning: {warning}")
     if plan.refusal:
         result = refused(plan, plan.refusal)
+        result.notes += plan.warnings
         keep(result)
         return [result]
     first = run_once(plan, runs, ChildTask(force_limits=options.force_limits, mode=dict(plan.mode_actions)), options,
                      say)
+    first.notes += plan.warnings
     keep(first)
     fix = corrected_hints(first) if options.retry_invalid else None
     if not fix:
@@ -96,6 +100,6 @@ def run_plan(plan: Plan, runs: Path, options: RunOptions, keep: Keep, say: Say) 
                      force_limits=options.force_limits, mode=dict(plan.mode_actions))
     again = run_once(plan, runs, task, options, say, search=first.search)
     again.retry_of = first.run_id
-    again.notes.append(f"rerun of {first.run_id}, INVALID with the harness's automatic hint ({why})")
+    again.notes += [*plan.warnings, f"rerun of {first.run_id}, INVALID with the harness's automatic hint ({why})"]
     keep(again)
     return [first, again]

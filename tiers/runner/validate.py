@@ -92,6 +92,7 @@ class Plan:
     refusal: str | None = None  # why the point cannot run here (a refused row, no child)
     mode_actions: dict = field(default_factory=dict)  # the operating mode's actions (tiers/runner/modes.py)
     micro: MicroInfo | None = None  # a layer or stack cut from a parent model (its JSON next to the file)
+    warnings: list[str] = field(default_factory=list)  # said before the point runs, and kept in its rows' notes
 
 
 class PointValidator:
@@ -101,6 +102,7 @@ class PointValidator:
         self.force_limits = force_limits
         self._datasets: dict[str, Dataset] = {}
         self._dataset_hashes: dict[str, str] = {}
+        self._nonfinite: dict[str, tuple[int, int | None]] = {}
         self._models: dict[tuple[str, str], object] = {}
         self._devices: set[tuple[str, str]] = set()
         self._catalog = None
@@ -110,6 +112,12 @@ class PointValidator:
         if ref not in self._datasets:
             self._datasets[ref] = open_dataset(ref)
         return self._datasets[ref]
+
+    def nonfinite(self, ref: str) -> tuple[int, int | None]:
+        """The dataset's samples with a NaN or Inf: (count, first index)."""
+        if ref not in self._nonfinite:
+            self._nonfinite[ref] = self.dataset(ref).nonfinite_samples()
+        return self._nonfinite[ref]
 
     def dataset_sha256(self, ref: str) -> str:
         if ref not in self._dataset_hashes:
@@ -157,6 +165,11 @@ class PointValidator:
         if point.mode in ("accuracy", "submission") and dataset.labels is None:
             raise DatasetError(f"dataset '{point.dataset}' has no labels, so mode '{point.mode}' cannot score "
                                "accuracy; fix: add a labels file or use --mode performance")
+        bad, first = self.nonfinite(point.dataset)
+        if bad and point.mode in ("accuracy", "submission") and not point.allow_nonfinite:
+            raise DatasetError(f"dataset '{point.dataset}' has {bad} sample(s) with NaN or Inf (first: index {first}), "
+                               f"so mode '{point.mode}' would score answers to garbage; fix: clean the data, or pass "
+                               "--allow-nonfinite (allow_nonfinite: true) to score it anyway")
         if not self.force_limits:
             check_limits(point, dataset)
         if getattr(backend, "runs_model", True):  # the null backend runs no model: only the harness is measured
@@ -204,11 +217,13 @@ class PointValidator:
         versions = {"mlcommons-loadgen": loadgen.LOADGEN_VERSION, "mlperf-ext": mlperf_ext.__version__,
                     **runtime_versions(point.backend)}
         dataset_sha = self.dataset_sha256(point.dataset)
+        bad, first = self.nonfinite(point.dataset)
+        warnings = [f"dataset '{point.dataset}' has {bad} sample(s) with NaN or Inf (first: index {first})"] if bad else []
         blob = json.dumps({"point": point.identity(), "dataset_sha256": dataset_sha, "versions": versions},
                           sort_keys=True, default=str).encode()
         return Plan(point=point, key=hashlib.sha256(blob).hexdigest(), variant=variant_of(point),
                     dataset_sha256=dataset_sha, versions=versions, refusal=refusal, mode_actions=actions,
-                    micro=micro_of(point))
+                    micro=micro_of(point), warnings=warnings)
 
 
 def micro_of(point: RunPoint) -> MicroInfo | None:
