@@ -42,6 +42,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ class TensorQuant:
         scale, zero_point = detail.get("quantization", (0.0, 0))
         return cls(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
 
-    @property
+    @cached_property
     def quantized(self) -> bool:
         try:
             integer = np.issubdtype(np.dtype(self.dtype), np.integer)
@@ -129,20 +130,33 @@ class TensorQuant:
             return False
         return self.scale != 0.0 and integer
 
+    @cached_property
+    def _float32(self) -> tuple[np.float32, np.float32, np.float32, np.float32]:
+        """scale, zero point and the integer type's bounds as float32 (made once: at a batch of one the
+        per-call conversions and np.clip's wrapper cost more than the arithmetic)."""
+        info = np.iinfo(np.dtype(self.dtype))
+        return np.float32(self.scale), np.float32(self.zero_point), np.float32(info.min), np.float32(info.max)
+
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """float32 -> this integer type (round half to even, saturate); other inputs pass unchanged."""
         if not self.quantized:
             return x
-        info = np.iinfo(np.dtype(self.dtype))
-        q = np.rint(x / np.float32(self.scale)) + self.zero_point
-        return np.clip(q, info.min, info.max).astype(self.dtype)
+        scale, zero_point, low, high = self._float32
+        q = np.divide(x, scale)
+        np.rint(q, out=q)
+        q += zero_point
+        np.maximum(q, low, out=q)
+        np.minimum(q, high, out=q)
+        return q.astype(self.dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         if not self.quantized:
             return q
-        return ((q.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)).astype(
-            np.float32
-        )
+        scale, zero_point, _, _ = self._float32
+        out = q.astype(np.float32)
+        out -= zero_point
+        out *= scale
+        return out
 
     def to_dict(self) -> dict:
         return {"dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point}
