@@ -43,7 +43,10 @@ def test_demo_spec_covers_both_backends_and_all_scenarios(demo_rows):
     assert {g["mode"] for g in grids} == {"submission", "performance"}
     assert {p.scenario for p in points} == {"SingleStream", "MultiStream", "Server", "Offline"}
     assert {p.backend for p in points} == {"onnxruntime", "openvino"}
-    assert len(rows) == len(points) == 5 * 2 + 2 * 2 * 3
+    assert len(rows) == len(points) == 5 * 2 + 2 * 2 * 3 + 3
+    swept = [p for p in points if (p.model_name, p.backend, p.scenario, p.mode) == ("mlpdemo-w32-fp32", "openvino",
+                                                                                   "Offline", "performance")]
+    assert sorted(p.batch for p in swept) == [1, 8, 32]  # the report's curve over batch has a deployment to draw
 
 
 #: what each variant executes in on each runtime, read back from the runtime (never the variant's name)

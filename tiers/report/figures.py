@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections import Counter
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
@@ -40,6 +41,30 @@ def plot_text(value) -> str:
 
 def num(value: float | None, spec: str = ".4g") -> str:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
+
+
+#: log axes label at most this many ticks: plotly's default labels every digit of a decade, and at a
+#: narrow width those labels run into each other
+LOG_TICKS = 4
+
+
+def log_ticks(values: Sequence[float], most: int = LOG_TICKS) -> dict:
+    """Tick values and labels for a log axis over `values`: numbers of the 1-2-5 series inside their range,
+    thinned to at most `most` evenly in log space (the range's ends where none falls inside). Plotly's
+    own choice labels every digit of a decade, or steps of 0.005 within one, and at a narrow width those
+    labels run into each other."""
+    finite = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if not finite:
+        return {}
+    lo, hi = min(finite), max(finite)
+    series = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
+              for m in (1, 2, 5)]
+    inside = [v for v in series if lo <= v <= hi]
+    if len(inside) < 2:
+        inside = sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")})
+    step = math.ceil(len(inside) / most)
+    chosen = inside[::step]
+    return {"tickvals": chosen, "ticktext": [f"{v:g}" for v in chosen]}
 
 
 def colour(i: int) -> str:
@@ -78,10 +103,11 @@ def heatmap_figure(h: Heatmap, predictor: str, batch: int, zrange: tuple[float, 
         hovertemplate="%{y}<br>%{x}<br>predicted %{customdata[0]} inputs/s<br>bound: %{customdata[1]}<br>"
                       "datatype whose peak is used: %{customdata[2]}<extra></extra>")
     fig = go.Figure(trace)
-    fig.update_xaxes(title_text="platform / operating mode", tickangle=-30)
+    fig.update_xaxes(title_text="platform / operating mode", tickangle=-90)  # upright labels never touch
     fig.update_yaxes(title_text="model · precision", autorange="reversed")
+    # at least ~130 px of cells: the colour bar is as tall as they are, and a shorter one's labels collide
     return _layout(fig, f"level 0 ({predictor}, batch {batch}): predicted inputs/s on {h.kind} platforms",
-                   220 + 34 * len(ylabels))
+                   280 + max(130, 34 * len(ylabels)))
 
 
 # -- roofline --------------------------------------------------------------------------------------
@@ -120,12 +146,14 @@ def roofline_figure(platform: str, marks: Sequence[RooflineMark]) -> go.Figure:
     fig.update_xaxes(type="log", title_text="operational intensity (ops/byte: batch × level-0 ops / weight bytes "
                                             "as stored)")
     fig.update_yaxes(type="log", title_text="TOP/s (compute throughput × level-0 ops per input)")
+    fig.update_xaxes(nticks=LOG_TICKS)
+    fig.update_yaxes(nticks=LOG_TICKS)
     return _layout(fig, f"roofline of {platform} with the measured compute throughput", 520)
 
 
 # -- latency-throughput curves ---------------------------------------------------------------------
-SYSTEM_CURVE_TITLE = "system (LoadGen): p90 latency vs throughput"
-COMPUTE_CURVE_TITLE = "compute (backend only): mean latency per batch vs throughput"
+SYSTEM_CURVE_TITLE = "system (LoadGen):<br>p90 latency vs throughput"  # two lines: a half of 800 px holds them
+COMPUTE_CURVE_TITLE = "compute (backend only):<br>mean latency per batch vs throughput"
 
 
 def curves_figure(curves: Sequence[Curve]) -> go.Figure:
@@ -139,7 +167,7 @@ def curves_figure(curves: Sequence[Curve]) -> go.Figure:
         if system:
             fig.add_trace(go.Scatter(
                 x=[p.system_throughput for p in system], y=[p.system_p90_ms for p in system], mode="lines+markers+text",
-                text=[f"b{p.batch}" for p in system], textposition="top center", legendgroup=f"curve{i}",
+                text=[f"b{p.batch}" for p in system], textposition=_alternating(len(system)), legendgroup=f"curve{i}",
                 line={"color": colour(i)}, name=f"{label} · system",
                 customdata=[[p.batch, plot_text(p.run_id), num(p.system_p50_ms), num(p.system_p99_ms), label]
                             for p in system],
@@ -149,60 +177,91 @@ def curves_figure(curves: Sequence[Curve]) -> go.Figure:
         if compute:
             fig.add_trace(go.Scatter(
                 x=[p.compute_throughput for p in compute], y=[p.compute_mean_ms for p in compute],
-                mode="lines+markers+text", text=[f"b{p.batch}" for p in compute], textposition="top center",
+                mode="lines+markers+text", text=[f"b{p.batch}" for p in compute], textposition=_alternating(len(compute)),
                 legendgroup=f"curve{i}", line={"color": colour(i), "dash": "dot"}, marker={"symbol": "square"},
                 name=f"{label} · compute",
                 customdata=[[p.batch, plot_text(p.run_id), num(p.compute_p90_ms), label] for p in compute],
                 hovertemplate="%{customdata[3]}<br>compute, batch %{customdata[0]}<br>run %{customdata[1]}<br>"
                               "throughput %{x:,.4g} samples/s<br>latency mean %{y:.4g} ms, p90 %{customdata[2]} ms "
                               "per batch execution<extra></extra>"), row=1, col=2)
-    fig.update_xaxes(type="log", title_text="system throughput (samples/s, LoadGen)", row=1, col=1)
-    fig.update_yaxes(type="log", title_text="system p90 latency (ms per sample, query issue → complete)", row=1, col=1)
-    fig.update_xaxes(type="log", title_text="compute throughput (samples/s, all streams)", row=1, col=2)
-    fig.update_yaxes(type="log", title_text="compute latency (ms per batch execution, mean)", row=1, col=2)
-    return _layout(fig, "latency vs throughput over batch (each point one batch size)", 560)
+    points = [p for c in curves for p in c.points]
+    fig.update_xaxes(type="log", title_text="system throughput (samples/s, LoadGen)",
+                     **log_ticks([p.system_throughput for p in points]), row=1, col=1)
+    fig.update_yaxes(type="log", title_text="system p90 latency (ms per sample, query issue → complete)",
+                     **log_ticks([p.system_p90_ms for p in points]), row=1, col=1)
+    fig.update_xaxes(type="log", title_text="compute throughput (samples/s, all streams)",
+                     **log_ticks([p.compute_throughput for p in points]), row=1, col=2)
+    fig.update_yaxes(type="log", title_text="compute latency (ms per batch execution, mean)",
+                     **log_ticks([p.compute_mean_ms for p in points]), row=1, col=2)
+    fig = _layout(fig, "latency vs throughput over batch (each point one batch size)", 580)
+    fig.update_layout(margin={"t": 100})
+    return fig
+
+
+def _alternating(n: int) -> list[str]:
+    """Batch labels above and below the curve in turn: two neighbours close together never share a side."""
+    return ["top center" if k % 2 == 0 else "bottom center" for k in range(n)]
 
 
 # -- latency distributions -------------------------------------------------------------------------
-def _box_trace(name: str, labels: list[str], stats: list[LatencyStats], colour_: str, what: str) -> go.Box:
+def _box_trace(name: str, rows: list[str], boxes: list[LatencyBox], stats: list[LatencyStats], colour_: str,
+               what: str) -> go.Box:
     return go.Box(
-        name=name, x=labels, q1=[s.q1_ms for s in stats], median=[s.median_ms for s in stats],
+        name=name, y=rows, orientation="h", q1=[s.q1_ms for s in stats], median=[s.median_ms for s in stats],
         q3=[s.q3_ms for s in stats], lowerfence=[s.lower_fence_ms for s in stats],
         upperfence=[s.upper_fence_ms for s in stats], mean=[s.mean_ms for s in stats], boxpoints=False,
         marker={"color": colour_},
-        customdata=[[s.n, num(s.min_ms), num(s.max_ms), num(s.p90_ms), num(s.p99_ms)] for s in stats],
-        hovertemplate=f"%{{x}}<br>{what}: n %{{customdata[0]}}<br>min %{{customdata[1]}} ms, max %{{customdata[2]}} ms"
-                      "<br>p90 %{customdata[3]} ms, p99 %{customdata[4]} ms<extra></extra>")
+        customdata=[[s.n, num(s.min_ms), num(s.max_ms), num(s.p90_ms), num(s.p99_ms), plot_text(b.label),
+                     plot_text(b.run_id)] for s, b in zip(stats, boxes)],
+        hovertemplate=f"%{{customdata[5]}}<br>run %{{customdata[6]}}<br>{what}: n %{{customdata[0]}}<br>"
+                      "min %{customdata[1]} ms, max %{customdata[2]} ms<br>p90 %{customdata[3]} ms, "
+                      "p99 %{customdata[4]} ms<extra></extra>")
 
 
-def box_label(box: LatencyBox) -> str:
-    """A run's category label on three lines (model · backend / scenario · b/t/s / run id), each escaped."""
-    parts = box.label.split(" · ")
-    lines = [" · ".join(parts[:2]), " · ".join(parts[2:]), f"run {box.run_id}"]
-    return "<br>".join(plot_text(line) for line in lines if line)
+def box_rows(boxes: Sequence[LatencyBox]) -> tuple[list[str], list[str]]:
+    """Each run's row on the category axis, in the order given: a unique value (model · backend and the
+    rest of the label, numbered when one group holds the same deployment twice) and the text shown: the
+    short rest (scenario, b/t/s), after the group's name on the group's first row. Both escaped (plain text:
+    no markup reaches a label that carries a user's model name)."""
+    values, texts, seen, group_before = [], [], Counter(), None
+    for box in boxes:
+        parts = box.label.split(" · ")
+        group = " · ".join(parts[:2])
+        short = " ".join(parts[2:]).replace("b/t/s ", "") or box.run_id[-10:]
+        seen[(group, short)] += 1
+        if seen[(group, short)] > 1:
+            short = f"{short} #{seen[(group, short)]}"
+        values.append(plot_text(f"{group} · {short}"))
+        texts.append(plot_text(f"{group} ▸ {short}" if group != group_before else short))
+        group_before = group
+    return values, texts
 
 
 def latency_figure(boxes: Sequence[LatencyBox]) -> go.Figure:
-    """Box plots per run: LoadGen's latency per sample (top) and the backend's per execution (bottom)."""
-    labels = {b.run_id: box_label(b) for b in boxes}
-    order = [labels[b.run_id] for b in boxes]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, subplot_titles=(
-        "system: LoadGen latency per sample (query issue → complete), from --loadgen-trace",
-        "compute: backend latency per execution of one batch (inputs resident), every timed execution"))
-    system = [b for b in boxes if b.system is not None]
-    compute = [b for b in boxes if b.compute is not None]
-    if system:
-        fig.add_trace(_box_trace("system (per sample)", [labels[b.run_id] for b in system], [b.system for b in system],
-                                 colour(0), "system latency per sample"), row=1, col=1)
-    if compute:
-        fig.add_trace(_box_trace("compute (per batch execution)", [labels[b.run_id] for b in compute],
-                                 [b.compute for b in compute], colour(1), "compute latency per execution"),
-                      row=2, col=1)
-    fig.update_xaxes(categoryorder="array", categoryarray=order, tickangle=0)
-    fig.update_yaxes(type="log", title_text="system latency (ms)", row=1, col=1)
-    fig.update_yaxes(type="log", title_text="compute latency (ms)", row=2, col=1)
-    fig = _layout(fig, "latency distributions per run (box: quartiles; whiskers: 1.5 IQR; dashed: mean)", 760)
-    fig.update_layout(margin={"b": 110}, legend={"y": -0.2})
+    """Box plots per run, one row each, grouped by model and backend: LoadGen's latency per sample (left)
+    and the backend's per execution (right). A row's label is short (scenario, b/t/s; the group's name on
+    its first row); the whole label and the run id are on hover. Rows never share space, so however many
+    runs there are, no label overlaps another: the figure grows in height instead."""
+    ordered = sorted(boxes, key=lambda b: b.label.split(" · ")[:3])  # by model, backend, scenario; else run order
+    values, texts = box_rows(ordered)
+    row_of = {b.run_id: v for b, v in zip(ordered, values)}
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=(
+        "system, per sample", "compute, per batch execution"))
+    for col, attr, name, what in ((1, "system", "system (per sample)", "system latency per sample"),
+                                  (2, "compute", "compute (per batch execution)", "compute latency per execution")):
+        shown = [b for b in ordered if getattr(b, attr) is not None]
+        if shown:
+            fig.add_trace(_box_trace(name, [row_of[b.run_id] for b in shown], shown, [getattr(b, attr) for b in shown],
+                                     colour(col - 1), what), row=1, col=col)
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=values, tickmode="array", tickvals=values,
+                     ticktext=texts, autorange="reversed", automargin=True)  # the first group on top
+    for col, attr, title in ((1, "system", "system latency (ms)"), (2, "compute", "compute latency (ms)")):
+        stats = [getattr(b, attr) for b in ordered if getattr(b, attr) is not None]
+        ends = [v for st in stats for v in (st.lower_fence_ms, st.upper_fence_ms)]
+        fig.update_xaxes(type="log", title_text=title, **log_ticks(ends), row=1, col=col)
+    height = 170 + 20 * len(ordered)
+    fig = _layout(fig, "latency distributions per run (box: quartiles; whiskers: 1.5 IQR; dashed: mean)", height)
+    fig.update_layout(showlegend=False, margin={"b": 60})  # the column titles say which is which
     return fig
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -59,6 +60,13 @@ class Section:
         items = "".join(f"<li>{esc(t)}</li>" for t in texts[:limit])
         more = f"<li>… and {len(texts) - limit} more</li>" if len(texts) > limit else ""
         self.body.append(f'<ul class="notes">{items}{more}</ul>')
+
+    def collapsed(self, summary: str, texts: Sequence[str]) -> None:
+        """A list shown only when the reader opens it (a long one would bury the section)."""
+        if texts:
+            items = "".join(f"<li>{esc(t)}</li>" for t in texts)
+            self.body.append(f'<details class="notes"><summary>{esc(summary)} ({len(texts)})</summary>'
+                             f'<ul class="notes">{items}</ul></details>')
 
     def figure(self, fig: go.Figure) -> None:
         div = f"fig-{self.id}-{len(self.figures) + 1}"
@@ -139,18 +147,22 @@ def _latency(data: ReportData, s: Section) -> None:
         return
     drawn = [b for b in boxes if b.system is not None or b.compute is not None]
     if drawn:
-        s.line("Top: every sample's system latency as LoadGen traced it (runs made with --loadgen-trace; "
-               "system_latency_s.npy in the run directory). Bottom: every timed compute execution of the run "
-               "(compute_latency_s.npy: before and after the LoadGen run, all streams). Nothing is substituted "
-               "where a file is missing.", "caption")
+        s.line("One row per run, grouped by model and backend (hover for the whole label and the run id). Left: "
+               "every sample's system latency as LoadGen traced it, from query issue to completion (runs made "
+               "with --loadgen-trace; system_latency_s.npy in the run directory). Right: every timed compute "
+               "execution of one batch with its inputs resident (compute_latency_s.npy: before and after the "
+               "LoadGen run, all streams). Nothing is substituted where a file is missing.", "caption")
         s.figure(F.latency_figure(drawn))
     else:
         s.line("no run directory holds latency files (system_latency_s.npy, compute_latency_s.npy)")
-    missing = [f"{b.label} (run {b.run_id}): {b.system_note}" for b in boxes if b.system is None]
-    missing += [f"{b.label} (run {b.run_id}): {b.compute_note}" for b in boxes if b.compute is None]
+    missing = [(b, b.system_note) for b in boxes if b.system is None]
+    missing += [(b, b.compute_note) for b in boxes if b.compute is None]
     if missing:
-        s.line("rows without a distribution:")
-        s.lines(missing)
+        runs = len({b.run_id for b, _ in missing})
+        why = Counter(note for _, note in missing)
+        s.line(f"{runs} of {len(boxes)} runs lack a distribution: " + "; ".join(
+            f"{n} × {note}" for note, n in why.most_common()) + ".")
+        s.collapsed("which runs", [f"{b.label} (run {b.run_id}): {note}" for b, note in missing])
 
 
 def _reasons(counter) -> str:
@@ -234,10 +246,10 @@ def _layer_table(mset) -> str:
                  F.num(r.system_p90_ms, ".4f"), F.num(r.predicted_ms, ".4f"), r.bound,
                  F.num(None if r.efficiency is None else 100 * r.efficiency, ".1f"))
         rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
-    return ('<table class="layers"><caption>' + esc(f"{mset.parent_model} on {mset.backend}, Offline batch "
-                                                    f"{mset.batch}") + "</caption><thead><tr>"
+    caption = esc(f"{mset.parent_model} on {mset.backend}, Offline batch {mset.batch}")
+    return (f'<div class="scroll"><table class="layers"><caption>{caption}</caption><thead><tr>'
             + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(rows)
-            + "</tbody></table>")
+            + "</tbody></table></div>")
 
 
 def _results(data: ReportData, s: Section) -> None:

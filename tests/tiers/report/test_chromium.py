@@ -212,13 +212,18 @@ def browser_page(report, tmp_path_factory):
 @pytest.fixture(scope="module")
 def screenshot(browser_page, tmp_path_factory) -> tuple[Path, np.ndarray]:
     page, _events = browser_page
-    path = tmp_path_factory.mktemp("screenshots") / "report-full-page.png"
+    path = keep_screenshot(page, tmp_path_factory.mktemp("screenshots") / "report-full-page.png")
+    return path, png_pixels(path.read_bytes())
+
+
+def keep_screenshot(page, path: Path) -> Path:
+    """The full page as PNG at `path`, copied to $MLPERF_EXT_SCREENSHOT_DIR when set."""
     page.screenshot(path=str(path), full_page=True)
     target = os.environ.get("MLPERF_EXT_SCREENSHOT_DIR")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(target) / path.name)
-    return path, png_pixels(path.read_bytes())
+    return path
 
 
 def test_the_page_loads_offline_without_errors_or_dialogs(browser_page, screenshot):
@@ -289,3 +294,49 @@ def test_user_markup_shows_as_text(browser_page):
     assert page.evaluate("document.querySelectorAll('img, iframe, body svg script, #results-table b').length") == 0
     svg_text = page.evaluate("Array.from(document.querySelectorAll('svg text')).map(t => t.textContent)")
     assert any(EVIL_MODEL in t for t in svg_text)  # the heatmap's row label, drawn literally
+
+
+#: every text of a figure (titles, tick labels, legend entries, annotations) as boxes on the page
+TEXT_BOXES = """Array.from(document.querySelectorAll('div.plot')).map(d => ({id: d.id, boxes:
+    Array.from(d.querySelectorAll('svg.main-svg text')).filter(t => t.textContent.trim() &&
+        getComputedStyle(t).visibility !== 'hidden' && getComputedStyle(t).opacity !== '0').map(t => {
+        const r = t.getBoundingClientRect();
+        return {text: t.textContent.trim(), x0: r.left, y0: r.top, x1: r.right, y1: r.bottom};
+    }).filter(b => b.x1 - b.x0 > 0 && b.y1 - b.y0 > 0)}))"""
+
+
+def overlapping_texts(figures: list[dict], slack: float = 1.0) -> list[str]:
+    """Pairs of texts in one figure whose boxes intersect by more than `slack` px both ways."""
+    found = []
+    for fig in figures:
+        boxes = fig["boxes"]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                dx = min(a["x1"], b["x1"]) - max(a["x0"], b["x0"])
+                dy = min(a["y1"], b["y1"]) - max(a["y0"], b["y0"])
+                if dx > slack and dy > slack:
+                    found.append(f"{fig['id']}: {a['text']!r} over {b['text']!r}")
+    return found
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_no_text_of_a_figure_overlaps_another_at_wide_and_narrow_widths(report, browser_page, width, tmp_path):
+    browser = browser_page[0].context.browser  # one Playwright per process: a page of the module's browser
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://") else r.abort())
+        page.goto(report.resolve().as_uri())
+        page.wait_for_function("document.querySelectorAll('div.plot').length > 0 && Array.from("
+                               "document.querySelectorAll('div.plot')).every(d => d._fullLayout)", timeout=30_000)
+        keep_screenshot(page, tmp_path / f"report-{width}px.png")
+        figures = page.evaluate(TEXT_BOXES)
+        widest = page.evaluate("Math.max(...Array.from(document.querySelectorAll('div.plot')).map("
+                               "d => d.getBoundingClientRect().right))")
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+    finally:
+        page.close()
+    assert sum(len(f["boxes"]) for f in figures) > 50  # the figures' texts were found
+    overlaps = overlapping_texts(figures)
+    assert not overlaps, "\n".join(overlaps)
+    assert widest <= width  # no figure runs off the page
+    assert page_width <= width  # nor anything else: a wide table scrolls in its own box

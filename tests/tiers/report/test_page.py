@@ -289,11 +289,13 @@ def test_latency_boxes_come_from_the_run_files_only(sweep):
     assert boxes["b32"].system is None and boxes["b32"].compute is None
     page = render(data)
     body = section_html(page, "latency")
-    assert body.count("run with --loadgen-trace") == 3  # b1, b32, t2
+    listed = body[body.index("<details"):]  # each run without a distribution, in a list the reader opens
+    assert listed.count("run with --loadgen-trace") == 3  # b1, b32, t2
+    assert "3 of 4 runs lack a distribution: 3 × no per-sample system latencies: run with --loadgen-trace" in body
     fig = next(f for f in figures_of(page) if f["id"].startswith("fig-latency"))
     system, comp = fig["figure"]["data"]
-    assert len(system["x"]) == 1 and system["q1"] == [pytest.approx(np.percentile(ms, 25))]
-    assert len(comp["x"]) == 2
+    assert len(system["y"]) == 1 and system["q1"] == [pytest.approx(np.percentile(ms, 25))]
+    assert len(comp["y"]) == 2 and system["orientation"] == "h"  # one row per run: labels never collide
 
 
 def test_latency_stats_fences_are_tukeys():
@@ -388,3 +390,12 @@ def test_micro_rows_without_a_platform_say_why_level0_is_missing(tmp_path, mlp):
     assert all(r.predicted_ms is None and r.measured_ms is not None for r in mset.layers)
     assert mset.notes == ["no level-0 prediction for 3 layer(s): unknown platform 'host' (run 'mlperf-ext "
                           "platforms detect' first)"]
+
+
+def test_log_ticks_are_few_and_from_the_1_2_5_series():
+    from tiers.report.figures import log_ticks
+
+    wide = log_ticks([0.0011, 0.9])
+    assert len(wide["tickvals"]) <= 4 and set(wide["tickvals"]) <= {0.001 * 10 ** e * m for e in range(4) for m in (1, 2, 5)}
+    assert log_ticks([0.024, 0.031])["ticktext"] == ["0.024", "0.031"]  # no 1-2-5 number inside: the ends
+    assert log_ticks([]) == {} and log_ticks([0.0, float("nan")]) == {}
