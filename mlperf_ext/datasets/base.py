@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
 
 from mlperf_ext.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class DatasetScan:
+    """What one pass over a dataset finds: its content hash, and the samples with a NaN or Inf."""
+
+    sha256: str
+    nonfinite: int  # samples holding a NaN or an infinity
+    first_nonfinite: int | None  # the first such sample's index
 
 
 class Dataset(ABC):
@@ -37,31 +47,24 @@ class Dataset(ABC):
     def load(self, indices: np.ndarray) -> np.ndarray:
         """Samples at `indices`, stacked: shape (len(indices), *sample_shape)."""
 
-    def content_sha256(self) -> str:
-        """A hash of what the QSL would serve (samples as loaded, labels, shape, dtype): part of a point's
-        key, so edited data is never mistaken for the data a stored row measured."""
+    def scan(self) -> DatasetScan:
+        """One pass over what the QSL would serve. Its hash (samples as loaded, labels, shape, dtype) is part
+        of a point's key, so edited data is never mistaken for the data a stored row measured; and the
+        samples that hold a NaN or an infinity are counted, since a model fed them answers with garbage."""
         digest = hashlib.sha256(f"{len(self)} {self.sample_shape} {np.dtype(self.dtype).str}".encode())
-        for start in range(0, len(self), 4096):
-            chunk = self.load(np.arange(start, min(start + 4096, len(self))))
-            digest.update(np.ascontiguousarray(chunk).tobytes())
-        if self.labels is not None:
-            digest.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
-        return digest.hexdigest()
-
-
-    def nonfinite_samples(self) -> tuple[int, int | None]:
-        """How many samples hold a NaN or an infinity, and the first such sample's index. A model fed them
-        answers with garbage, so an accuracy over them means nothing."""
-        if not np.issubdtype(np.dtype(self.dtype), np.inexact):
-            return 0, None
+        floating = np.issubdtype(np.dtype(self.dtype), np.inexact)
         count, first = 0, None
         for start in range(0, len(self), 4096):
-            chunk = np.asarray(self.load(np.arange(start, min(start + 4096, len(self)))))
-            bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
-            if first is None and bad.any():
-                first = start + int(np.argmax(bad))
-            count += int(bad.sum())
-        return count, first
+            chunk = np.ascontiguousarray(self.load(np.arange(start, min(start + 4096, len(self)))))
+            digest.update(chunk.tobytes())
+            if floating:
+                bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
+                if first is None and bad.any():
+                    first = start + int(np.argmax(bad))
+                count += int(bad.sum())
+        if self.labels is not None:
+            digest.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
+        return DatasetScan(digest.hexdigest(), count, first)
 
 
 class ArrayDataset(Dataset):

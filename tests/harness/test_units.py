@@ -144,9 +144,11 @@ def test_an_exec_precision_no_backend_has_is_bad_input():
 def test_nonfinite_samples_are_counted_with_the_first_index():
     samples = np.zeros((5000, 3), np.float32)
     samples[4100, 1], samples[4200, 0], samples[4200, 2] = np.nan, -np.inf, np.inf  # past the first chunk
-    assert ArrayDataset("d", samples).nonfinite_samples() == (2, 4100)
-    assert ArrayDataset("d", np.zeros((4, 3), np.float32)).nonfinite_samples() == (0, None)
-    assert ArrayDataset("d", np.zeros((4, 3), np.uint8)).nonfinite_samples() == (0, None)
+    scan = ArrayDataset("d", samples).scan()
+    assert (scan.nonfinite, scan.first_nonfinite) == (2, 4100)
+    for clean in (np.zeros((4, 3), np.float32), np.zeros((4, 3), np.uint8)):
+        assert (ArrayDataset("d", clean).scan().nonfinite, ArrayDataset("d", clean).scan().first_nonfinite) == (0, None)
+    assert scan.sha256 != ArrayDataset("d", np.zeros((5000, 3), np.float32)).scan().sha256  # the hash is of the bytes
 
 
 def test_single_stream_batch_is_one():

@@ -22,6 +22,7 @@ import mlperf_ext
 from mlperf_ext import loadgen
 from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import Dataset, open_dataset
+from mlperf_ext.datasets.base import DatasetScan
 from mlperf_ext.errors import ConfigError, DatasetError
 from mlperf_ext.result import MicroInfo, Variant
 from scenarios import DispatchConfig
@@ -101,8 +102,7 @@ class PointValidator:
     def __init__(self, force_limits: bool = False):
         self.force_limits = force_limits
         self._datasets: dict[str, Dataset] = {}
-        self._dataset_hashes: dict[str, str] = {}
-        self._nonfinite: dict[str, tuple[int, int | None]] = {}
+        self._scans: dict[str, DatasetScan] = {}
         self._models: dict[tuple[str, str], object] = {}
         self._devices: set[tuple[str, str]] = set()
         self._catalog = None
@@ -113,16 +113,11 @@ class PointValidator:
             self._datasets[ref] = open_dataset(ref)
         return self._datasets[ref]
 
-    def nonfinite(self, ref: str) -> tuple[int, int | None]:
-        """The dataset's samples with a NaN or Inf: (count, first index)."""
-        if ref not in self._nonfinite:
-            self._nonfinite[ref] = self.dataset(ref).nonfinite_samples()
-        return self._nonfinite[ref]
-
-    def dataset_sha256(self, ref: str) -> str:
-        if ref not in self._dataset_hashes:
-            self._dataset_hashes[ref] = self.dataset(ref).content_sha256()
-        return self._dataset_hashes[ref]
+    def scan(self, ref: str) -> DatasetScan:
+        """The dataset's content hash and NaN/Inf samples, from one pass over it per validator."""
+        if ref not in self._scans:
+            self._scans[ref] = self.dataset(ref).scan()
+        return self._scans[ref]
 
     def model(self, path: str, backend=None):
         """The model's facts, read by the backend's own inspector when it has one (an FPGA overlay or
@@ -165,7 +160,8 @@ class PointValidator:
         if point.mode in ("accuracy", "submission") and dataset.labels is None:
             raise DatasetError(f"dataset '{point.dataset}' has no labels, so mode '{point.mode}' cannot score "
                                "accuracy; fix: add a labels file or use --mode performance")
-        bad, first = self.nonfinite(point.dataset)
+        scan = self.scan(point.dataset)
+        bad, first = scan.nonfinite, scan.first_nonfinite
         if bad and point.mode in ("accuracy", "submission") and not point.allow_nonfinite:
             raise DatasetError(f"dataset '{point.dataset}' has {bad} sample(s) with NaN or Inf (first: index {first}), "
                                f"so mode '{point.mode}' would score answers to garbage; fix: clean the data, or pass "
@@ -216,9 +212,10 @@ class PointValidator:
             refusal = refusal or backend.supports(self.model(point.model, backend), options)
         versions = {"mlcommons-loadgen": loadgen.LOADGEN_VERSION, "mlperf-ext": mlperf_ext.__version__,
                     **runtime_versions(point.backend)}
-        dataset_sha = self.dataset_sha256(point.dataset)
-        bad, first = self.nonfinite(point.dataset)
-        warnings = [f"dataset '{point.dataset}' has {bad} sample(s) with NaN or Inf (first: index {first})"] if bad else []
+        scan = self.scan(point.dataset)
+        dataset_sha = scan.sha256
+        warnings = ([f"dataset '{point.dataset}' has {scan.nonfinite} sample(s) with NaN or Inf (first: index "
+                     f"{scan.first_nonfinite})"] if scan.nonfinite else [])
         blob = json.dumps({"point": point.identity(), "dataset_sha256": dataset_sha, "versions": versions},
                           sort_keys=True, default=str).encode()
         return Plan(point=point, key=hashlib.sha256(blob).hexdigest(), variant=variant_of(point),
