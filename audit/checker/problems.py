@@ -109,6 +109,44 @@ RULES: dict[str, tuple[str, str]] = {
         "added",
         "re-running the verification on the tree's logs gives the verdict filed",
     ),
+    # power (power_check.py, power/power_checker.py)
+    "power_files": ("upstream", "a power result's power/, ranging/ and run_1/ hold just the required files"),
+    "power_session_json": ("upstream", "power/client.json and server.json are JSON with every session field"),
+    "power_sources": ("upstream", "client and server ran a released power-dev (sources_checksums.json)"),
+    "power_ptd_messages": (
+        "upstream",
+        "PTDaemon version and meter supported, normal replies, initial ranges restored after the test",
+    ),
+    "power_uuid": ("upstream", "client.json and server.json name the same client and server uuids"),
+    "power_session_name": ("upstream", "client.json and server.json name the same session"),
+    "power_phases": ("upstream", "client and server phases agree within 800 ms and hold LoadGen's window"),
+    "power_ranging_delta": ("upstream", "average testing power is not more than 5% below ranging power"),
+    "power_messages": ("upstream", "client and server recorded the same commands, replies and version"),
+    "power_results_checksum": ("upstream", "the session's recorded sha1s agree and match the files"),
+    "power_ptd_log": ("upstream", "ptd_logs.txt has the ranging stage, uncertainty checking on before it"),
+    "power_ptd_errors": (
+        "upstream",
+        "no PTDaemon ERROR outside ranging, no uncertainty above 1% during the testing run",
+    ),
+    "power_ptd_config": ("upstream", "every analyzer is a supported device; WT330 multichannel uses 2"),
+    "power_debug": ("upstream", "the power server did not run in debug mode"),
+    "power_no_samples": ("upstream", "spl.txt has positive samples inside LoadGen's power window"),
+    "power_nameplate_corrupt": ("upstream", "systems/<id>_power.yaml loads as YAML (system_check.py)"),
+    "power_nameplate": (
+        "added",
+        "a power result states its design power (upstream only warns when it is missing)",
+    ),
+    "power_system_fields": (
+        "added",
+        "the systems JSON has SYSTEM_DESC_REQUIRED_FIELDS_POWER (upstream's check is disabled)",
+    ),
+    "power_measure_files": (
+        "added",
+        "analyzer_table.* and power_settings.* present and not empty (the v6.1 checker dropped it)",
+    ),
+    "power_spl_corrupt": ("added", "every spl.txt Time line is PTDaemon's sample (upstream crashes)"),
+    "power_spl_mark": ("added", "spl.txt samples carry this session's ranging/testing mark"),
+    "power_ranging_run": ("added", "ranging/ holds LoadGen's performance run of run_1's scenario"),
     # the stored run behind a verdict (audit.verdicts; a tree's logs cannot show it)
     "sut_runs_no_model": ("added", "the run's backend ran the model (the null backend answers without one)"),
     # user.conf under the submission profile

@@ -60,6 +60,9 @@ class ResultRow:
     accuracy: float | None = None
     compliance: str = ""
     problems: list[Problem] = field(default_factory=list)
+    #: a power result's metric (audit.checker.power) and its units; None without performance/power/
+    power_metric: float | None = None
+    power_units: str = ""
 
     @property
     def verdict(self) -> str:
@@ -92,34 +95,37 @@ CSV_COLUMNS = (
 
 
 def write_summary_csv(rows: list[ResultRow], path: Path) -> Path:
-    """Write one CSV row per result directory: metric, accuracy, compliance tests, verdict, refusing rules."""
+    """Write one CSV row per result directory (two for a power result: the power metric in the second, as
+    upstream's results.py does): metric, accuracy, compliance tests, verdict, refusing rules."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for row in rows:
-            writer.writerow(
-                [
-                    row.submitter,
-                    row.status,
-                    row.division,
-                    row.system_type,
-                    row.system_name,
-                    row.system,
-                    row.benchmark,
-                    row.mlperf_model,
-                    row.scenario,
-                    "" if row.metric is None else f"{row.metric:.6g}",
-                    row.units,
-                    "" if row.accuracy is None else f"{row.accuracy:g}",
-                    row.compliance,
-                    row.verdict,
-                    len(row.problems),
-                    " ".join(sorted({p.rule for p in row.problems})),
-                    str(row.location),
-                ]
-            )
+            cells = [
+                row.submitter,
+                row.status,
+                row.division,
+                row.system_type,
+                row.system_name,
+                row.system,
+                row.benchmark,
+                row.mlperf_model,
+                row.scenario,
+                "" if row.metric is None else f"{row.metric:.6g}",
+                row.units,
+                "" if row.accuracy is None else f"{row.accuracy:g}",
+                row.compliance,
+                row.verdict,
+                len(row.problems),
+                " ".join(sorted({p.rule for p in row.problems})),
+                str(row.location),
+            ]
+            writer.writerow(cells)
+            if row.power_metric is not None:  # results.py: a power result gets a second row, same columns
+                cells[9:11] = [f"{row.power_metric:.6g}", row.power_units]
+                writer.writerow(cells)
     return path
 
 

@@ -14,6 +14,7 @@ from audit.checker.accuracy import accuracy_problems
 from audit.checker.compliance import compliance_problems
 from audit.checker.measurements import measurements_problems, src_problems
 from audit.checker.performance import run_problems
+from audit.checker.power import power_findings
 from audit.checker.problems import Problem, problem
 from audit.checker.runlogs import load_run
 from audit.checker.summary import ResultRow, reported_metric, write_summary_csv
@@ -140,6 +141,9 @@ def _scenario_row(
             paths, rules, bench, paths.division, system_type, main_logs, findings.kept_log, kept_root
         )
     )
+    power = power_findings(paths, scenario, system, main_logs)
+    out.extend(power.problems)
+    row.power_metric, row.power_units = power.metric, power.units
     done = []
     for test in bench.compliance_tests:
         if paths.test_dir(test).is_dir():
