@@ -6,10 +6,11 @@ What github.com/mlcommons/inference tools/submission/truncate_accuracy_log.py do
 "\\n\\n...\\n\\n" (the checker then requires at most 10 KiB). The full log is kept elsewhere (its
 `--backup`); here the caller names where, and the checker compares the hash against that copy.
 
-One deviation: upstream cuts every log of 4096 bytes or more, so a log of 4-8 KiB comes out
-*larger* than it went in (head and tail overlap). Such a log is already under the 10 KiB limit, and
-here it is kept whole, which the checker can then verify against its hash without a kept copy.
-LoadGen writes the log in ASCII (hex payloads), so characters and bytes are the same thing.
+Every log of 4096 bytes or more is cut, as upstream's `truncate_file` does (it returns early only when
+`size < VIEWABLE_SIZE`): a log of 4096-8198 bytes comes out *larger* than it went in (head and tail
+overlap), 8199 bytes in all, which a tree that upstream truncated holds, so the checker must expect
+it. A log under 4096 bytes stays whole. LoadGen writes the log in ASCII (hex payloads), so characters
+and bytes are the same thing.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def sha256_of(path: Path) -> str:
 
 def truncated(data: bytes) -> bytes:
     """The bytes the tree keeps of a full accuracy log."""
-    if len(data) <= 2 * ACCURACY_VIEWABLE_SIZE + len(ELLIPSIS):
+    if len(data) < ACCURACY_VIEWABLE_SIZE:  # truncate_accuracy_log.py truncate_file
         return data
     return data[:ACCURACY_VIEWABLE_SIZE] + ELLIPSIS + data[-ACCURACY_VIEWABLE_SIZE:]
 

@@ -15,7 +15,7 @@ from audit.checker.compliance import compliance_problems
 from audit.checker.measurements import measurements_problems, src_problems
 from audit.checker.performance import run_problems
 from audit.checker.power import power_findings
-from audit.checker.problems import Problem, problem
+from audit.checker.problems import Problem, errors_of, problem
 from audit.checker.runlogs import load_run
 from audit.checker.summary import ResultRow, reported_metric, write_summary_csv
 from audit.checker.system import system_problems
@@ -46,8 +46,17 @@ class TreeReport:
     rows: list[ResultRow] = field(default_factory=list)
 
     @property
+    def errors(self) -> list[Problem]:
+        """The problems that fail the tree: all but the rule-text warnings."""
+        return errors_of(self.problems)
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_warning]
+
+    @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.errors
 
     def write_csv(self, path: Path) -> Path:
         return write_summary_csv(self.rows, path)

@@ -92,3 +92,44 @@ class FakeCachingDevice(FakeSteadyDevice):
             return (clock() - start) * 1e-9
 
         return step
+
+
+class FakeWarmRepeatDevice(FakeSteadyDevice):
+    """In performance mode, answers in TIME_S, and a repeat of the previous batch in REPEAT_FACTOR of that (a
+    warm cache that still does the work); in accuracy mode at once (it reads the mode from the run's
+    point.json, as FakeCheatingDevice does), so the accuracy run over the whole dataset stays short. A
+    TEST04 run is then about 15 % faster than the reference: upstream's TEST04 script passes it (20 % for
+    any SingleStream latency of 5 us or more), the written rule (10 % above 200 us) would not. TIME_S is
+    long so that the harness's share of the latency, which moves by under a millisecond between runs on
+    a busy host, moves the ratio by only a few percent."""
+
+    name = "fake-warm-repeat"
+    TIME_S = 0.030
+    REPEAT_FACTOR = 0.87
+
+    def device_s(self, batch) -> float:
+        if not hasattr(self, "_timed"):
+            point = Path("point.json")
+            self._timed = point.is_file() and json.loads(point.read_text()).get("mode") != "accuracy"
+        key = np.ascontiguousarray(batch).tobytes()
+        repeat = getattr(self, "_last_key", None) == key
+        self._last_key = key
+        return self.TIME_S * (self.REPEAT_FACTOR if repeat else 1.0) if self._timed else 0.0
+
+    def infer(self, batch, stream=0):
+        out = OnnxRuntimeBackend.infer(self, batch, stream)
+        time.sleep(self.device_s(batch))
+        return out
+
+    def compute_step(self, batch, stream=0):
+        run = OnnxRuntimeBackend.compute_step(self, batch, stream)
+        clock = time.perf_counter_ns
+
+        def step() -> float:
+            start = clock()
+            run()
+            time.sleep(self.TIME_S)
+            return (clock() - start) * 1e-9
+
+        step.keep_alive = run
+        return step

@@ -50,3 +50,20 @@ def test_benchmark_names_and_rounds():
         V6_1.benchmark("gpt-9")
     with pytest.raises(ConfigError, match="fix:"):
         round_rules("v4.0")
+
+
+@pytest.mark.parametrize(
+    ("name", "official"),
+    [
+        ("resnet50-v1.5", "resnet"),  # configuration.py get_mlperf_model's guess: "resnet50" in the name
+        ("resnet50_int8", "resnet"),
+        ("efficientnet-lite0", "resnet"),
+        ("mobilenetv2-1.0", "resnet"),
+        ("bert-99", None),  # guessed, but not a benchmark this checker carries
+        ("resnet18", None),
+        ("mlp-784-10", None),
+    ],
+)
+def test_names_upstream_guesses(name, official):
+    found = V6_1.find_benchmark(name)
+    assert (found.name if found else None) == official

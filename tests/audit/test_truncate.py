@@ -39,10 +39,27 @@ def test_large_log_is_cut_to_head_and_tail(tmp_path):
     assert truncated(record.kept_copy.read_bytes()) == cut
 
 
-def test_small_log_is_kept_whole(tmp_path):
-    d, log = accuracy_dir(tmp_path, 100)  # about 5 KiB: upstream's cut would overlap head and tail
+def test_a_log_of_4_to_8_kib_is_cut_as_upstream_cuts_it(tmp_path):
+    # truncate_accuracy_log.py truncate_file cuts every log of 4096 bytes or more, so head and tail overlap
+    d, log = accuracy_dir(tmp_path, 100)
     full = log.read_bytes()
-    assert 4096 < len(full) <= 2 * 4096 + len(ELLIPSIS)
+    assert 4096 <= len(full) < 2 * 4096
+    record = truncate_accuracy_dir(d, tmp_path / "kept" / "mlperf_log_accuracy.json")
+    cut = log.read_bytes()
+    assert cut == full[:4096] + ELLIPSIS + full[-4096:] and len(cut) == 8199 and is_truncated(cut)
+    assert record.kept_copy.read_bytes() == full and read_hash(d / "accuracy.txt") == record.full_sha256
+
+
+@pytest.mark.parametrize("size", [4095, 4096])
+def test_only_a_log_under_4096_bytes_stays_whole(size):
+    data = b"[" + b" " * (size - 2) + b"]"
+    assert (truncated(data) == data) is (size < 4096)
+
+
+def test_small_log_is_kept_whole(tmp_path):
+    d, log = accuracy_dir(tmp_path, 60)
+    full = log.read_bytes()
+    assert len(full) < 4096
     record = truncate_accuracy_dir(d, None)
     assert log.read_bytes() == full and not is_truncated(full)
     assert record.kept_copy is None and read_hash(d / "accuracy.txt") == hashlib.sha256(full).hexdigest()
