@@ -20,7 +20,7 @@ def _mapping(text: str) -> tuple[str, str]:
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", dest="run_ids", action="append", default=[], metavar="RUN_ID",
-                   help="a stored performance run to take (repeatable; default: every ok performance row)")
+                   help="a stored performance (or --mode submission) run to take (repeatable; default: every ok one)")
     p.add_argument("--model", dest="models", action="append", default=[], help="only this model name (repeatable)")
     p.add_argument("--backend", dest="backends", action="append", default=[], help="only this backend (repeatable)")
     p.add_argument("--scenario", dest="scenarios", action="append", default=[], help="only this scenario (repeatable)")
@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pkg = ssub.add_parser("package", help="stored performance + accuracy (+ TEST01/TEST04) rows -> a v6.1 tree")
     pkg.add_argument("--out", type=Path, required=True, help="the tree to write (its full accuracy logs go to a "
                      "sibling OUT-full-accuracy-logs/)")
-    pkg.add_argument("--division", required=True, help="closed, open or network")
+    pkg.add_argument("--division", required=True, help="closed or open (mlperf-ext runs the SUT inside LoadGen's "
+                     "process, so it has no network-division result)")
     pkg.add_argument("--submitter", required=True, help="the organisation's directory name")
     pkg.add_argument("--system", type=Path, default=None, help="YAML of systems JSON fields the host cannot tell "
                      "(system_name, status, system_type, host_storage_type, networking, cooling, notes ...)")
@@ -69,17 +70,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _entries(args):
-    from audit.package import PackageRequest, selected_rows
-    from audit.rules import round_rules
-    from audit.selection import select_results
+    from audit.package import PackageRequest, select_entries
 
     req = PackageRequest(workdir=args.workdir, out=Path("."), division="open", submitter="x", version=args.version,
                          benchmarks=dict(args.benchmarks), run_ids=args.run_ids, models=args.models,
                          backends=args.backends, scenarios=args.scenarios)
-    entries = select_results(selected_rows(req), round_rules(args.version), req.benchmarks)
+    entries = select_entries(req)
     if not entries:
         raise ConfigError(f"no stored ok performance row in {args.workdir} matches; fix: run the point first "
-                          "(mlperf-ext run ... --mode performance), or widen the filters")
+                          "(mlperf-ext run ... --mode performance or --mode submission), or widen the filters")
     return entries
 
 

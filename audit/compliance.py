@@ -2,8 +2,10 @@
 
 The rerun goes through the point runner like any point (its own child process, LoadGen reading the
 audit.config from the child's working directory, which the child checks in the detail log); the
-row is stored with its audit.config text, so it is a point of its own. Verification reads the logs:
-TEST01 against the accuracy run of the same deployment (every logged sample, whole responses) and
+row is stored with its audit.config text, so it is a point of its own. The rerun is always a
+performance-mode run, also of a `--mode submission` row (the tests are performance runs with the
+audit.config). Verification reads the logs: TEST01 against the accuracy run of the same deployment
+(every logged sample, whole responses; a submission row's accuracy log holds its accuracy phase) and
 against the performance run; TEST04 against the performance run's summary. The verify_*.txt files
 land in the compliance run's directory, in upstream's format.
 """
@@ -61,7 +63,7 @@ def verify(test: str, entry: ResultRuns, run: PointResult) -> list[Verification]
         return [verify_test04_performance(perf / SUMMARY_NAME, mine / SUMMARY_NAME)]
     if entry.accuracy is None:
         raise ConfigError(f"TEST01 of {entry.performance.point.label()} needs the accuracy run of the same "
-                          "deployment; fix: run the same point with --mode accuracy first")
+                          "deployment; fix: run the same point with --mode accuracy (or --mode submission) first")
     return [verify_test01_accuracy(loadgen_dir(entry.accuracy) / ACCURACY_JSON_NAME, mine / ACCURACY_JSON_NAME),
             verify_test01_performance(perf / DETAIL_NAME, mine / DETAIL_NAME)]
 
@@ -106,7 +108,8 @@ def write_test01_accuracy(run: PointResult) -> None:
 
 def run_compliance(workdir: Path, entry: ResultRuns, test: str, version: str, force: bool = False,
                    runner: PointRunner | None = None) -> ComplianceOutcome:
-    """Rerun the entry's performance point under `test` (reusing a stored rerun unless `force`) and verify."""
+    """Rerun the entry's performance point in performance mode under `test` (reusing a stored rerun unless
+    `force`) and verify."""
     point = with_overrides(entry.performance.point, mode="performance",
                            audit_config=audit_config_text(test, entry.official, version))
     if test == "TEST01" and entry.accuracy is None:

@@ -7,6 +7,11 @@ zoo's metadata (or the user's YAML), the user.conf lines the runs applied over m
 README with the commands that reproduce it. systems/<id>.json comes from audit.system. The checker
 then reads the finished tree; its findings are written into src/README.md, and every packaged run's
 own verdict goes into the store (audit.verdicts).
+
+A `--mode submission` row (LoadGen's SubmissionRun) is copied into both accuracy/ and performance/run_1
+from its own logs (audit.selection says why that is sound). Only the closed and open divisions are
+packaged: a network-division result needs LoadGen to reach the SUT over the network, and mlperf-ext runs
+the SUT inside LoadGen's own process.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from audit import layout
 from audit.checker.problems import Problem
 from audit.checker.tree import TreeReport, check_tree_report
 from audit.compliance import loadgen_dir, verify
-from audit.rules import DIVISIONS, MEASUREMENTS_REQUIRED_FIELDS, round_rules
+from audit.rules import MEASUREMENTS_REQUIRED_FIELDS, round_rules
 from audit.selection import ResultRuns, runs_no_model, select_results
 from audit.system import host_facts, system_description
 from audit.truncate import truncate_accuracy_dir
@@ -35,6 +40,13 @@ from mlperf_ext.result import PointResult
 from mlperf_ext.store import ResultsStore
 from mlperf_ext.yaml_file import read_yaml
 from tiers.runner import layout as runs_layout
+
+#: the divisions this packager writes (audit.rules.DIVISIONS, which the checker reads, also has network)
+PACKAGEABLE_DIVISIONS = ("closed", "open")
+#: why no network-division tree can come from mlperf-ext's runs, and what to do instead
+NETWORK_REFUSAL = ("--division network is for a SUT that LoadGen reaches over the network (its network harness), "
+                   "but mlperf-ext runs the SUT inside LoadGen's own process, so its runs cannot be a network-division "
+                   "result; fix: use --division closed or --division open")
 
 #: TestSettings attribute -> (user.conf key, factor) (loadgen/test_settings_internal.cc, FromConfig)
 CONF_KEYS = {
@@ -85,9 +97,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "system"
 
 
+def _validate_division(division: str) -> None:
+    if division == "network":
+        raise ConfigError(NETWORK_REFUSAL)
+    if division not in PACKAGEABLE_DIVISIONS:
+        raise ConfigError(f"unknown division '{division}'; fix: use one of {', '.join(PACKAGEABLE_DIVISIONS)}")
+
+
 def _validate(req: PackageRequest) -> None:
-    if req.division not in DIVISIONS:
-        raise ConfigError(f"unknown division '{req.division}'; fix: use one of {', '.join(DIVISIONS)}")
+    _validate_division(req.division)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", req.submitter or ""):
         raise ConfigError(f"submitter '{req.submitter}' must be a plain name (letters, digits, _ . -); fix: e.g. "
                           "--submitter MyOrg")
@@ -100,6 +118,7 @@ def _validate(req: PackageRequest) -> None:
 
 
 def selected_rows(req: PackageRequest) -> list[PointResult]:
+    """The ok rows the filters keep (--run names performance runs: select_entries applies it)."""
     path = runs_layout.store_path(req.workdir)
     if not path.is_file():
         raise ConfigError(f"'{req.workdir}' holds no results store; fix: run points into it first (mlperf-ext run "
@@ -112,20 +131,24 @@ def selected_rows(req: PackageRequest) -> list[PointResult]:
         if missing:
             raise ConfigError(f"run {sorted(missing)[0]} is not an ok row of {req.workdir}; fix: pick one from "
                               "mlperf-ext results --workdir ...")
-        # the chosen performance rows, and every accuracy and compliance row (select_results pairs them)
-        rows = [r for r in rows if r.run_id in wanted or r.point.mode != "performance" or r.point.audit_config]
     for values, name in ((req.models, "model_name"), (req.backends, "backend"), (req.scenarios, "scenario")):
         if values:
             rows = [r for r in rows if getattr(r.point, name) in values]
     return rows
 
 
+def select_entries(req: PackageRequest) -> list[ResultRuns]:
+    """The results the request's rows form; --run limits which rows may be a performance run."""
+    return select_results(selected_rows(req), round_rules(req.version), req.benchmarks,
+                          performance_ids=set(req.run_ids) or None)
+
+
 def _entries(req: PackageRequest) -> list[ResultRuns]:
     rules = round_rules(req.version)
-    entries = select_results(selected_rows(req), rules, req.benchmarks)
+    entries = select_entries(req)
     if not entries:
-        raise ConfigError(f"no stored ok performance row in {req.workdir} matches; fix: run the point in performance "
-                          "and accuracy modes (mlperf-ext run ... --mode performance / --mode accuracy)")
+        raise ConfigError(f"no stored ok performance row in {req.workdir} matches; fix: run the point with --mode "
+                          "submission (or with --mode performance and --mode accuracy)")
     for e in entries:
         no_model = runs_no_model(e.performance)
         if no_model:
@@ -134,7 +157,7 @@ def _entries(req: PackageRequest) -> list[ResultRuns]:
         if e.accuracy is None:
             raise ConfigError(f"{e.performance.point.label()} has no accuracy run of the same deployment; fix: run "
                               "the same point with --mode accuracy")
-        needed = rules.benchmark(e.official).compliance_tests if req.division in ("closed", "network") else ()
+        needed = rules.benchmark(e.official).compliance_tests if req.division == "closed" else ()
         for test in needed:
             if test not in e.compliance:
                 raise ConfigError(f"{e.performance.point.label()} has no {test} run; fix: mlperf-ext audit compliance "
@@ -212,6 +235,33 @@ def _cli_model(r: PointResult) -> str:
     return r.point.model_name if r.variant and r.variant.family else r.point.model
 
 
+def power_left_out(run: PointResult) -> str | None:
+    """Why a run's measured power is not in the tree (None when it measured none): an MLPerf power result
+    is a SPEC PTDaemon session's files (power/, ranging/, spl.txt; audit.checker.power), which no meter of
+    this tool produces."""
+    if run.power is None or run.power.meter == "none":
+        return None
+    return (f"power left out of the tree: run {run.run_id} measured it with {run.power.meter}, not SPEC PTDaemon "
+            "through the MLPerf power workflow; its figures stay in the results store")
+
+
+def _main_runs(entry: ResultRuns) -> list[PointResult]:
+    """The distinct runs behind accuracy/ and performance/ (one for a SubmissionRun row), accuracy first."""
+    if entry.one_run:
+        return [entry.performance]
+    return [r for r in (entry.accuracy, entry.performance) if r is not None]
+
+
+def _runs_list(entry: ResultRuns) -> str:
+    """The README's list of the runs each directory came from."""
+    if entry.one_run:
+        main = [("performance and accuracy (one LoadGen SubmissionRun: its accuracy phase, then its performance "
+                 "phase)", entry.performance)]
+    else:
+        main = [("performance", entry.performance), ("accuracy", entry.accuracy)]
+    return "\n".join(f"- {what}: run {r.run_id}" for what, r in main + sorted(entry.compliance.items()))
+
+
 def reproduce_commands(entry: ResultRuns, workdir: str = "W") -> list[str]:
     p = entry.performance.point
     opts = [f"--model {_cli_model(entry.performance)}", f"--dataset {p.dataset}", f"--backend {p.backend}",
@@ -227,17 +277,16 @@ def reproduce_commands(entry: ResultRuns, workdir: str = "W") -> list[str]:
     opts += [f"--runtime-option {k}={v}" for k, v in sorted(p.runtime_options.items())]
     opts += [f"--setting {k}={v}" for k, v in sorted(p.settings.items())]
     base = "mlperf-ext run " + " ".join(opts) + f" --workdir {workdir}"
-    cmds = [f"{base} --mode accuracy", f"{base} --mode performance"]
+    cmds = [f"{base} --mode {r.point.mode}" for r in _main_runs(entry)]
     cmds += [f"mlperf-ext audit compliance --test {t} --model {p.model_name} --backend {p.backend} --scenario "
              f"{p.scenario} --workdir {workdir}" for t in sorted(entry.compliance)]
     return cmds
 
 
 def _scenario_readme(entry: ResultRuns, system: str, req: PackageRequest) -> str:
-    perf, acc = entry.performance, entry.accuracy
+    perf = entry.performance
     cmds = "\n".join(reproduce_commands(entry))
-    runs = "\n".join(f"- {what}: run {r.run_id}" for what, r in
-                     [("performance", perf), ("accuracy", acc)] + sorted(entry.compliance.items()))
+    runs = _runs_list(entry)
     return (f"# {entry.model_name} · {entry.scenario} · {system}\n\n"
             f"Measured with mlperf-ext {__version__} on {_runtime(perf)} ({perf.point.backend}, device "
             f"{perf.point.device}), batch {perf.point.batch}, threads {perf.point.threads or 'runtime default'}, "
@@ -282,7 +331,8 @@ def _where(path: Path, report: TreeReport) -> str:
 
 
 def _src_readme(req: PackageRequest, entries: list[ResultRuns], report: TreeReport) -> str:
-    found = "\n".join(f"- `{p.rule}` {p.message} ({_where(p.path, report)})" for p in report.problems)
+    found = "\n".join(f"- `{p.rule}`{' (warning: a written rule the scripts apply more loosely)' if p.is_warning else ''}"
+                      f" {p.message} ({_where(p.path, report)})" for p in report.problems)
     quick = any(e.performance.point.profile == "quick" for e in entries)
     why = ("\nThese runs used the `quick` LoadGen profile (short runs for exploration), so the duration and "
            "query-count rules cannot pass; the dataset coverage and performance-sample count are measured "
@@ -327,6 +377,9 @@ def package(req: PackageRequest, say: Callable[[str], None] = print) -> PackageR
                 bench_dir = e.official if req.division != "open" else e.model_name
                 paths = layout.scenario_paths(root, req.division, req.submitter, sid, bench_dir, e.scenario)
                 say(f"packaging {e.model_name} {backend} {e.scenario} -> {paths.relative}")
+                power_note = power_left_out(e.performance)
+                if power_note:
+                    say(f"  {power_note}")
                 _write_result(e, paths, kept, req, given)
         if req.division == "open":
             mapping = {e.model_name: e.official for e in entries}

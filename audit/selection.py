@@ -5,16 +5,28 @@ MLPerf asks that a result's accuracy and performance logs come from the same sys
 (tools/submission/submission_structure.md). Here "the same deployment" is the stored point with the
 mode, the compliance audit.config, the watchdog, LoadGen's trace switch and the power meter set aside,
 plus the model's and the dataset's bytes and the versions the rows were measured with.
+
+A `--mode submission` row is one LoadGen SubmissionRun: loadgen.cc StartTest runs the accuracy phase,
+then the performance phase, in one test with one set of logs (the accuracy log holds the accuracy
+phase's samples, the summary and the result_* keys the performance phase's). So the row serves as its
+result's performance run and as its accuracy run, and MLCommons' checker reads those logs in both
+directories (it checks no test mode). Each role takes the newest finished row that can fill it, so a
+separate performance or accuracy row of the same deployment, finished later, wins its role.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from audit.rules import COMPLIANCE_TESTS, RoundRules, audit_config_text
 from mlperf_ext.errors import ConfigError
 from mlperf_ext.result import PointResult
+
+#: the point modes whose logs hold each role's run (`submission`: LoadGen's SubmissionRun, both in one test)
+PERFORMANCE_MODES = ("performance", "submission")
+ACCURACY_MODES = ("accuracy", "submission")
 
 #: point fields that do not change what runs (the watchdog, LoadGen's own trace, a meter beside the SUT)
 #: or that tell the runs of one result apart (the mode, a compliance test's audit.config)
@@ -59,6 +71,11 @@ class ResultRuns:
     def model_name(self) -> str:
         return self.performance.point.model_name
 
+    @property
+    def one_run(self) -> bool:
+        """True when one SubmissionRun row is both the performance and the accuracy run."""
+        return self.accuracy is not None and self.accuracy.run_id == self.performance.run_id
+
 
 def official_benchmark(result: PointResult, rules: RoundRules, mapping: dict[str, str]) -> str:
     """The official benchmark a row stands for: the user's mapping of its model name, else its LoadGen
@@ -97,8 +114,20 @@ def _is_ok_run(r: PointResult) -> bool:
     return r.status == "ok" and r.point is not None and r.run_dir is not None
 
 
-def select_results(rows: list[PointResult], rules: RoundRules, mapping: dict[str, str]) -> list[ResultRuns]:
-    """Group stored rows into results: every ok performance row, with its accuracy and compliance runs.
+def serves(result: PointResult, modes: tuple[str, ...]) -> bool:
+    """True when the row's mode gives it a role's logs (a compliance rerun fills no main role)."""
+    return result.point.mode in modes and not result.point.audit_config
+
+
+def _newest(rows: list[PointResult]) -> PointResult | None:
+    return max(rows, key=lambda r: r.finished_at or "") if rows else None
+
+
+def select_results(rows: list[PointResult], rules: RoundRules, mapping: dict[str, str],
+                   performance_ids: Collection[str] | None = None) -> list[ResultRuns]:
+    """Group stored rows into results: every ok performance (or submission-mode) row, with its accuracy
+    and compliance runs. `performance_ids` (--run) limits which rows may be a performance run; any row
+    may still be an accuracy or compliance run.
 
     Two performance rows of one model, backend and scenario cannot both be packaged (a directory holds
     one result): that is refused, naming the runs, so the user picks one with --run."""
@@ -108,15 +137,13 @@ def select_results(rows: list[PointResult], rules: RoundRules, mapping: dict[str
         by_deployment.setdefault(deployment_key(r), []).append(r)
     out: list[ResultRuns] = []
     for group in by_deployment.values():
-        perf = [r for r in group if r.point.mode == "performance" and not r.point.audit_config]
+        perf = [r for r in group if serves(r, PERFORMANCE_MODES)
+                and (performance_ids is None or r.run_id in performance_ids)]
         if not perf:
             continue
         official = official_benchmark(perf[0], rules, mapping)
-        chosen = max(perf, key=lambda r: r.finished_at or "")
-        entry = ResultRuns(official=official, performance=chosen)
-        accuracy = [r for r in group if r.point.mode == "accuracy" and not r.point.audit_config]
-        if accuracy:
-            entry.accuracy = max(accuracy, key=lambda r: r.finished_at or "")
+        entry = ResultRuns(official=official, performance=_newest(perf),
+                           accuracy=_newest([r for r in group if serves(r, ACCURACY_MODES)]))
         for r in group:
             test = compliance_test_of(r, official, rules.version)
             if test and (test not in entry.compliance

@@ -39,11 +39,14 @@ def verdict_of(entry: ResultRuns, run: PointResult, mode: str, test: str | None,
 
 
 def record_verdicts(store: ResultsStore, entries: list[ResultRuns], division: str, version: str) -> dict[str, list[str]]:
-    """Judge and store every run of `entries`; returns run id -> problems (empty = compliant)."""
-    out = {}
+    """Judge and store every run of `entries`; returns run id -> problems (empty = compliant). A run with
+    two roles (a `--mode submission` row is the performance and the accuracy run) gets one verdict that
+    holds the problems of both."""
+    out: dict[str, list[str]] = {}
     for entry in entries:
         for run, mode, test in runs_of(entry):
-            problems = verdict_of(entry, run, mode, test, division, version)
-            store.record_verdict(run.run_id, not problems, problems, f"{CHECKER} {version} {division}")
-            out[run.run_id] = problems
+            found = out.setdefault(run.run_id, [])
+            found += [p for p in verdict_of(entry, run, mode, test, division, version) if p not in found]
+    for run_id, problems in out.items():
+        store.record_verdict(run_id, not problems, problems, f"{CHECKER} {version} {division}")
     return out

@@ -150,6 +150,10 @@ def _first_values(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return values
 
 
+def _last_value(entries: list[dict[str, Any]], key: str) -> Any:
+    return next((e["value"] for e in reversed(entries) if e["key"] == key), None)
+
+
 def read_detail_values(path: Path) -> dict[str, Any]:
     """Each key's first value in a detail log (settings, counts and results as LoadGen logged them)."""
     return _first_values(read_detail_entries(path))
@@ -268,8 +272,10 @@ def _result_from_entries(path: Path, entries: list[dict[str, Any]]) -> LoadGenRe
         sample_count=int(qcount) * int(spq) if qcount is not None and spq is not None else None,
         errors=_flagged(entries, "is_error"),
         warnings=_flagged(entries, "is_warning"),
-        power_begin=values.get("power_begin"),
-        power_end=values.get("power_end"),
+        # the LAST window: a SubmissionRun logs the accuracy phase's first, then the performance phase's,
+        # which is what the run's throughput (and so its power figures) belong to
+        power_begin=_last_value(entries, "power_begin"),
+        power_end=_last_value(entries, "power_end"),
     )
 
 
