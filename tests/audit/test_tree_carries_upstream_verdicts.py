@@ -19,17 +19,12 @@ from audit.verify import passed_in
 from mlperf_ext.config import RunPoint
 from mlperf_ext.logs import parse_summary
 from mlperf_ext.store import ResultsStore
+from tests.audit.test_package import MEASUREMENTS, SYSTEM
 from tests.harness.conftest import make_mlp
 from tiers.runner import layout as runs_layout
 from tiers.sweep import run_points
 
 DEVICE = "tests.audit.fake_suts:FakeWarmRepeatDevice"
-SYSTEM = {"system_name": "audit test host", "status": "rdi", "system_type": "edge", "host_network_card_count": "1",
-          **{k: "not described" for k in ("host_storage_type", "host_memory_configuration", "host_processor_interconnect",
-                                          "host_networking", "host_networking_topology", "cooling", "hw_notes",
-                                          "sw_notes", "system_type_detail")}}
-MEASUREMENTS = {"input_data_types": "fp32", "retraining": "No", "starting_weights_filename": "mlp.onnx (random)",
-                "weight_data_types": "fp32", "weight_transformations": "none"}
 
 
 def _yaml(path: Path, data: dict) -> Path:
