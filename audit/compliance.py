@@ -13,11 +13,12 @@ land in the compliance run's directory, in upstream's format.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from audit.layout import ACCURACY_JSON_NAME
-from audit.rules import audit_config_text
+from audit.rules import TEST01_BASELINE_FILES, audit_config_text
 from audit.selection import ResultRuns
 from audit.verify import (
     Verification,
@@ -25,7 +26,7 @@ from audit.verify import (
     verify_test01_performance,
     verify_test04_performance,
 )
-from mlperf_ext.accuracy import evaluate
+from mlperf_ext.accuracy import evaluate, read_accuracy_log
 from mlperf_ext.config import with_overrides
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import ConfigError
@@ -90,12 +91,17 @@ def unsampled_reason(run: PointResult) -> str:
             "--force")
 
 
-def write_test01_accuracy(run: PointResult) -> None:
-    """MLPerf's accuracy line over the samples TEST01 logged (the tree's TEST01/accuracy/accuracy.txt)."""
+def _labels(run: PointResult):
     labels = open_dataset(run.point.dataset).labels
     if labels is None:
         raise ConfigError(f"dataset {run.point.dataset} has no labels, so TEST01's accuracy cannot be scored; "
                           "fix: use a labelled dataset")
+    return labels
+
+
+def write_test01_accuracy(run: PointResult) -> None:
+    """MLPerf's accuracy line over the samples TEST01 logged (the tree's TEST01/accuracy/accuracy.txt)."""
+    labels = _labels(run)
     log = loadgen_dir(run) / ACCURACY_JSON_NAME
     try:
         acc = evaluate(log, labels, "int32")
@@ -104,6 +110,27 @@ def write_test01_accuracy(run: PointResult) -> None:
             raise ConfigError(unsampled_reason(run)) from None
         raise
     (Path(run.run_dir) / runs_layout.ACCURACY_FILE).write_text(acc.line + "\n")
+
+
+def write_test01_baseline(entry: ResultRuns, run: PointResult, out_dir: Path) -> tuple[Path, Path]:
+    """TEST01's non-deterministic path, for when the responses differ: the accuracy of the accuracy run's
+    responses to the samples TEST01 logged (baseline_accuracy.txt; the baseline log is what
+    compliance/TEST01/create_accuracy_baseline.sh cuts from the accuracy log) and of TEST01's own
+    responses (compliance_accuracy.txt). MLCommons' checker accepts the TEST01 when they are within the
+    benchmark's accuracy delta (compliance_check.py accuracy_check)."""
+    labels = _labels(run)
+    test_log = loadgen_dir(run) / ACCURACY_JSON_NAME
+    logged = {e["qsl_idx"] for e in read_accuracy_log(test_log)}
+    reference = read_accuracy_log(loadgen_dir(entry.accuracy) / ACCURACY_JSON_NAME)
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline_log = Path(tmp) / "mlperf_log_accuracy_baseline.json"
+        baseline_log.write_text(json.dumps([e for e in reference if e["qsl_idx"] in logged]), encoding="utf-8")
+        scores = (evaluate(baseline_log, labels, "int32"), evaluate(test_log, labels, "int32"))
+    out_dir, written = Path(out_dir), []
+    for name, score in zip(TEST01_BASELINE_FILES, scores):
+        (out_dir / name).write_text(score.line + "\n", encoding="utf-8")
+        written.append(out_dir / name)
+    return written[0], written[1]
 
 
 def run_compliance(workdir: Path, entry: ResultRuns, test: str, version: str, force: bool = False,

@@ -27,7 +27,7 @@ from pathlib import Path
 from audit import layout
 from audit.checker.problems import Problem
 from audit.checker.tree import TreeReport, check_tree_report
-from audit.compliance import loadgen_dir, verify
+from audit.compliance import loadgen_dir, verify, write_test01_baseline
 from audit.rules import MEASUREMENTS_REQUIRED_FIELDS, round_rules
 from audit.selection import ResultRuns, runs_no_model, select_results
 from audit.system import host_facts, system_description
@@ -314,6 +314,8 @@ def _write_result(entry: ResultRuns, paths: layout.ScenarioPaths, kept: Path, re
             accuracy_dirs.append(paths.test_accuracy_dir(test))
         for verification in verify(test, entry, run):  # again, on the logs as they are now
             verification.write(paths.test_dir(test))
+            if test == "TEST01" and verification.kind == "accuracy" and not verification.passed:
+                write_test01_baseline(entry, run, paths.test_accuracy_dir(test))
     for acc_dir in accuracy_dirs:  # after verification, which needs the full logs
         truncate_accuracy_dir(acc_dir, layout.kept_accuracy_log(kept, acc_dir.relative_to(paths.root)))
     paths.measurements.write_text(json.dumps(measurements(entry, given_measurements), indent=2) + "\n")

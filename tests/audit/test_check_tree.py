@@ -11,7 +11,7 @@ import pytest
 
 from audit import layout
 from audit.checker import RULES, check_tree, check_tree_report
-from audit.truncate import read_hash
+from audit.truncate import read_hash, sha256_of, truncated
 from mlperf_ext.errors import ConfigError
 from mlperf_ext.logs import DETAIL_NAME, SUMMARY_NAME
 
@@ -336,6 +336,37 @@ def test_test01_fallback_needs_exactly_its_files(tree):
     problems = check_tree(root)
     assert "notes.txt" in only(problems, "test01_baseline_files").message
     assert added_rules(root, problems) == {"test01_baseline_files"}
+
+
+def _test01_answers_one_sample_differently(root: Path, kept: Path) -> None:
+    """Change one response of TEST01's full accuracy log, and carry the change into the hash and the cut log,
+    as a SUT whose answers are not deterministic would have logged it."""
+    s = scenario(root)
+    cut = s.test_accuracy_dir("TEST01") / layout.ACCURACY_JSON_NAME
+    full = layout.kept_accuracy_log(kept, cut.parent.relative_to(root))
+    entries = json.loads(full.read_text())
+    entries[0]["data"] = (int.from_bytes(bytes.fromhex(entries[0]["data"]), "little") + 1).to_bytes(4, "little").hex().upper()
+    full.write_text("[\n" + ",\n".join(json.dumps(e) for e in entries) + "\n]\n")
+    txt = cut.parent / layout.ACCURACY_TXT_NAME
+    txt.write_text(txt.read_text().replace(read_hash(txt), sha256_of(full)))
+    cut.write_bytes(truncated(full.read_bytes()))
+
+
+def test_test01_responses_that_differ_fail_upstreams_check_and_ours(tree):
+    root, kept = tree
+    _test01_answers_one_sample_differently(root, kept)
+    rules = added_rules(root)
+    # the filed TEST PASS is no longer what verify_accuracy.py says; our whole-response reading fires too
+    assert rules == {"compliance_reverify", "test01_response_mismatch"}
+
+
+def test_test01_responses_that_differ_within_the_accuracy_delta_pass(tree):
+    # the non-deterministic path: upstream's verdict TEST FAIL, the two accuracies within 1 %, so the
+    # differing responses are what the rules allow, and our reading of them is not reported either
+    root, kept = tree
+    _test01_answers_one_sample_differently(root, kept)
+    _test01_nondeterministic(scenario(root), "76.30", "76.00")
+    assert added_rules(root) == set()
 
 
 def test_failed_compliance_verdict(tree):

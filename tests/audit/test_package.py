@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -200,11 +201,26 @@ def test_closed_division_needs_the_compliance_runs(tmp_path_factory):
 
 
 def test_test01_catches_a_sut_that_cheats_in_performance_mode(tmp_path_factory):
-    _, _, outcomes = _workdir(tmp_path_factory, f"{FAKES}:FakeCheatingDevice", ("TEST01",))
+    base, work, outcomes = _workdir(tmp_path_factory, f"{FAKES}:FakeCheatingDevice", ("TEST01",))
     accuracy, performance = outcomes["TEST01"].verifications
     assert not accuracy.passed and accuracy.reasons
     text = (Path(outcomes["TEST01"].run.run_dir) / accuracy.file_name).read_text()
     assert "TEST FAIL" in text and "num_perf_log_data_mismatch" in text
+    # packaged, TEST01/accuracy carries the non-deterministic path's two scores (create_accuracy_baseline.sh);
+    # the cheat's all-zero answers are far outside the 1 % delta, so the checker still refuses it
+    req = PackageRequest(workdir=work, out=base / "submission", division="open", submitter="MyOrg",
+                         system_yaml=_yaml(base / "system.yaml", SYSTEM), benchmarks={"*": "resnet"},
+                         measurements_yaml=_yaml(base / "measurements.yaml", MEASUREMENTS))
+    report = package(req, say=lambda _line: None)
+    [paths] = layout.iter_scenarios(report.root, "open", "MyOrg")
+    acc_dir = paths.test_accuracy_dir("TEST01")
+    assert sorted(p.name for p in acc_dir.iterdir()) == [
+        "accuracy.txt", "baseline_accuracy.txt", "compliance_accuracy.txt", "mlperf_log_accuracy.json"]
+    baseline, compliance = (float(re.search(r"accuracy=([\d.]+)%", (acc_dir / n).read_text()).group(1))
+                            for n in ("baseline_accuracy.txt", "compliance_accuracy.txt"))
+    assert baseline != compliance
+    rules = {p.rule for p in report.problems}
+    assert "compliance_accuracy_failed" in rules and "test01_baseline_files" not in rules
 
 
 def test_test04_catches_a_sut_that_caches_answers(tmp_path_factory):
