@@ -519,3 +519,15 @@ def test_warnings_alone_leave_a_tree_accepted(tmp_path, monkeypatch, capsys):
     assert "0 problem(s), 1 warning(s)" in err and "only warnings: MLCommons' scripts accept this tree" in err
     report.problems.append(error)
     assert not report.ok and main(["submission", "check", str(tmp_path)]) == 1
+
+
+def test_a_test04_run_without_its_audit_config_is_reported_once_per_rule(tree):
+    # the run's own checks see it in the detail log; the verification's finding says the same, so it is not repeated
+    root, _ = tree
+    s = scenario(root)
+    for name in (DETAIL_NAME, SUMMARY_NAME):
+        shutil.copyfile(s.performance_run / name, s.test_performance_run("TEST04") / name)
+    problems = check_tree(root)
+    settings = [p for p in problems if p.rule == "compliance_settings"]
+    assert settings and all(p.path.parent == s.test_performance_run("TEST04") for p in settings)
+    assert added_rules(root, problems) == {"compliance_settings"}
