@@ -23,7 +23,7 @@ from mlperf_ext.yaml_file import read_yaml
 
 #: every precision some backend can be asked to execute in (each backend's `exec_precisions` is a subset;
 #: tests/harness/test_units.py holds them together): a value outside it is bad input, not a refused row
-EXEC_PRECISIONS = ("model", "fp32", "bf16", "fp16")
+EXEC_PRECISIONS = ("model", "fp32", "bf16", "fp16", "tf32")  # tf32: fp32 layers on TF32 tensor cores (tensorrt)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class RunPoint:
     mlperf_model: str | None = None  # model name for mlperf.conf/user.conf lookups (default: file stem)
     model_name: str | None = None  # display name (zoo name or file stem)
     timeout_s: float = 600.0  # watchdog for the child process; not part of the key
-    exec_precision: str = "model"  # precision the runtime executes in: model (its own) | fp32 | bf16 | fp16
+    exec_precision: str = "model"  # precision the runtime executes in: model (its own) | fp32 | bf16 | fp16 | tf32
     runtime_options: dict[str, Any] = field(default_factory=dict)  # backend-specific, checked by the backend
     audit_config: str | None = None  # a compliance test's audit.config text (LoadGen reads it from the cwd)
     loadgen_trace: bool = False  # LoadGen's trace log, for every sample's latency (LoadGen's IO thread writes it)

@@ -159,6 +159,56 @@ def graph_changes(before: dict[str, int], optimized) -> dict:
     return {"nodes_before": sum(before.values()), "nodes_after": sum(after.values()), "op_counts_changed": changed}
 
 
+def _qdq_type(node, inits: dict) -> int | None:
+    """The quantized element type of a Q/DQ node: its zero point's type, else (DequantizeLinear) its input's."""
+    if len(node.input) > 2 and node.input[2] in inits:
+        return inits[node.input[2]].data_type
+    if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+        return inits[node.input[0]].data_type
+    for attr in node.attribute:
+        if attr.name == "output_dtype" and attr.i:
+            return attr.i
+    return None
+
+
+def gpu_graph_refusal(path: Path) -> str | None:
+    """Why ORT's CUDA/TensorRT providers cannot run this QDQ graph as built, found with `onnx` before a session
+    starts; None when nothing is known against it. Refused: DequantizeLinear of an int32 tensor (a quantized
+    bias, as quantize_static writes by default) and INT4 Q/DQ on activations (only weight-only INT4, a
+    DequantizeLinear of an initializer, is taken)."""
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+    int4 = {TensorProto.INT4, TensorProto.UINT4}
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        kind, name = _qdq_type(node, inits), node.name or node.output[0]
+        if node.op_type == "DequantizeLinear" and kind == TensorProto.INT32:
+            return (f"DequantizeLinear '{name}' dequantizes an int32 bias, which the CUDA/TensorRT providers do not "
+                    f"take; fix: quantize with extra_options QuantizeBias=False (float bias), or use --device cpu")
+        weight_only = node.op_type == "DequantizeLinear" and node.input[0] in inits
+        if kind in int4 and not weight_only:
+            return (f"{node.op_type} '{name}' quantizes activations to INT4; the CUDA/TensorRT providers take INT4 "
+                    f"weight-only (DequantizeLinear of an initializer); fix: quantize activations to int8 with int4 "
+                    f"weights, or use --device cpu")
+    return None
+
+
+_GPU_REFUSALS: dict[tuple, str | None] = {}
+
+
+def cached_gpu_graph_refusal(path: Path) -> str | None:
+    """`gpu_graph_refusal`, read once per file version (the validator asks for every point of a sweep)."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _GPU_REFUSALS:
+        _GPU_REFUSALS[key] = gpu_graph_refusal(Path(path))
+    return _GPU_REFUSALS[key]
+
+
 def executed_precision(kernels: list[dict], info: ModelInfo, optimized=None) -> tuple[str, str]:
     """(what executed, compute dtype) from ORT profiler kernel events (their `args`) and the optimized graph."""
     heavy: list[HeavyOp] = []
@@ -221,7 +271,11 @@ class OnnxRuntimeBackend:
     @classmethod
     def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:
         check_runtime_options(cls, options.runtime_options)
-        return check_exec_precision(cls, options)
+        reason = check_exec_precision(cls, options)
+        if reason or _parse_device(options.device)[0] == "cpu":
+            return reason
+        reason = cached_gpu_graph_refusal(model.path)
+        return f"onnxruntime --device {options.device} cannot run {model.path.name}: {reason}" if reason else None
 
     # -- loading -------------------------------------------------------------------------------
     def load(self, model_path: Path, options: DeploymentOptions) -> None:

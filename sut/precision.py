@@ -22,7 +22,7 @@ DTYPE_NAMES = {
     "uint2": "int2", "int2": "int2", "u2": "int2", "i2": "int2", "int2x4": "int2", "uint2x4": "int2",
 }
 #: bits per datatype, to pick the widest compute type on a tie
-_BITS = {"fp64": 64, "fp32": 32, "bf16": 16, "fp16": 16, "int8": 8, "int4": 4, "int2": 2}
+_BITS = {"fp64": 64, "fp32": 32, "tf32": 19, "bf16": 16, "fp16": 16, "int8": 8, "int4": 4, "int2": 2}
 
 
 def dtype_name(spelling: str) -> str:

@@ -8,10 +8,12 @@ flags (FP16, INT8, ...) and takes every tensor's type from the model, so an FP16
 Q/DQ INT8 variant in int8 (docs.nvidia.com/deeplearning/tensorrt/11.0.0/api/migration/
 tensorrt-10x-to-11x-python-api.html; the STRONGLY_TYPED creation flag is "deprecated in TensorRT 11.0.
 Strongly typed mode is always enabled", docs.nvidia.com/deeplearning/tensorrt/11.0.0/_static/python-api/
-infer/Core/Builder.html; it is passed only to an older TensorRT, where it makes 10.12+ strongly typed).
-`exec_precision` is therefore `model` only. TF32 stays as TensorRT leaves it (BuilderFlag.TF32, "Enabled by
-default" in the 11.4 bindings' docstring): fp32 layers may round their inner-product inputs to 10-bit
-mantissas, which describe() says. The engine is built with ProfilingVerbosity.DETAILED so that the engine inspector can
+infer/Core/Builder.html). An older TensorRT is refused at import (`check_tensorrt_version`): the extra pins
+tensorrt>=11 and cuda-python>=13, and nothing here was run on 10. `exec_precision` is `model`, or `tf32`.
+TF32: TensorRT enables BuilderFlag.TF32 by default ("Enabled by default" in the 11.4 bindings' docstring), so
+fp32 layers would round their inner-product inputs to 10-bit mantissas while reporting fp32, and Level 0 would
+predict them against the fp32 peak. The flag is cleared unless `--exec-precision tf32` asks for it; then fp32
+layers on TF32 tactics report tf32, and the engine cache key says whether TF32 was allowed. The engine is built with ProfilingVerbosity.DETAILED so that the engine inspector can
 report every layer's formats (EngineInspector docs: with the default LAYER_NAMES_ONLY only names print).
 
 Shapes: one optimisation profile over the batch dimension, min 1, opt = max = the point's batch
@@ -76,12 +78,22 @@ from sut.precision import HeavyOp, summarize
 CACHE_ENV = "MLPERF_EXT_TENSORRT_CACHE"
 DEFAULT_CACHE_DIR = "~/.cache/mlperf-ext/tensorrt"
 #: bump when the build settings in `_build_engine` change what an engine holds
-BUILD_RECIPE = 1
+BUILD_RECIPE = 2  # 2: BuilderFlag.TF32 cleared unless --exec-precision tf32
+#: the oldest TensorRT this module is written for (the extra pins tensorrt>=11, cuda-python>=13)
+MIN_TENSORRT = 11
+#: the oldest CUDA a driver must support for cuda-python>=13 (the extra's pin)
+MIN_CUDA_DRIVER = "13.0"
+#: --exec-precision that lets fp32 layers run on TF32 tensor cores (TensorRT's BuilderFlag.TF32)
+TF32 = "tf32"
 GPU_FIX = ("fix: run on a host with an NVIDIA GPU and its driver (nvidia-smi lists the GPU), or use another "
            "backend such as --backend onnxruntime --device cpu")
 _EXTRA = "tensorrt"
-#: TensorRT layer parameter types that carry the arithmetic (the engine inspector's "ParameterType")
-HEAVY_PARAMETER_TYPES = {"Convolution", "Deconvolution", "MatrixMultiply", "FullyConnected", "Gemm", "Einsum"}
+#: TensorRT layer parameter types that carry the arithmetic (the engine inspector's "ParameterType"), lower case
+HEAVY_PARAMETER_TYPES = {"convolution", "deconvolution", "matrixmultiply", "fullyconnected", "gemm", "einsum"}
+#: words in a layer's "LayerType" that name such a layer, matched case-insensitively: TensorRT 10/11 write
+#: CaskConvolution, CaskDeconvolution, CaskGemmConvolution, CaskGemmMatrixMultiply, MatrixMultiply, and name
+#: fused matrix-multiply layers "gemm" in lower case
+_HEAVY_LAYER_WORDS = ("convolution", "gemm", "matrixmultiply", "matmul", "fullyconnected", "einsum")
 #: words in a fused (Myelin) layer's name or metadata that say it holds such an op
 _HEAVY_WORDS = re.compile(r"MatMul|Gemm|Conv|Einsum|FullyConnected", re.IGNORECASE)
 #: datatype words of the inspector's "Format/Datatype" strings (e.g. "Row major linear FP32",
@@ -104,7 +116,41 @@ def import_tensorrt():
         import tensorrt
     except (ImportError, OSError) as exc:
         raise BackendUnavailable("tensorrt", _EXTRA, f"python module 'tensorrt': {first_line(exc)}") from None
-    return tensorrt
+    return check_tensorrt_version(tensorrt)
+
+
+def check_tensorrt_version(trt):
+    """`trt`, or BackendUnavailable for a TensorRT older than 11: the engine recipe relies on 11's always
+    strongly typed networks, and no older TensorRT was ever run with this module."""
+    major = str(trt.__version__).split(".")[0]
+    if not major.isdigit() or int(major) < MIN_TENSORRT:
+        raise BackendUnavailable("tensorrt", _EXTRA, f"TensorRT {trt.__version__} is older than {MIN_TENSORRT} "
+                                 f"(the extra pins tensorrt>={MIN_TENSORRT})")
+    return trt
+
+
+def set_tf32(trt, config, allowed: bool) -> None:
+    """TF32 off unless asked for: TensorRT enables BuilderFlag.TF32 by default, and fp32 layers on TF32 tensor
+    cores would be reported as fp32 and predicted against the (far lower) fp32 peak."""
+    if allowed:
+        config.set_flag(trt.BuilderFlag.TF32)
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)
+
+
+#: TensorRT DataType member names -> numpy dtypes (our own table: trt.nptype raises TypeError for BF16/FP8)
+_NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32,
+                 "INT64": np.int64, "BOOL": np.bool_}
+
+
+def numpy_dtype(trt, dtype, tensor: str) -> np.dtype:
+    """The numpy dtype of an engine I/O tensor, or ModelError naming the tensor and the fix (bf16, fp8, int4,
+    fp4 have no numpy dtype the harness can feed)."""
+    name = getattr(dtype, "name", str(dtype).rsplit(".", 1)[-1]).upper()
+    if name not in _NUMPY_DTYPES:
+        raise ModelError(f"engine tensor '{tensor}' is {name.lower()}, which has no numpy dtype the harness can feed "
+                         f"or read; fix: export the model with fp32 or fp16 inputs and outputs")
+    return np.dtype(_NUMPY_DTYPES[name])
 
 
 def import_cuda_runtime():
@@ -184,9 +230,13 @@ def probe_gpu(index: int, rt=None) -> GpuInfo:
         reason = _error_name(rt, err)
         if driver == "none":
             raise ConfigError(f"no NVIDIA driver on this host (CUDA says {reason}); {GPU_FIX}")
-        raise ConfigError(f"CUDA cannot use this host's GPUs ({reason}; driver supports CUDA {driver}, cuda-python's "
-                          f"runtime is {runtime}); fix: install a driver for CUDA {runtime} or newer, or a cuda-python "
-                          f"that matches the driver, or use another backend")
+        if float(driver) < float(MIN_CUDA_DRIVER):
+            raise ConfigError(f"this host's NVIDIA driver supports CUDA {driver}, but the tensorrt extra (cuda-python>=13, "
+                              f"tensorrt>=11) needs a driver for CUDA {MIN_CUDA_DRIVER} or newer ({reason}); fix: install "
+                              f"an NVIDIA driver for CUDA {MIN_CUDA_DRIVER} or newer, or use another backend")
+        raise ConfigError(f"CUDA cannot use this host's GPUs ({reason}; the driver supports CUDA {driver}, cuda-python's "
+                          f"runtime is {runtime}); fix: install a driver for CUDA {runtime} or newer, or "
+                          f"reinstall the extra (pip install 'mlperf-ext[tensorrt]'), or use another backend")
     if not count:
         raise ConfigError(f"CUDA sees no NVIDIA GPU on this host (driver for CUDA {driver}); {GPU_FIX}")
     if not 0 <= index < count:
@@ -233,11 +283,11 @@ def profile_shapes(spec: TensorSpec, max_batch: int) -> Profile:
 
 
 def engine_cache_key(model_sha256: str, tensorrt_version: str, gpu_name: str, compute_capability: str,
-                     profile: Profile, recipe: int = BUILD_RECIPE) -> str:
+                     profile: Profile, recipe: int = BUILD_RECIPE, tf32_allowed: bool = False) -> str:
     """sha256 over everything an engine depends on: change any input and the key changes."""
     blob = json.dumps({"model_sha256": model_sha256, "tensorrt": tensorrt_version, "gpu": gpu_name,
-                       "compute_capability": compute_capability, "profile": asdict(profile), "recipe": recipe},
-                      sort_keys=True).encode()
+                       "compute_capability": compute_capability, "profile": asdict(profile), "recipe": recipe,
+                       "tf32_allowed": tf32_allowed}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
@@ -308,22 +358,38 @@ def _is_fused(layer: dict) -> bool:
 
 
 def _is_heavy(layer: dict) -> bool:
-    if layer.get("ParameterType") in HEAVY_PARAMETER_TYPES:
+    """A layer that carries arithmetic; case-insensitive, since TensorRT spells the same layer "Gemm" or "gemm"."""
+    if str(layer.get("ParameterType", "")).lower() in HEAVY_PARAMETER_TYPES:
         return True
-    kind = str(layer.get("LayerType", ""))
-    return any(w in kind for w in ("Convolution", "Gemm", "MatrixMultiply", "MatMul"))
+    kind = str(layer.get("LayerType", "")).lower()
+    return any(w in kind for w in _HEAVY_LAYER_WORDS)
 
 
-def inspect_layers(engine_json: str) -> tuple[list[HeavyOp], dict]:
+def tensor_dtype(tensor: dict) -> str:
+    """A layer input's datatype, from either inspector schema: TensorRT 10's one "Format/Datatype" string, or
+    TensorRT 11's separate "DataType" (e.g. "Float", "Half", "Int8") and "Format" keys (docs.nvidia.com/
+    deeplearning/tensorrt/11.0.0/api/migration/tensorrt-10x-to-11x-IEngineInspector.html)."""
+    if not isinstance(tensor, dict):
+        return ""
+    for key in ("Format/Datatype", "DataType", "Datatype", "Format"):
+        dtype = format_dtype(str(tensor.get(key, "")))
+        if dtype:
+            return dtype
+    return ""
+
+
+def inspect_layers(engine_json: str, tf32_allowed: bool = False) -> tuple[list[HeavyOp], dict]:
     """(heavy layers as HeavyOps, facts) from the engine inspector's JSON (LayerInformationFormat.JSON).
 
-    The JSON holds {"Layers": [{"Name", "LayerType", "ParameterType", "Inputs": [{"Format/Datatype"}],
+    The JSON holds {"Layers": [{"Name", "LayerType", "ParameterType", "Inputs": [{"Format/Datatype"}] (TensorRT 10;
+    11 writes "DataType" and "Format" instead, see `tensor_dtype`),
     "Weights": {"Type"}, "TacticName", ...}], "Bindings": [...]} when the engine was built with
     ProfilingVerbosity.DETAILED; with less verbosity "Layers" holds names only (NVIDIA/TensorRT
     tools/experimental/trt-engine-explorer/trex/parser.py reads the same keys and says so). A heavy layer
     computes in the datatype of its first input (as trex takes a layer's precision). A fused Myelin region
     is counted, never guessed: its input format is that of its boundary (an FP16 model with float32 I/O
-    enters its region in fp32), not of the matrix products inside it."""
+    enters its region in fp32), not of the matrix products inside it. With `tf32_allowed`, an fp32 layer on a
+    TF32 tactic computed in tf32, and says so."""
     try:
         data = json.loads(engine_json)
     except json.JSONDecodeError:
@@ -346,14 +412,17 @@ def inspect_layers(engine_json: str) -> tuple[list[HeavyOp], dict]:
         if not _is_heavy(layer):
             continue
         inputs = layer.get("Inputs") or [{}]
-        compute = format_dtype(str(inputs[0].get("Format/Datatype", "")))
+        compute = tensor_dtype(inputs[0])
+        on_tf32 = compute == "fp32" and "tf32" in str(layer.get("TacticName", "")).lower()
+        if on_tf32 and tf32_allowed:
+            compute = "tf32"
         weights = layer.get("Weights")
         stored = _WEIGHT_TYPES.get(str(weights.get("Type", "")).lower()) if isinstance(weights, dict) else None
-        op = HeavyOp(kind, compute, stored if stored and stored != compute else None)
+        same = stored == compute or (stored, compute) == ("fp32", "tf32")  # tf32 reads fp32 weights
+        op = HeavyOp(kind, compute, None if same or not stored else stored)
         heavy.append(op)
         precisions[f"{kind} {op.words}"] += 1
-        if compute == "fp32" and "tf32" in str(layer.get("TacticName", "")).lower():
-            tf32 += 1
+        tf32 += on_tf32
     facts = {"layers": len(layers), "layer_types": dict(sorted(kinds.items())),
              "heavy_layer_precisions": dict(sorted(precisions.items())), "tf32_tactics": tf32,
              "fused_regions": fused, "fused_regions_naming_heavy_ops": fused_heavy}
@@ -416,7 +485,8 @@ class TensorRtBackend:
     extra = _EXTRA
     runtime_module = "tensorrt"
     runtime_packages = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "cuda-python", "cuda-bindings")
-    exec_precisions = (MODEL_PRECISION,)  # TensorRT 11 takes every type from the model (strongly typed)
+    # TensorRT 11 takes every type from the model (strongly typed); tf32 only lets fp32 layers use TF32
+    exec_precisions = (MODEL_PRECISION, TF32)
     runtime_option_values: dict[str, tuple] = {}
 
     def __init__(self) -> None:
@@ -436,6 +506,10 @@ class TensorRtBackend:
         self._layer_facts: dict = {}
         self._allocated: list[_Buffer] = []
         self._thread = threading.local()
+
+    @property
+    def _tf32_allowed(self) -> bool:
+        return self._options is not None and self._options.exec_precision == TF32
 
     # -- facts ---------------------------------------------------------------------------------
     @staticmethod
@@ -494,7 +568,7 @@ class TensorRtBackend:
         assert self._info is not None and self._gpu is not None and self._profile is not None
         trt = self._trt
         key = engine_cache_key(file_sha256(self._info.path), trt.__version__, self._gpu.name,
-                               self._gpu.compute_capability, self._profile)
+                               self._gpu.compute_capability, self._profile, tf32_allowed=self._tf32_allowed)
         directory = cache_dir()
         plan, sidecar = directory / f"{key}.engine", directory / f"{key}.json"
         self._cache = {"dir": str(directory), "key": key, "hit": False}
@@ -516,7 +590,8 @@ class TensorRtBackend:
         for path, content in ((plan, data), (sidecar, json.dumps({
                 "key_inputs": {"model": str(self._info.path), "tensorrt": trt.__version__, "gpu": self._gpu.name,
                                "compute_capability": self._gpu.compute_capability,
-                               "profile": asdict(self._profile), "recipe": BUILD_RECIPE},
+                               "profile": asdict(self._profile), "recipe": BUILD_RECIPE,
+                               "tf32_allowed": self._tf32_allowed},
                 "build": build, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1).encode())):
             tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
             tmp.write_bytes(content)
@@ -532,10 +607,7 @@ class TensorRtBackend:
         trt = self._trt
         assert self._info is not None and self._profile is not None
         builder = trt.Builder(logger)
-        flags = 0
-        if int(trt.__version__.split(".")[0]) < 11:  # 11 is always strongly typed and ignores the (deprecated) flag
-            flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-        network = builder.create_network(flags)
+        network = builder.create_network(0)  # TensorRT 11 is always strongly typed
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(str(self._info.path)):
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -545,6 +617,7 @@ class TensorRtBackend:
                                      f"or export it with operators and types TensorRT supports")
         config = builder.create_builder_config()
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # the inspector then reports every layer
+        set_tf32(trt, config, self._tf32_allowed)
         p = self._profile
         profile = builder.create_optimization_profile()
         profile.set_shape(p.input, p.min, p.opt, p.max)
@@ -553,8 +626,7 @@ class TensorRtBackend:
         if serialized is None:
             raise ModelError(f"TensorRT {trt.__version__} could not build an engine for {self._info.path} at batch "
                              f"{p.max[0]}; fix: see the TensorRT log above (a smaller --batch needs less memory)")
-        tf32 = getattr(trt.BuilderFlag, "TF32", None)
-        return bytes(serialized), {"tf32_allowed": bool(config.get_flag(tf32)) if tf32 is not None else None,
+        return bytes(serialized), {"tf32_allowed": bool(config.get_flag(trt.BuilderFlag.TF32)),
                                    "profiling_verbosity": "DETAILED", "strongly_typed": True}
 
     def _make_stream(self) -> _Stream:
@@ -578,7 +650,7 @@ class TensorRtBackend:
             if any(d < 0 for d in shape):
                 raise ModelError(f"TensorRT cannot size output '{name}' ({shape}) from the input shape; fix: export "
                                  f"the model with output shapes that follow from the input")
-            buffers.append(self._allocate(name, np.dtype(trt.nptype(engine.get_tensor_dtype(name))), shape))
+            buffers.append(self._allocate(name, numpy_dtype(trt, engine.get_tensor_dtype(name), name), shape))
             if not context.set_tensor_address(name, buffers[-1].device_ptr):
                 raise ModelError(f"TensorRT refused the device address of tensor '{name}'")
         start = cuda_call(rt, rt.cudaEventCreate(), "cudaEventCreate")
@@ -606,7 +678,8 @@ class TensorRtBackend:
         assert self._info is not None
         inspector = self._engine.create_engine_inspector()
         inspector.execution_context = self._streams[0].context
-        heavy, facts = inspect_layers(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+        heavy, facts = inspect_layers(inspector.get_engine_information(trt.LayerInformationFormat.JSON),
+                                      tf32_allowed=self._tf32_allowed)
         return executed_precision(heavy, facts), facts
 
     def _log(self, message: str) -> None:
@@ -677,7 +750,7 @@ class TensorRtBackend:
             notes.append(f"threads={self._options.threads} was not given to TensorRT (it has no intra-op thread "
                          f"setting); each stream runs on its own host thread")
         if build.get("tf32_allowed"):
-            notes.append("TensorRT may run fp32 layers on TF32 tensor cores (BuilderFlag.TF32 is on by default)")
+            notes.append("TensorRT may run fp32 layers on TF32 tensor cores (--exec-precision tf32 set BuilderFlag.TF32)")
         text, dtype = self._precision
         return BackendDescription(runtime="tensorrt", version=self._trt.__version__, device=f"cuda:{gpu.index}",
                                   providers=[f"TensorRT on {gpu.name}"], settings=settings, precision=text,

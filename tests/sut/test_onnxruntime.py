@@ -266,3 +266,53 @@ def test_tensorrt_ep_keeps_its_engines_on_disk(monkeypatch, tmp_path):
     trt = provider_options("TensorrtExecutionProvider", 1)
     assert trt["device_id"] == 1 and trt["trt_engine_cache_enable"] and trt["trt_engine_cache_path"].startswith(str(tmp_path))
     assert provider_options("CUDAExecutionProvider", 0) == {"device_id": 0}
+
+
+# -- QDQ graphs ORT's CUDA/TensorRT providers cannot run (issue 21), refused before a session starts -------
+def _qdq_model(path, *, bias_int32=False, int4_activations=False, int4_weights=False):
+    """x -> [Q/DQ] -> MatMul(DQ(w)) [+ DQ(int32 bias)] -> y: the smallest graph with each QDQ shape."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    act_type = TensorProto.INT4 if int4_activations else TensorProto.INT8
+    w_type = TensorProto.INT4 if int4_weights else TensorProto.INT8
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             helper.make_tensor("act_zp", act_type, [], [0]),
+             helper.make_tensor("w", w_type, [4, 2], [1] * 8), helper.make_tensor("w_zp", w_type, [], [0])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "act_zp"], ["xq"], name="q_x"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "act_zp"], ["xd"], name="dq_x"),
+             helper.make_node("DequantizeLinear", ["w", "s", "w_zp"], ["wd"], name="dq_w"),
+             helper.make_node("MatMul", ["xd", "wd"], ["mm"], name="mm")]
+    if bias_int32:
+        inits += [helper.make_tensor("b", TensorProto.INT32, [2], [3, 4]),
+                  helper.make_tensor("b_zp", TensorProto.INT32, [], [0])]
+        nodes += [helper.make_node("DequantizeLinear", ["b", "s", "b_zp"], ["bd"], name="dq_bias"),
+                  helper.make_node("Add", ["mm", "bd"], ["y"], name="add")]
+    else:
+        nodes.append(helper.make_node("Identity", ["mm"], ["y"]))
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("device", ["cuda", "tensorrt", "cuda:1"])
+@pytest.mark.parametrize("kw, words", [
+    ({"bias_int32": True}, "int32 bias"),
+    ({"int4_activations": True}, "activations to INT4"),
+])
+def test_gpu_providers_refuse_qdq_they_cannot_run(tmp_path, device, kw, words):
+    info = inspect_model(_qdq_model(tmp_path / "m.onnx", **kw))
+    reason = OnnxRuntimeBackend.supports(info, DeploymentOptions(device=device))
+    assert reason and words in reason and "fix:" in reason and "\n" not in reason
+
+
+@pytest.mark.parametrize("kw", [{}, {"int4_weights": True}])
+def test_gpu_providers_take_int8_qdq_and_int4_weight_only(tmp_path, kw):
+    info = inspect_model(_qdq_model(tmp_path / "m.onnx", **kw))
+    assert OnnxRuntimeBackend.supports(info, DeploymentOptions(device="cuda")) is None
+
+
+def test_cpu_provider_is_not_refused_the_int32_bias(tmp_path):
+    info = inspect_model(_qdq_model(tmp_path / "m.onnx", bias_int32=True))
+    assert OnnxRuntimeBackend.supports(info, DeploymentOptions(device="cpu")) is None

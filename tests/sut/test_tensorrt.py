@@ -31,6 +31,7 @@ from sut.tensorrt import (
     Profile,
     TensorRtBackend,
     cache_dir,
+    check_tensorrt_version,
     cuda_call,
     cuda_version,
     engine_cache_key,
@@ -38,9 +39,11 @@ from sut.tensorrt import (
     format_dtype,
     graph_refusal,
     inspect_layers,
+    numpy_dtype,
     parse_device,
     probe_gpu,
     profile_shapes,
+    set_tf32,
 )
 from tests.sut.conftest import assert_user_error, build_convnet, build_mlp
 
@@ -73,7 +76,7 @@ def test_class_is_a_backend_with_its_facts():
     cls = backend_class(REF)
     assert cls is TensorRtBackend and isinstance(cls(), Backend)
     assert (cls.name, cls.extra, cls.runtime_module, cls.exec_precisions) == ("tensorrt", "tensorrt", "tensorrt",
-                                                                              ("model",))
+                                                                              ("model", "tf32"))
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed here")
@@ -159,7 +162,8 @@ def test_probe_reads_the_gpu():
 
 @pytest.mark.parametrize("fake, words", [
     (FakeCudaRuntime(driver=0, count_error=35), "no NVIDIA driver"),
-    (FakeCudaRuntime(driver=12020, count_error=35), "install a driver for CUDA 13.4"),
+    (FakeCudaRuntime(driver=12020, count_error=35), "needs a driver for CUDA 13.0 or newer"),
+    (FakeCudaRuntime(driver=13000, count_error=35), "install a driver for CUDA 13.4"),
     (FakeCudaRuntime(count=0), "sees no NVIDIA GPU"),
 ])
 def test_probe_says_what_is_missing(fake, words):
@@ -212,7 +216,7 @@ def test_cache_key_is_stable_for_the_same_inputs():
 @pytest.mark.parametrize("field, other", [
     ("model_sha256", "b" * 64), ("tensorrt_version", "11.4.1.2"), ("gpu_name", "NVIDIA H100 80GB HBM3"),
     ("compute_capability", "8.9"), ("profile", Profile("x", (1, 32), (16, 32), (16, 32))),
-    ("profile", Profile("y", (1, 32), (8, 32), (8, 32))),
+    ("profile", Profile("y", (1, 32), (8, 32), (8, 32))), ("tf32_allowed", True),
 ])
 def test_cache_key_changes_with_each_input(field, other):
     assert engine_cache_key(**{**KEY_INPUTS, field: other}) != engine_cache_key(**KEY_INPUTS)
@@ -340,7 +344,7 @@ def test_inspector_names_only_is_reported_not_guessed():
 
 
 # -- on a GPU -------------------------------------------------------------------------------------
-TOL = {"rtol": 2e-2, "atol": 2e-2}  # fp32 layers may run on TF32 tensor cores (TensorRT's default)
+TOL = {"rtol": 2e-2, "atol": 2e-2}  # fp16 variants; fp32 runs without TF32 unless --exec-precision tf32
 
 
 @pytest.fixture
@@ -465,3 +469,144 @@ def test_gpu_refused_variant_never_reaches_the_builder(tmp_path, engine_cache, i
     with pytest.raises(UnsupportedVariant):
         TensorRtBackend().load(int2_model.path, DeploymentOptions(device="cuda"))
     assert not engine_cache.exists()
+
+
+# -- issue 21: what the TensorRT row would report wrong (CPU stand-ins for TensorRT 11) ------------------
+def test_lower_case_gemm_layer_is_heavy():
+    """Recent TensorRT names fused matrix-multiply layers "gemm": an MLP's row must not read "unknown"."""
+    doc = {"Layers": [_layer("fc1", None, "gemm", "Row major linear FP16 format"),
+                      _layer("fc2", "gemm", "gemm", "Row major linear FP16 format")]}
+    heavy, facts = inspect_layers(json.dumps(doc))
+    assert [op.compute for op in heavy] == ["fp16", "fp16"]
+    assert executed_precision(heavy, facts) == ("fp16", "fp16")
+
+
+def _layer11(name, ltype, datatype, fmt, tactic=""):
+    """A layer as TensorRT 11's inspector writes it: the tensor's datatype and format in separate keys.
+
+    Shape from NVIDIA's "Migrating IEngineInspector Usage from TensorRT 10.x to 11.x" (docs.nvidia.com/
+    deeplearning/tensorrt/11.0.0/api/migration/tensorrt-10x-to-11x-IEngineInspector.html): "the output schema
+    has changed in TensorRT 11.x"; its tensor objects carry "DataType": "Float" and a separate "Format":
+    "Row major linear FP32 format (kLINEAR)", and "Bindings" became "I/O Tensors"."""
+    tensor = {"Name": "in", "Location": "Device", "Dimensions": [8, 64], "DataType": datatype, "Format": fmt}
+    return {"Name": name, "LayerType": ltype, "Inputs": [tensor], "Outputs": [dict(tensor, Name="out")],
+            "TacticName": tactic}
+
+
+def test_tensorrt11_inspector_json_gives_the_heavy_layers_precision():
+    doc = {"Layers": [
+        _layer11("conv1", "CaskConvolution", "Int8", "Thirty-two wide channel vectorized row major format (kCHW32)"),
+        _layer11("fc", "CaskGemmMatrixMultiply", "Half", "Row major linear format (kLINEAR)"),
+        _layer11("fc2", "gemm", "Float", "Row major linear FP32 format (kLINEAR)"),
+    ], "I/O Tensors": [{"Name": "x", "IOMode": "Input", "DataType": "Float"}]}
+    heavy, _ = inspect_layers(json.dumps(doc))
+    assert [op.compute for op in heavy] == ["int8", "fp16", "fp32"]
+
+
+def test_datatype_key_spelled_datatype_is_read_too():
+    layer = _layer11("fc", "MatrixMultiply", "", "")
+    layer["Inputs"][0] = {"Name": "in", "Datatype": "Half", "Format": "Row major linear format (kLINEAR)"}
+    heavy, _ = inspect_layers(json.dumps({"Layers": [layer]}))
+    assert [op.compute for op in heavy] == ["fp16"]
+
+
+def test_tf32_tactics_report_tf32_only_when_allowed():
+    """With --exec-precision tf32 an fp32 layer on a TF32 tactic computed in tf32, and Level 0 must know."""
+    doc = json.dumps({"Layers": [_layer("fc", "MatrixMultiply", "CaskGemmMatrixMultiply", "Row major linear FP32",
+                                        "Float", "sm90_xmma_gemm_tf32f32_tf32f32_f32_nn")]})
+    assert executed_precision(*inspect_layers(doc, tf32_allowed=True))[1] == "tf32"
+    text, dtype = executed_precision(*inspect_layers(doc))
+    assert dtype == "fp32" and text.startswith("fp32")
+
+
+class FakeBuilderFlag:
+    TF32 = "TF32"
+
+
+class FakeBuilderConfig:
+    """A builder config whose TF32 flag starts on, as TensorRT's does ("Enabled by default")."""
+
+    def __init__(self):
+        self.flags = {"TF32"}
+
+    def set_flag(self, flag):
+        self.flags.add(flag)
+
+    def clear_flag(self, flag):
+        self.flags.discard(flag)
+
+    def get_flag(self, flag):
+        return flag in self.flags
+
+
+class FakeDataType:
+    """Stand-in for tensorrt.DataType members: only `.name` is read."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+class FakeTensorRT:
+    """The parts of the tensorrt module the pure helpers read."""
+
+    BuilderFlag = FakeBuilderFlag
+
+    def __init__(self, version: str = "11.4.0.106"):
+        self.__version__ = version
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_tf32_is_off_unless_asked_for(allowed):
+    config = FakeBuilderConfig()
+    set_tf32(FakeTensorRT(), config, allowed)
+    assert config.get_flag(FakeBuilderFlag.TF32) is allowed
+
+
+def test_tf32_is_accepted_by_tensorrt_only(mlp_model):
+    from sut.onnxruntime import OnnxRuntimeBackend
+
+    info = inspect_model(mlp_model.path)
+    assert TensorRtBackend.supports(info, DeploymentOptions(device="cuda", exec_precision="tf32")) is None
+    reason = OnnxRuntimeBackend.supports(info, DeploymentOptions(exec_precision="tf32"))
+    assert reason and "cannot execute in 'tf32'" in reason and "\n" not in reason
+
+
+def test_tf32_is_a_known_exec_precision():
+    from mlperf_ext.config import EXEC_PRECISIONS
+
+    assert "tf32" in EXEC_PRECISIONS
+
+
+def test_level0_predicts_tf32_against_the_tf32_peak():
+    from tiers.level0.platforms import load_catalog
+    from tiers.level0.roofline import carrier
+
+    point = load_catalog().get("h100-sxm").point(None)
+    assert carrier(point, "tf32") == "tf32" and point.peak_tops["tf32"] < point.peak_tops["fp16"]
+    assert carrier(point, "fp32") == "fp32"
+
+
+@pytest.mark.parametrize("version", ["10.13.2.6", "8.6.1"])
+def test_tensorrt_older_than_11_is_refused_naming_the_pin(version):
+    with pytest.raises(BackendUnavailable) as exc:
+        check_tensorrt_version(FakeTensorRT(version))
+    assert "tensorrt>=11" in assert_user_error(exc.value)
+
+
+def test_tensorrt_11_is_accepted():
+    trt = FakeTensorRT("11.4.0.106")
+    assert check_tensorrt_version(trt) is trt
+
+
+@pytest.mark.parametrize("name, dtype", [("FLOAT", np.float32), ("HALF", np.float16), ("INT8", np.int8),
+                                         ("INT64", np.int64), ("BOOL", np.bool_)])
+def test_engine_dtypes_map_to_numpy(name, dtype):
+    assert numpy_dtype(FakeTensorRT(), FakeDataType(name), "x") == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("name", ["BF16", "FP8", "INT4"])
+def test_io_tensor_without_numpy_dtype_is_a_model_error(name):
+    with pytest.raises(ModelError) as exc:
+        numpy_dtype(FakeTensorRT(), FakeDataType(name), "logits")
+    msg = assert_user_error(exc.value)
+    assert "'logits'" in msg and name.lower() in msg and "fp32 or fp16" in msg

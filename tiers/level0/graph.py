@@ -64,7 +64,7 @@ for _name, _prec in (("INT4", "int4"), ("UINT4", "int4"), ("INT2", "int2"), ("UI
         _DTYPE_PRECISION[getattr(TensorProto, _name)] = _prec
 
 #: bits per element of each precision name, for hypothetical variants of a graph
-PRECISION_BITS = {"int2": 2, "int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32": 32, "fp64": 64}
+PRECISION_BITS = {"int2": 2, "int4": 4, "int8": 8, "fp8": 8, "fp16": 16, "bf16": 16, "fp32": 32, "tf32": 32, "fp64": 64}  # tf32 is stored in 32 bits
 
 _ZERO_OPS = {
     "Identity", "Constant", "ConstantOfShape", "Shape", "Size", "Reshape", "Flatten", "Squeeze", "Unsqueeze",

@@ -23,7 +23,7 @@ APPLY_ACTIONS = {
     "edgetpu_clock": ("max", "std"),
 }
 
-DATATYPES = ("int2", "int4", "int8", "fp16", "bf16", "fp32")
+DATATYPES = ("int2", "int4", "int8", "fp16", "bf16", "tf32", "fp32")  # tf32: NVIDIA TF32 tensor cores
 KINDS = ("cpu", "gpu", "fpga", "asic", "vliw", "npu", "dsp")
 _NUMERIC = ("memory_bandwidth_gbs", "memory_capacity_gb", "onchip_memory_mb", "tdp_w")
 _REQUIRED = ("name", "kind", "peak_tops", "memory_bandwidth_gbs", "source")

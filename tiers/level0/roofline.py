@@ -34,6 +34,9 @@ CAN_CARRY = {
     "fp16": ("fp16", "fp32"),
     "bf16": ("bf16", "fp32"),
     "fp32": ("fp32",),
+    # TF32 tensor cores (fp32 range, 10-bit mantissa): its own peak where the platform lists one, else the
+    # fp32 units run the same arithmetic exactly
+    "tf32": ("tf32", "fp32"),
 }
 
 
