@@ -9,6 +9,7 @@ OpenVINO needs to pick an honest INFERENCE_PRECISION_HINT).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,21 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     # the reason itself is on the last line.
     text = lines[-1] if len(lines) > 1 else lines[0]
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def once_per_file_version(read: Callable[[Path], str | None]) -> Callable[[Path], str | None]:
+    """`read(path)`, called once per version of the file (path, mtime, size): the validator asks a backend
+    about the same model for every point of a sweep, and reading an ONNX graph costs seconds."""
+    seen: dict[tuple, str | None] = {}
+
+    def cached(path: Path) -> str | None:
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+        if key not in seen:
+            seen[key] = read(Path(path))
+        return seen[key]
+
+    return cached
 
 
 def check_model_path(path: Path | str) -> Path:

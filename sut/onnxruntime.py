@@ -47,7 +47,14 @@ from sut.base import (
     check_exec_precision,
     check_runtime_options,
 )
-from sut.model_file import ModelInfo, first_line, fit_batch, inspect_model, refuse_batch
+from sut.model_file import (
+    ModelInfo,
+    first_line,
+    fit_batch,
+    inspect_model,
+    once_per_file_version,
+    refuse_batch,
+)
 from sut.precision import HeavyOp, dtype_name, summarize
 
 # device -> (execution providers in priority order, OrtValue device type)
@@ -197,16 +204,7 @@ def gpu_graph_refusal(path: Path) -> str | None:
     return None
 
 
-_GPU_REFUSALS: dict[tuple, str | None] = {}
-
-
-def cached_gpu_graph_refusal(path: Path) -> str | None:
-    """`gpu_graph_refusal`, read once per file version (the validator asks for every point of a sweep)."""
-    stat = Path(path).stat()
-    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _GPU_REFUSALS:
-        _GPU_REFUSALS[key] = gpu_graph_refusal(Path(path))
-    return _GPU_REFUSALS[key]
+cached_gpu_graph_refusal = once_per_file_version(gpu_graph_refusal)
 
 
 def executed_precision(kernels: list[dict], info: ModelInfo, optimized=None) -> tuple[str, str]:

@@ -71,7 +71,14 @@ from sut.base import (
     check_exec_precision,
     check_runtime_options,
 )
-from sut.model_file import ModelInfo, first_line, fit_batch, inspect_model, refuse_batch
+from sut.model_file import (
+    ModelInfo,
+    first_line,
+    fit_batch,
+    inspect_model,
+    once_per_file_version,
+    refuse_batch,
+)
 from sut.precision import HeavyOp, summarize
 
 #: environment variable naming the engine cache directory
@@ -331,16 +338,7 @@ def graph_refusal(path: Path) -> str | None:
     return None
 
 
-_REFUSALS: dict[tuple, str | None] = {}
-
-
-def cached_graph_refusal(path: Path) -> str | None:
-    """`graph_refusal`, read once per file version (the validator asks for every point of a sweep)."""
-    stat = Path(path).stat()
-    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _REFUSALS:
-        _REFUSALS[key] = graph_refusal(Path(path))
-    return _REFUSALS[key]
+cached_graph_refusal = once_per_file_version(graph_refusal)
 
 
 def format_dtype(text: str) -> str:
