@@ -13,7 +13,6 @@ land in the compliance run's directory, in upstream's format.
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from audit.verify import (
     verify_test01_performance,
     verify_test04_performance,
 )
-from mlperf_ext.accuracy import evaluate, read_accuracy_log
+from mlperf_ext.accuracy import evaluate, evaluate_entries, read_accuracy_log
 from mlperf_ext.config import with_overrides
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import ConfigError
@@ -112,7 +111,7 @@ def write_test01_accuracy(run: PointResult) -> None:
     (Path(run.run_dir) / runs_layout.ACCURACY_FILE).write_text(acc.line + "\n")
 
 
-def write_test01_baseline(entry: ResultRuns, run: PointResult, out_dir: Path) -> tuple[Path, Path]:
+def write_test01_baseline(entry: ResultRuns, run: PointResult, out_dir: Path) -> None:
     """TEST01's non-deterministic path, for when the responses differ: the accuracy of the accuracy run's
     responses to the samples TEST01 logged (baseline_accuracy.txt; the baseline log is what
     compliance/TEST01/create_accuracy_baseline.sh cuts from the accuracy log) and of TEST01's own
@@ -120,17 +119,14 @@ def write_test01_baseline(entry: ResultRuns, run: PointResult, out_dir: Path) ->
     benchmark's accuracy delta (compliance_check.py accuracy_check)."""
     labels = _labels(run)
     test_log = loadgen_dir(run) / ACCURACY_JSON_NAME
-    logged = {e["qsl_idx"] for e in read_accuracy_log(test_log)}
-    reference = read_accuracy_log(loadgen_dir(entry.accuracy) / ACCURACY_JSON_NAME)
-    with tempfile.TemporaryDirectory() as tmp:
-        baseline_log = Path(tmp) / "mlperf_log_accuracy_baseline.json"
-        baseline_log.write_text(json.dumps([e for e in reference if e["qsl_idx"] in logged]), encoding="utf-8")
-        scores = (evaluate(baseline_log, labels, "int32"), evaluate(test_log, labels, "int32"))
-    out_dir, written = Path(out_dir), []
+    test_entries = read_accuracy_log(test_log)
+    logged = {e["qsl_idx"] for e in test_entries}
+    reference_log = loadgen_dir(entry.accuracy) / ACCURACY_JSON_NAME
+    baseline = [e for e in read_accuracy_log(reference_log) if e["qsl_idx"] in logged]
+    scores = (evaluate_entries(baseline, labels, "int32", reference_log),
+              evaluate_entries(test_entries, labels, "int32", test_log))
     for name, score in zip(TEST01_BASELINE_FILES, scores):
-        (out_dir / name).write_text(score.line + "\n", encoding="utf-8")
-        written.append(out_dir / name)
-    return written[0], written[1]
+        (Path(out_dir) / name).write_text(score.line + "\n", encoding="utf-8")
 
 
 def run_compliance(workdir: Path, entry: ResultRuns, test: str, version: str, force: bool = False,

@@ -91,16 +91,21 @@ def _decode(entry: object, pos: int, path: Path, dtype: np.dtype) -> tuple[int, 
 
 def evaluate(accuracy_json: Path, labels: np.ndarray, dtype: str = "int32") -> AccuracyResult:
     """Top-1 accuracy of the logged predictions against `labels[qsl_idx]`."""
+    return evaluate_entries(read_accuracy_log(accuracy_json), labels, dtype, Path(accuracy_json))
+
+
+def evaluate_entries(entries: list, labels: np.ndarray, dtype: str = "int32",
+                     path: Path = Path("<entries>")) -> AccuracyResult:
+    """`evaluate` on entries already read (or a subset of a log's); `path` names them in errors."""
     if dtype not in DTYPES:
         raise MlperfExtError(f"unknown dtype '{dtype}'; fix: use one of {', '.join(DTYPES)}")
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DatasetError(f"labels must be a 1-D integer array, got shape {labels.shape} dtype "
                            f"{labels.dtype}; fix: pass one class index per sample")
-    path = Path(accuracy_json)
     seen: set[int] = set()
     good = duplicates = 0
-    for pos, entry in enumerate(read_accuracy_log(path)):
+    for pos, entry in enumerate(entries):
         idx, predicted = _decode(entry, pos, path, DTYPES[dtype])
         if not 0 <= idx < len(labels):
             raise LogParseError(f"accuracy log '{path}' has qsl_idx {idx} but there are only "

@@ -19,6 +19,13 @@ from sut.onnxruntime import OnnxRuntimeBackend
 DEVICE_S = 0.005  # the fake device's time per batch: long enough that sleep overshoot on a busy host stays a few %
 
 
+def run_mode() -> str | None:
+    """The LoadGen mode of the run this device serves, from the point.json in the child's working directory
+    (None outside a run)."""
+    point = Path("point.json")
+    return json.loads(point.read_text()).get("mode") if point.is_file() else None
+
+
 class FakeSteadyDevice(OnnxRuntimeBackend):
     """Answers what ONNX Runtime computes, DEVICE_S after it is asked; its compute step takes the same
     device time, so the harness's hints (the expected latency LoadGen sizes its query list and TEST01's
@@ -53,8 +60,7 @@ class FakeCheatingDevice(FakeSteadyDevice):
 
     def cheating(self) -> bool:
         if not hasattr(self, "_cheat"):
-            point = Path("point.json")
-            self._cheat = point.is_file() and json.loads(point.read_text()).get("mode") == "performance"
+            self._cheat = run_mode() == "performance"
         return self._cheat
 
     def infer(self, batch, stream=0):
@@ -109,8 +115,7 @@ class FakeWarmRepeatDevice(FakeSteadyDevice):
 
     def device_s(self, batch) -> float:
         if not hasattr(self, "_timed"):
-            point = Path("point.json")
-            self._timed = point.is_file() and json.loads(point.read_text()).get("mode") != "accuracy"
+            self._timed = run_mode() not in (None, "accuracy")
         key = np.ascontiguousarray(batch).tobytes()
         repeat = getattr(self, "_last_key", None) == key
         self._last_key = key
