@@ -33,6 +33,10 @@ class ModelInfo:
     weight_types: tuple[str, ...]  # distinct initializer element types, e.g. ("float32", "int2")
     op_counts: tuple[tuple[str, int], ...] = ()  # (op type, nodes) in the graph as stored
 
+    def has_op(self, *op_types: str) -> bool:
+        """Whether the graph holds a node of any of these types (read from the census, not the file)."""
+        return any(op in op_types for op, _count in self.op_counts)
+
     @property
     def fixed_batch(self) -> int | None:
         """The leading input dimension when the model fixes it, else None (dynamic batch)."""

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlperf_ext.errors import BackendUnavailable, ConfigError, ModelError
+from mlperf_ext.errors import BackendUnavailable, ConfigError, ModelError, UnsupportedVariant
 from sut.base import (
     MODEL_PRECISION,
     BackendDescription,
@@ -272,6 +272,13 @@ class OnnxRuntimeBackend:
         reason = check_exec_precision(cls, options)
         if reason or _parse_device(options.device)[0] == "cpu":
             return reason
+        return cls._gpu_refusal(model, options)
+
+    @staticmethod
+    def _gpu_refusal(model: ModelInfo, options: DeploymentOptions) -> str | None:
+        """The QDQ graphs the CUDA/TensorRT providers cannot run (only a graph with Q/DQ nodes is read again)."""
+        if not model.has_op("QuantizeLinear", "DequantizeLinear"):
+            return None
         reason = cached_gpu_graph_refusal(model.path)
         return f"onnxruntime --device {options.device} cannot run {model.path.name}: {reason}" if reason else None
 
@@ -288,9 +295,14 @@ class OnnxRuntimeBackend:
             raise err from exc
         info = inspect_model(model_path)
         refuse_batch(info, options.max_batch)
-        reason = self.supports(info, options)
+        check_runtime_options(type(self), options.runtime_options)
+        reason = check_exec_precision(type(self), options)
         if reason:
             raise ConfigError(reason)
+        if kind != "cpu":
+            refusal = self._gpu_refusal(info, options)
+            if refusal:
+                raise UnsupportedVariant(refusal)  # as TensorRT and OpenVINO refuse a graph they cannot run
         wanted, device_type = _DEVICES[kind]
         self.check_device(options.device)
         providers: list = [(p, provider_options(p, device_id)) if p != "CPUExecutionProvider" else p for p in wanted]

@@ -22,6 +22,7 @@ DTYPE_NAMES = {
     "uint2": "int2", "int2": "int2", "u2": "int2", "i2": "int2", "int2x4": "int2", "uint2x4": "int2",
 }
 #: bits per datatype, to pick the widest compute type on a tie
+#: (tf32 counts its 19 significant bits here, to rank it between fp32 and fp16; level 0 stores it in 32)
 _BITS = {"fp64": 64, "fp32": 32, "tf32": 19, "bf16": 16, "fp16": 16, "int8": 8, "int4": 4, "int2": 2}
 
 

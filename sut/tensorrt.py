@@ -89,7 +89,7 @@ BUILD_RECIPE = 2  # 2: BuilderFlag.TF32 cleared unless --exec-precision tf32
 #: the oldest TensorRT this module is written for (the extra pins tensorrt>=11, cuda-python>=13)
 MIN_TENSORRT = 11
 #: the oldest CUDA a driver must support for cuda-python>=13 (the extra's pin)
-MIN_CUDA_DRIVER = "13.0"
+MIN_CUDA_DRIVER = 13000  # as cudaDriverGetVersion encodes it: 1000 * major + 10 * minor
 #: --exec-precision that lets fp32 layers run on TF32 tensor cores (TensorRT's BuilderFlag.TF32)
 TF32 = "tf32"
 GPU_FIX = ("fix: run on a host with an NVIDIA GPU and its driver (nvidia-smi lists the GPU), or use another "
@@ -230,17 +230,19 @@ class GpuInfo:
 def probe_gpu(index: int, rt=None) -> GpuInfo:
     """The GPU `index` names, or one ConfigError line saying what is missing (driver, GPU, index)."""
     rt = rt or import_cuda_runtime()
-    driver = cuda_version(int(rt.cudaDriverGetVersion()[1] or 0))
+    driver_code = int(rt.cudaDriverGetVersion()[1] or 0)
+    driver = cuda_version(driver_code)
     runtime = cuda_version(int(rt.cudaRuntimeGetVersion()[1] or 0))
     err, count = rt.cudaGetDeviceCount()
     if int(err) != 0:
         reason = _error_name(rt, err)
         if driver == "none":
             raise ConfigError(f"no NVIDIA driver on this host (CUDA says {reason}); {GPU_FIX}")
-        if float(driver) < float(MIN_CUDA_DRIVER):
+        if driver_code < MIN_CUDA_DRIVER:
+            needed = cuda_version(MIN_CUDA_DRIVER)
             raise ConfigError(f"this host's NVIDIA driver supports CUDA {driver}, but the tensorrt extra (cuda-python>=13, "
-                              f"tensorrt>=11) needs a driver for CUDA {MIN_CUDA_DRIVER} or newer ({reason}); fix: install "
-                              f"an NVIDIA driver for CUDA {MIN_CUDA_DRIVER} or newer, or use another backend")
+                              f"tensorrt>=11) needs a driver for CUDA {needed} or newer ({reason}); fix: install "
+                              f"an NVIDIA driver for CUDA {needed} or newer, or use another backend")
         raise ConfigError(f"CUDA cannot use this host's GPUs ({reason}; the driver supports CUDA {driver}, cuda-python's "
                           f"runtime is {runtime}); fix: install a driver for CUDA {runtime} or newer, or "
                           f"reinstall the extra (pip install 'mlperf-ext[tensorrt]'), or use another backend")
@@ -289,13 +291,17 @@ def profile_shapes(spec: TensorSpec, max_batch: int) -> Profile:
     return Profile(spec.name, (1, *rest), (max_batch, *rest), (max_batch, *rest))
 
 
-def engine_cache_key(model_sha256: str, tensorrt_version: str, gpu_name: str, compute_capability: str,
-                     profile: Profile, recipe: int = BUILD_RECIPE, tf32_allowed: bool = False) -> str:
-    """sha256 over everything an engine depends on: change any input and the key changes."""
-    blob = json.dumps({"model_sha256": model_sha256, "tensorrt": tensorrt_version, "gpu": gpu_name,
-                       "compute_capability": compute_capability, "profile": asdict(profile), "recipe": recipe,
-                       "tf32_allowed": tf32_allowed}, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()
+def engine_key_inputs(model_sha256: str, tensorrt_version: str, gpu_name: str, compute_capability: str,
+                      profile: Profile, recipe: int = BUILD_RECIPE, tf32_allowed: bool = False) -> dict:
+    """Everything an engine depends on (hashed into its cache key, and written beside it)."""
+    return {"model_sha256": model_sha256, "tensorrt": tensorrt_version, "gpu": gpu_name,
+            "compute_capability": compute_capability, "profile": asdict(profile), "recipe": recipe,
+            "tf32_allowed": tf32_allowed}
+
+
+def engine_cache_key(key_inputs: dict) -> str:
+    """sha256 over an engine's `engine_key_inputs`: change any input and the key changes."""
+    return hashlib.sha256(json.dumps(key_inputs, sort_keys=True).encode()).hexdigest()
 
 
 def cache_dir(environ=None) -> Path:
@@ -565,8 +571,9 @@ class TensorRtBackend:
 
         assert self._info is not None and self._gpu is not None and self._profile is not None
         trt = self._trt
-        key = engine_cache_key(file_sha256(self._info.path), trt.__version__, self._gpu.name,
-                               self._gpu.compute_capability, self._profile, tf32_allowed=self._tf32_allowed)
+        key_inputs = engine_key_inputs(file_sha256(self._info.path), trt.__version__, self._gpu.name,
+                                       self._gpu.compute_capability, self._profile, tf32_allowed=self._tf32_allowed)
+        key = engine_cache_key(key_inputs)
         directory = cache_dir()
         plan, sidecar = directory / f"{key}.engine", directory / f"{key}.json"
         self._cache = {"dir": str(directory), "key": key, "hit": False}
@@ -586,10 +593,7 @@ class TensorRtBackend:
         self._cache["build"] = build
         directory.mkdir(parents=True, exist_ok=True)
         for path, content in ((plan, data), (sidecar, json.dumps({
-                "key_inputs": {"model": str(self._info.path), "tensorrt": trt.__version__, "gpu": self._gpu.name,
-                               "compute_capability": self._gpu.compute_capability,
-                               "profile": asdict(self._profile), "recipe": BUILD_RECIPE,
-                               "tf32_allowed": self._tf32_allowed},
+                "model": str(self._info.path), "key_inputs": key_inputs,
                 "build": build, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1).encode())):
             tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
             tmp.write_bytes(content)
