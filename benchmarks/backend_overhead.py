@@ -2,7 +2,8 @@
 divided by a plain loop over a runtime session with the same model, batch and threads.
 
 Models: an MLP (784-1024-1024-1024-10) and ResNet-50 v1.5 (random weights: speed only), on ONNX
-Runtime and OpenVINO. Three variants, each measurement in its own process (LoadGen runs one test per
+Runtime, OpenVINO and torch (`--backends`; torch runs the MLP as a torch.export program holding the same
+weights, and ResNet-50 only where onnx2torch imports). Three variants, each measurement in its own process (LoadGen runs one test per
 process), their order rotating from round to round:
   - `sut`: the harness (the objects tiers.runner.child wires together);
   - `bare`: the same plain runtime call inside the cheapest Python LoadGen SUT (the batches run in the
@@ -14,6 +15,7 @@ differ by 10 % either way). Every variant warms up the same way (WARMUP_S second
 through its own call) before timing, and a LoadGen run judged INVALID stops the script.
 
 Usage: python benchmarks/backend_overhead.py [--rounds 5] [--threads 2] [--seconds 3] [--only mlp]
+       [--backends onnxruntime,openvino,torch]
 """
 
 from __future__ import annotations
@@ -76,12 +78,49 @@ def prepare(directory: Path) -> dict[str, Path]:
     return paths
 
 
+def torch_program(onnx_mlp: Path) -> Path:
+    """The ONNX MLP as a torch.export program: nn.Linear layers holding the same weights (Gemm's W is in x out)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(onnx_mlp).graph.initializer}
+    layers = []
+    for i in range(len(weights) // 2):
+        linear = torch.nn.Linear(*weights[f"w{i}"].shape)
+        linear.weight.data, linear.bias.data = weights[f"w{i}"].T.contiguous(), weights[f"b{i}"]
+        layers += [linear, torch.nn.ReLU()]
+    module = torch.nn.Sequential(*layers[:-1]).eval()
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    path = onnx_mlp.with_suffix(".pt2")
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 784),), dynamic_shapes=({0: batch},)), str(path))
+    return path
+
+
+def backend_paths(backend: str, paths: dict[str, Path]) -> dict[str, Path]:
+    """The model files a backend measures: torch reads the MLP as a program, ResNet-50's ONNX where onnx2torch
+    imports (it is skipped, saying why, elsewhere)."""
+    if backend != "torch":
+        return paths
+    from mlperf_ext.errors import BackendUnavailable
+    from sut.torch_model import onnx2torch_module
+
+    out = {"mlp": torch_program(paths["mlp"])} if "mlp" in paths else {}
+    if "resnet50" in paths:
+        try:
+            onnx2torch_module()
+            out["resnet50"] = paths["resnet50"]
+        except BackendUnavailable as exc:
+            print(f"torch resnet50: skipped ({exc})", flush=True)
+    return out
+
+
 def samples_for(model_path: Path, count: int):
     import numpy as np
 
-    from sut.model_file import inspect_model
+    from sut.torch_model import inspect
 
-    shape = tuple(inspect_model(model_path).input.shape[1:])
+    shape = tuple(d or 1 for d in inspect(model_path).input.shape[1:])
     return np.random.default_rng(1).random((count, *shape), dtype=np.float32)
 
 
@@ -97,6 +136,18 @@ def plain_step(backend_name: str, model_path: Path, threads: int):
 
         def step(x):
             return session.run(None, {name: x})[0].argmax(axis=1)
+        return step
+    if backend_name == "torch":
+        import torch
+
+        from sut.torch_model import inspect, load_module
+
+        torch.set_num_threads(threads)
+        module = load_module(inspect(model_path))[0]
+
+        def step(x):
+            with torch.inference_mode():
+                return module(torch.from_numpy(x)).argmax(dim=1).numpy()
         return step
     import openvino as ov
 
@@ -236,6 +287,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--only", default="mlp,resnet50", help="which models to measure")
+    parser.add_argument("--backends", default="onnxruntime,openvino", help="which backends to measure")
     parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -247,8 +299,8 @@ def main() -> None:
         paths = {m: p for m, p in prepare(Path(tmp)).items() if m in models}
         print(f"{'backend':<12} {'model':<9} {'batch':>5} {'SUT/s':>10} {'bare/s':>10} {'loop/s':>10} "
               f"{'SUT/loop':>8} {'SUT/bare':>8}  SUT/loop paired per round")
-        for backend in ("onnxruntime", "openvino"):
-            for model, path in paths.items():
+        for backend in args.backends.split(","):
+            for model, path in backend_paths(backend, paths).items():
                 found: dict[str, list[float]] = {kind: [] for kind in VARIANTS}
                 for round_no in range(args.rounds):
                     kinds = list(VARIANTS)
