@@ -84,6 +84,8 @@ def torch_program(onnx_mlp: Path) -> Path:
     import torch
     from onnx import numpy_helper
 
+    from sut.torch_model import export_program
+
     weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in onnx.load(onnx_mlp).graph.initializer}
     layers = []
     for i in range(len(weights) // 2):
@@ -91,10 +93,8 @@ def torch_program(onnx_mlp: Path) -> Path:
         linear.weight.data, linear.bias.data = weights[f"w{i}"].T.contiguous(), weights[f"b{i}"]
         layers += [linear, torch.nn.ReLU()]
     module = torch.nn.Sequential(*layers[:-1]).eval()
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    path = onnx_mlp.with_suffix(".pt2")
-    torch.export.save(torch.export.export(module, (torch.zeros(2, 784),), dynamic_shapes=({0: batch},)), str(path))
-    return path
+    return export_program(module, torch.zeros(2, 784), onnx_mlp.with_stem(f"{onnx_mlp.stem}-torch").with_suffix(".pt2"),
+                          onnx_twin=onnx_mlp)
 
 
 def backend_paths(backend: str, paths: dict[str, Path]) -> dict[str, Path]:

@@ -126,3 +126,29 @@ def load_module(info: ModelInfo) -> tuple[Any, str]:
                          "torch as a .pt2 program (torch.export.save), or simplify its ONNX graph") from exc
     module.eval()
     return module, f"onnx2torch {metadata.version('onnx2torch')} from ONNX"
+
+
+def export_program(module, sample, path: Path, onnx_twin: Path | None = None, max_batch: int = 1 << 16) -> Path:
+    """Save `module` as a torch.export program with a dynamic batch dimension, for the torch backend.
+
+    With `onnx_twin` (the same module exported to ONNX) the program's metadata names it, with its sha256, as
+    the graph level 0 counts (`tiers.level0.graph.onnx_source`); the twin needs a name of its own, as each
+    file's metadata is the JSON of the same stem."""
+    import json
+
+    torch = _require_torch()
+    from mlperf_ext.config import file_sha256
+
+    path = Path(path)
+    if onnx_twin is not None and Path(onnx_twin).stem == path.stem:
+        raise ModelError(f"the program {path.name} and its ONNX twin {Path(onnx_twin).name} share a stem, so their "
+                         "metadata would be one file; fix: name them apart (e.g. mlp-torch.pt2 and mlp.onnx)")
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    program = torch.export.export(module, (sample,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path))
+    precision, _types = _weight_census(program)
+    meta: dict = {"format": f"torch.export (torch {torch.__version__})", "precision": precision}
+    if onnx_twin is not None:
+        meta["source"] = {"onnx": Path(onnx_twin).stem, "onnx_sha256": file_sha256(Path(onnx_twin))}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    return path

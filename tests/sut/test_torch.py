@@ -27,7 +27,7 @@ from tiers.runner import layout
 
 torch = pytest.importorskip("torch")
 from sut.torch import TorchBackend, executed_precision, set_tf32, tf32_switches  # noqa: E402  (needs torch)
-from sut.torch_model import onnx2torch_module  # noqa: E402
+from sut.torch_model import export_program, onnx2torch_module  # noqa: E402
 
 SERVER_TARGET = 3000  # well inside what the MLP sustains on 2 cores, high enough for early stopping
 HAS_CUDA = torch.cuda.is_available()
@@ -42,12 +42,6 @@ def _onnx2torch_imports() -> bool:
 
 
 HAS_ONNX2TORCH = _onnx2torch_imports()
-
-
-def _export(module, path: Path, sample) -> Path:
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    torch.export.save(torch.export.export(module, (sample,), dynamic_shapes=({0: batch},)), str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +59,10 @@ def trained(tmp_path_factory):
             opt.step()
     module.eval()
     folder = tmp_path_factory.mktemp("torch")
-    program = _export(module, folder / "mlp.pt2", x[:4])
     twin = folder / "mlp.onnx"
     torch.onnx.export(module, (x[:4],), str(twin), dynamo=False, input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=17)
+    program = export_program(module, x[:4], folder / "mlp-torch.pt2", onnx_twin=twin)
     return module, program, twin
 
 
@@ -184,6 +178,19 @@ def test_model_files_it_cannot_read(tmp_path):
         with pytest.raises(ModelError) as exc:
             TorchBackend.inspect_model(path)
         assert_user_error(exc.value)
+
+
+def test_level0_counts_a_program_from_its_onnx_twin(trained, tmp_path):
+    from tiers.level0.graph import analyze
+
+    _module, program, twin = trained
+    assert analyze(program).ops == analyze(twin).ops > 0
+    alone = tmp_path / "alone.pt2"
+    alone.write_bytes(program.read_bytes())  # no metadata beside it: refused, not guessed
+    with pytest.raises(ModelError, match="names no ONNX source"):
+        analyze(alone)
+    with pytest.raises(ModelError, match="share a stem"):
+        export_program(torch.nn.Linear(2, 2), torch.zeros(2, 2), tmp_path / "twin.pt2", onnx_twin=twin.with_stem("twin"))
 
 
 class _TwoInputs(torch.nn.Module):

@@ -188,22 +188,29 @@ def _fix_batch(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+#: model formats that are no ONNX graph; their metadata names the ONNX graph level 0 counts for them
+NON_ONNX_SUFFIXES = (".tflite", ".pt2")
+
+
 def onnx_source(path: Path) -> Path:
-    """The ONNX graph level 0 counts for a file: the file itself, or for a zoo TFLite variant the ONNX
-    INT8 variant it was converted from (same layers, same int8 weights; named with its sha256 in the
-    TFLite variant's metadata)."""
-    if path.suffix != ".tflite":
+    """The ONNX graph level 0 counts for a file: the file itself; for a TFLite or torch.export file, the ONNX
+    model its metadata names with that file's sha256 (`source.onnx`, or for a zoo TFLite variant the ONNX INT8
+    variant it was converted from, `source.int8`: same layers, same weights)."""
+    if path.suffix not in NON_ONNX_SUFFIXES:
         return path
     meta_path = path.with_suffix(".json")
     try:
         source = json.loads(meta_path.read_text())["source"]
-        onnx_path = path.parent / f"{source['int8']}.onnx"
+        key = "onnx" if "onnx" in source else "int8"
+        onnx_path = path.parent / f"{source[key]}.onnx"
+        expected = source.get(f"{key}_sha256")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"level 0 reads ONNX graphs, and '{path}' names no ONNX source in {meta_path.name} ({exc}); "
                          "fix: analyse the ONNX model it was converted from") from exc
-    if not onnx_path.is_file() or sha256_file(onnx_path) != source.get("int8_sha256"):
+    if not onnx_path.is_file() or sha256_file(onnx_path) != expected:
         raise ModelError(f"the ONNX source of '{path}' ({onnx_path.name}) is missing or not the file it was "
-                         f"converted from; fix: mlperf-ext models build {path.stem}")
+                         f"converted from; fix: rebuild {path.name} from it (mlperf-ext models build {path.stem} for a "
+                         "zoo variant)")
     return onnx_path
 
 
