@@ -1,5 +1,7 @@
-"""The one GPU check: the `gpu` tests, then ResNet-50 FP32 / FP16 / INT8 on TensorRT in all four scenarios
-through the real CLI, with the harness measured against a plain TensorRT loop in the same run.
+"""The one GPU check: the `gpu` tests, the torch backend (benchmarks/gpu_torch.py: the MLP and ResNet-50 in
+fp32/tf32/fp16/bf16, all four scenarios, SUT/native, NVML, harness capacity, level-0 efficiency), then ResNet-50
+FP32 / FP16 / INT8 on TensorRT in all four scenarios through the real CLI, with the harness measured against a
+plain TensorRT loop in the same run; each part is skipped, saying why, where its packages are missing.
 
 What it prints (and writes to $OUT/gpu_check.log and $OUT/gpu_check.json):
 1. the host: nvidia-smi, the versions of tensorrt, cuda-python, onnxruntime, nvidia-ml-py, LoadGen;
@@ -100,7 +102,7 @@ def missing_modules() -> dict[str, str]:
     """Import name -> what is missing, for everything the sections need."""
     need = {"tensorrt": "tensorrt (extra 'tensorrt')", "cuda.bindings": "cuda-python (extra 'tensorrt')",
             "mlperf_loadgen": "mlcommons-loadgen (core)", "onnxruntime": "onnxruntime (core)",
-            "pytest": "pytest (extra 'test')", "pynvml": "nvidia-ml-py (extra 'gpu')"}
+            "pytest": "pytest (extra 'test')", "pynvml": "nvidia-ml-py (extra 'gpu')", "torch": "torch (extra 'torch')"}
     out = {}
     for module, what in need.items():
         try:
@@ -584,6 +586,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="LoadGen scenarios (all four)")
     parser.add_argument("--point-timeout", type=float, default=240.0, help="seconds per CLI point (240)")
     parser.add_argument("--skip-pytest", action="store_true", help="do not run pytest -m gpu")
+    parser.add_argument("--torch-budget-s", type=float, default=330.0,
+                        help="seconds of the budget the torch sections may use (330); TensorRT's get the rest")
+    import gpu_torch
+
+    gpu_torch.add_arguments(parser)
     args = parser.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v]
     args.scenarios = [s for s in args.scenarios.split(",") if s]
@@ -600,9 +607,15 @@ def main(argv: list[str] | None = None) -> int:
     missing = host_section(rep)
     if not args.skip_pytest:
         pytest_section(rep, budget, timeout=240)
+    if "torch" in missing or "mlperf_loadgen" in missing:
+        rep.skip("torch sections", "missing " + ", ".join(missing[m] for m in ("torch", "mlperf_loadgen") if m in missing))
+    else:
+        import gpu_torch
+
+        gpu_torch.run(rep, Budget(min(args.torch_budget_s, budget.left())), args)
     needs = [m for m in ("tensorrt", "cuda.bindings", "mlperf_loadgen", "onnxruntime") if m in missing]
     if needs:
-        rep.skip("SUT, native and power sections", "missing " + ", ".join(missing[m] for m in needs))
+        rep.skip("TensorRT's SUT, native and power sections", "missing " + ", ".join(missing[m] for m in needs))
         rep.save()
         return 1
     env = dict(os.environ, MLPERF_EXT_TENSORRT_CACHE=str(args.work / "engines"), PYTHONUNBUFFERED="1")
