@@ -364,6 +364,9 @@ class TorchBackend:
         notes = []
         if self._static_batch:
             notes.append(f"static shapes: every batch runs at {self._static_batch} (a short batch is padded)")
+        if settings["compile"] != "off":
+            notes.append("the precision was read from an eager forward before torch.compile; the compiled kernels take "
+                         "the same dtypes and TF32 switches")
         text, dtype = self._precision
         return BackendDescription(runtime="torch", version=torch.__version__, device=options.device,
                                   providers=providers, settings=settings, precision=text, compute_dtype=dtype,
