@@ -5,6 +5,10 @@ Every model is written to pytest's tmp_path so the backends read real files from
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,3 +219,40 @@ def build_conv_bn(path: Path, seed: int = 4) -> BuiltModel:
 @pytest.fixture
 def conv_bn_model(tmp_path) -> BuiltModel:
     return build_conv_bn(tmp_path / "conv_bn.onnx")
+
+
+# ---- the real CLI over a spec, for a backend's four-scenario test ------------------------------------------
+SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+
+
+def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`mlperf-ext ARGS` in a child process with the project on its path."""
+    from tiers.runner.launch import PROJECT_ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.run([sys.executable, "-m", "mlperf_ext.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def run_spec(entries: list[dict], work: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """`mlperf-ext run` over a spec of these grids; (the process, the stored rows by scenario)."""
+    from mlperf_ext.store import ResultsStore
+    from tiers.runner import layout
+
+    spec = work / "spec.yaml"
+    spec.write_text(json.dumps(entries))  # JSON is YAML
+    proc = cli("run", str(spec), "--workdir", str(work))
+    return proc, {r.point.scenario: r for r in ResultsStore(layout.store_path(work)).results()}
+
+
+def assert_four_scenarios_valid(proc: subprocess.CompletedProcess, rows: dict, runtime: str) -> None:
+    """Every scenario ran, ok and VALID, with system and compute figures and no callback error, on `runtime`."""
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(rows) == set(SCENARIOS)
+    for scenario, r in rows.items():
+        assert r.status == "ok", (scenario, r.error)
+        assert r.system.valid is True, (scenario, r.system.invalid_reasons)
+        assert r.system.throughput > 0 and r.compute.throughput > 0
+        assert r.system.lat_p50_ms <= r.system.lat_p90_ms <= r.system.lat_p99_ms
+        assert r.callback_errors == 0
+        assert r.runtime.name == runtime and r.runtime.device == "cpu"

@@ -29,26 +29,18 @@ from sut import coral
 from sut.base import DeploymentOptions
 from sut.coral import CoralBackend
 from tests.harness.conftest import make_mlp
+from tests.sut.conftest import SCENARIOS, assert_four_scenarios_valid, cli
 from tiers.runner import layout
 from tiers.runner.launch import PROJECT_ROOT
 from tiers.sweep import run_points
 
 BACKEND = "sut.coral:CoralBackend"  # not registered yet: the module:Class form
 ENV = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
 #: a Server target well inside what the small int8 MLP sustains on LiteRT, high enough for early stopping
 SERVER_TARGET = 3000
 HAS_EDGETPU_RUNTIME = ctypes.util.find_library("edgetpu") is not None
 
 
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mlperf_ext.cli", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=timeout,
-    )
 
 
 def one_line_error(exc: BaseException) -> str:
@@ -158,15 +150,7 @@ def cli_sweep(int8_tflite, tmp_path_factory):
 
 def test_four_scenarios_run_on_litert_cpu_and_are_valid(cli_sweep):
     proc, rows = cli_sweep
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert set(rows) == set(SCENARIOS)
-    for scenario, r in rows.items():
-        assert r.status == "ok", (scenario, r.error)
-        assert r.system.valid is True, (scenario, r.system.invalid_reasons)
-        assert r.system.throughput > 0 and r.compute.throughput > 0
-        assert r.system.lat_p50_ms <= r.system.lat_p90_ms <= r.system.lat_p99_ms
-        assert r.callback_errors == 0
-        assert r.runtime.name == "ai-edge-litert" and r.runtime.device == "cpu"
+    assert_four_scenarios_valid(proc, rows, "ai-edge-litert")
     assert rows["Server"].settings.effective["target_qps"] == SERVER_TARGET  # LoadGen's own name, as logged
 
 

@@ -8,7 +8,6 @@ program (`.pt2`, dynamic batch) and, for a twin that ONNX Runtime runs, exported
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,9 @@ import pytest
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.datasets.mnist import mlp_input, mnist_split
 from mlperf_ext.errors import BackendUnavailable, ConfigError, ModelError
-from mlperf_ext.store import ResultsStore
 from sut.base import Backend, DeploymentOptions
 from sut.registry import create_backend
-from tests.sut.conftest import assert_user_error, build_convnet
-from tests.sut.test_coral import SCENARIOS, cli
-from tiers.runner import layout
+from tests.sut.conftest import assert_four_scenarios_valid, assert_user_error, build_convnet, run_spec
 
 torch = pytest.importorskip("torch")
 from sut.torch import TorchBackend, executed_precision, set_tf32, tf32_switches  # noqa: E402  (needs torch)
@@ -255,31 +251,20 @@ def test_onnx_through_onnx2torch_matches_the_reference(tmp_path):
 @pytest.fixture(scope="module")
 def cli_sweep(trained, tmp_path_factory):
     """SingleStream and MultiStream; Offline as accuracy + performance with two streams; Server at a set target."""
-    work = tmp_path_factory.mktemp("work")
     common = {"models": [str(trained[1])], "dataset": "mnist", "backends": ["torch"], "batch": 8, "threads": 1}
     short = {"min_duration_ms": 200}
-    spec = work / "spec.yaml"
-    spec.write_text(json.dumps([  # JSON is YAML
+    return run_spec([
         {**common, "scenarios": ["SingleStream", "MultiStream"], "mode": "performance", "settings": short},
         {**common, "scenarios": ["Offline"], "mode": "submission", "streams": 2, "threads": 2, "settings": short},
         {**common, "scenarios": ["Server"], "mode": "performance",
          "settings": {**short, "server_target_qps": SERVER_TARGET}},
-    ]))
-    proc = cli("run", str(spec), "--workdir", str(work))
-    results = ResultsStore(layout.store_path(work)).results()
-    return proc, {r.point.scenario: r for r in results}
+    ], tmp_path_factory.mktemp("work"))
 
 
 def test_four_scenarios_run_on_torch_cpu_and_are_valid(cli_sweep):
     proc, rows = cli_sweep
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert set(rows) == set(SCENARIOS)
-    for scenario, r in rows.items():
-        assert r.status == "ok", (scenario, r.error)
-        assert r.system.valid is True, (scenario, r.system.invalid_reasons)
-        assert r.system.throughput > 0 and r.compute.throughput > 0
-        assert r.callback_errors == 0
-        assert r.runtime.name == "torch" and r.runtime.device == "cpu"
+    assert_four_scenarios_valid(proc, rows, "torch")
+    for r in rows.values():
         assert (r.runtime.precision, r.runtime.compute_dtype) == ("fp32", "fp32")
     assert rows["Offline"].compute.batch == 8 and rows["Offline"].compute.streams == 2
     assert rows["SingleStream"].compute.batch == 1
