@@ -22,9 +22,17 @@ from sut.base import TensorSpec
 _FLOAT_PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64"}
 
 
+#: the dtype of a record spec: a model with several inputs is fed one numpy record per sample, a field per input
+RECORD = "record"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """The parts of an ONNX graph a backend checks before it compiles the model."""
+    """The parts of an ONNX graph a backend checks before it compiles the model.
+
+    `input` is the one input, or for a model with several a record spec (`record_spec`): the samples of such a
+    model travel as numpy records with one field per input name, so the QSL, the dispatchers and the adapter
+    move one array per batch whatever the model takes; `inputs` lists every input."""
 
     path: Path
     input: TensorSpec
@@ -32,6 +40,15 @@ class ModelInfo:
     float_precision: str  # "fp32" | "fp16" | "bf16" | "fp64": type of most floating-point weight elements
     weight_types: tuple[str, ...]  # distinct initializer element types, e.g. ("float32", "int2")
     op_counts: tuple[tuple[str, int], ...] = ()  # (op type, nodes) in the graph as stored
+    inputs: tuple[TensorSpec, ...] = ()  # every input, in the graph's order (the one `input` when left empty)
+
+    def __post_init__(self):
+        if not self.inputs:
+            object.__setattr__(self, "inputs", (self.input,))
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.inputs)
 
     def has_op(self, *op_types: str) -> bool:
         """Whether the graph holds a node of any of these types (read from the census, not the file)."""
@@ -103,20 +120,49 @@ def _type_name(elem_type: int) -> str:
     return {"float": "float32", "double": "float64", "float16": "float16"}.get(name, name)
 
 
-def _input_spec(model, path: Path) -> TensorSpec:
+def _input_specs(model, path: Path) -> tuple[TensorSpec, ...]:
     initializer_names = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializer_names]
-    if len(inputs) != 1:
-        names = ", ".join(i.name for i in inputs) or "none"
-        raise ModelError(f"model {path} has {len(inputs)} inputs ({names}); fix: export a model with exactly one "
-                         f"input tensor")
-    tensor_type = inputs[0].type.tensor_type
-    if not tensor_type.HasField("shape"):
-        raise ModelError(f"model {path} input '{inputs[0].name}' has no shape; fix: export the model with input "
-                         f"shapes (dynamic batch allowed)")
-    shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                  for d in tensor_type.shape.dim)
-    return TensorSpec(name=inputs[0].name, shape=shape, dtype=_np_dtype_name(tensor_type.elem_type))
+    if not inputs:
+        raise ModelError(f"model {path} has no input tensor; fix: export a model that takes its samples as inputs")
+    specs = []
+    for tensor in inputs:
+        tensor_type = tensor.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            raise ModelError(f"model {path} input '{tensor.name}' has no shape; fix: export the model with input "
+                             f"shapes (dynamic batch allowed)")
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                      for d in tensor_type.shape.dim)
+        specs.append(TensorSpec(name=tensor.name, shape=shape, dtype=_np_dtype_name(tensor_type.elem_type)))
+    return tuple(specs)
+
+
+def record_spec(specs: tuple[TensorSpec, ...], path: Path) -> TensorSpec:
+    """The spec a model with several inputs is fed through: records (one field per input), batched along the
+    inputs' common leading dimension."""
+    if len(specs) == 1:
+        return specs[0]
+    if any(not spec.shape for spec in specs):
+        scalar = next(spec.name for spec in specs if not spec.shape)
+        raise ModelError(f"model {path} input '{scalar}' is a scalar; fix: export every input with a batch dimension")
+    leading = {spec.shape[0] for spec in specs}
+    if len(leading) != 1:
+        raise ModelError(f"model {path} inputs disagree on the batch dimension ({', '.join(f'{s.name}: {s.shape[0]}' for s in specs)}); "
+                         "fix: export every input with the same (or a dynamic) first dimension")
+    return TensorSpec(name=", ".join(spec.name for spec in specs), shape=(leading.pop(),), dtype=RECORD)
+
+
+def multi_input_refusal(backend: str, info: ModelInfo) -> str | None:
+    """Why a backend that feeds one tensor cannot run `info`, or None when the model has one input."""
+    if len(info.inputs) == 1:
+        return None
+    return (f"{backend} feeds models with one input, and {info.path.name} has {len(info.inputs)} "
+            f"({', '.join(info.input_names)}); fix: run it with --backend onnxruntime or openvino")
+
+
+def split_record(batch: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A batch of records as one contiguous array per input (what a runtime binds)."""
+    return {name: np.ascontiguousarray(batch[name]) for name in names}
 
 
 def _weight_census(model) -> tuple[str, tuple[str, ...]]:
@@ -159,7 +205,8 @@ def inspect_model(path: Path | str) -> ModelInfo:
                          f"re-download the model")
     precision, types = _weight_census(model)
     ops = Counter(node.op_type for node in model.graph.node)
-    return ModelInfo(path=p, input=_input_spec(model, p),
+    inputs = _input_specs(model, p)
+    return ModelInfo(path=p, input=record_spec(inputs, p), inputs=inputs,
                      output_names=tuple(o.name for o in model.graph.output),
                      float_precision=precision, weight_types=types, op_counts=tuple(sorted(ops.items())))
 

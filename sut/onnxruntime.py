@@ -54,6 +54,7 @@ from sut.model_file import (
     inspect_model,
     once_per_file_version,
     refuse_batch,
+    split_record,
 )
 from sut.precision import HeavyOp, dtype_name, summarize
 
@@ -344,8 +345,8 @@ class OnnxRuntimeBackend:
 
         assert self._info is not None
         session = self._sessions[0]
-        shape = [d if d is not None else 1 for d in self._info.input.shape]
-        session.run(None, {self._info.input.name: np.zeros(shape, dtype=self._info.input.dtype)})
+        session.run(None, {spec.name: np.zeros([d if d is not None else 1 for d in spec.shape], dtype=spec.dtype)
+                           for spec in self._info.inputs})
         path = Path(session.end_profiling())
         if not path.is_absolute():
             path = scratch / path.name if (scratch / path.name).exists() else Path.cwd() / path
@@ -406,13 +407,23 @@ class OnnxRuntimeBackend:
         assert self._info is not None
         return self._info.input
 
+    def input_specs(self) -> tuple[TensorSpec, ...]:
+        """Every model input (a model with several is fed records, a field per input)."""
+        self._require()
+        assert self._info is not None
+        return self._info.inputs
+
+    def _feeds(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        info = self._info
+        return split_record(batch, info.input_names) if len(info.inputs) > 1 else {info.input.name: batch}
+
     # -- system path ---------------------------------------------------------------------------
     def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
         session = self._require()[stream]
         assert self._info is not None
         run_batch, keep = fit_batch(batch, self._info)
         # every output is fetched: asking for the first alone would let ORT prune the nodes of the others
-        out = session.run(None, {self._info.input.name: run_batch})[0]
+        out = session.run(None, self._feeds(run_batch))[0]
         return out[:keep] if keep != run_batch.shape[0] else out
 
     # -- compute path --------------------------------------------------------------------------
@@ -420,10 +431,11 @@ class OnnxRuntimeBackend:
         session = self._require()[stream]
         assert self._info is not None and self._ort is not None
         run_batch, _ = fit_batch(batch, self._info)
-        x = self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(run_batch), self._device_type,
-                                                   self._device_id)
+        x = [self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), self._device_type, self._device_id)
+             for value in self._feeds(run_batch).values()]
         io = session.io_binding()
-        io.bind_ortvalue_input(self._info.input.name, x)
+        for name, value in zip(self._info.input_names, x, strict=True):
+            io.bind_ortvalue_input(name, value)
         for name in self._info.output_names:
             io.bind_output(name, self._device_type, self._device_id)
         session.run_with_iobinding(io)  # warm-up: ORT allocates the outputs once

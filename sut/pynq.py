@@ -47,7 +47,7 @@ from sut.base import (
     check_runtime_options,
 )
 from sut.finn_driver import FinnDriver, OverlayMetadata
-from sut.model_file import ModelInfo, refuse_batch
+from sut.model_file import ModelInfo, multi_input_refusal, refuse_batch
 
 DEVICES = ("fpga", "fake")
 SIMULATED_DEVICE = "fake-overlay (simulated timing: not FPGA performance)"
@@ -151,7 +151,7 @@ class PynqBackend:
     @classmethod
     def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:
         check_runtime_options(cls, options.runtime_options)
-        reason = check_exec_precision(cls, options)
+        reason = check_exec_precision(cls, options) or multi_input_refusal(cls.name, model)
         if reason:
             return reason
         device = parse_device(options.device)

@@ -76,6 +76,7 @@ from sut.model_file import (
     first_line,
     fit_batch,
     inspect_model,
+    multi_input_refusal,
     once_per_file_version,
     refuse_batch,
 )
@@ -529,7 +530,7 @@ class TensorRtBackend:
     @classmethod
     def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:
         check_runtime_options(cls, options.runtime_options)
-        reason = check_exec_precision(cls, options)
+        reason = check_exec_precision(cls, options) or multi_input_refusal(cls.name, model)
         if reason:
             return reason
         reason = cached_graph_refusal(model.path)

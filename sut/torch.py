@@ -42,7 +42,7 @@ from sut.base import (
     check_exec_precision,
     check_runtime_options,
 )
-from sut.model_file import ModelInfo, first_line, refuse_batch
+from sut.model_file import ModelInfo, first_line, multi_input_refusal, refuse_batch
 from sut.precision import HeavyOp, dtype_name, summarize
 from sut.torch_model import inspect, load_module, torch_dtype_name
 
@@ -214,7 +214,7 @@ class TorchBackend:
     @classmethod
     def supports(cls, model: ModelInfo, options: DeploymentOptions) -> str | None:
         check_runtime_options(cls, options.runtime_options)
-        reason = check_exec_precision(cls, options)
+        reason = check_exec_precision(cls, options) or multi_input_refusal(cls.name, model)
         if reason:
             return reason
         kind, _ = parse_device(options.device)

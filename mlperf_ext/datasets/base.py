@@ -52,13 +52,18 @@ class Dataset(ABC):
         of a point's key, so edited data is never mistaken for the data a stored row measured; and the
         samples that hold a NaN or an infinity are counted, since a model fed them answers with garbage."""
         digest = hashlib.sha256(f"{len(self)} {self.sample_shape} {np.dtype(self.dtype).str}".encode())
-        floating = np.issubdtype(np.dtype(self.dtype), np.inexact)
+        dtype = np.dtype(self.dtype)
+        fields = dtype.names or (None,)  # a record's float fields are scanned one by one
+        floats = [f for f in fields if np.issubdtype(dtype[f] if f else dtype, np.inexact)]
         count, first = 0, None
         for start in range(0, len(self), 4096):
             chunk = np.ascontiguousarray(self.load(np.arange(start, min(start + 4096, len(self)))))
             digest.update(chunk.tobytes())
-            if floating:
-                bad = ~np.isfinite(chunk.reshape(len(chunk), -1)).all(axis=1)
+            if floats:
+                bad = np.zeros(len(chunk), dtype=bool)
+                for f in floats:
+                    part = chunk[f] if f else chunk
+                    bad |= ~np.isfinite(part.reshape(len(chunk), -1)).all(axis=1)
                 if first is None and bad.any():
                     first = start + int(np.argmax(bad))
                 count += int(bad.sum())
@@ -72,7 +77,7 @@ class ArrayDataset(Dataset):
 
     def __init__(self, name: str, samples: np.ndarray, labels: np.ndarray | None = None,
                  description: str = ""):
-        if samples.ndim < 2:
+        if samples.ndim < 2 and not (samples.ndim == 1 and samples.dtype.names):
             raise DatasetError(f"dataset '{name}' must be an array of samples (N, ...), got shape "
                                f"{samples.shape}; fix: stack the samples along a first axis")
         if labels is not None:
@@ -110,3 +115,20 @@ class ArrayDataset(Dataset):
 
     def load(self, indices: np.ndarray) -> np.ndarray:
         return self._samples[np.asarray(indices, dtype=np.int64)]
+
+
+def record_dataset(name: str, arrays: dict[str, np.ndarray], labels: np.ndarray | None = None,
+                   description: str = "") -> ArrayDataset:
+    """Samples for a model with several inputs: one array per input name, each (N, ...), stored as numpy
+    records (a field per input) so that a batch is still one array the QSL gathers in one take."""
+    if not arrays:
+        raise DatasetError(f"dataset '{name}' holds no input arrays; fix: save one array per model input name")
+    counts = {key: (a.shape[0] if np.ndim(a) else 0) for key, a in arrays.items()}
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        raise DatasetError(f"dataset '{name}' input arrays hold different numbers of samples "
+                           f"({', '.join(f'{k}: {n}' for k, n in counts.items())}); fix: give every input the same N")
+    dtype = np.dtype([(key, a.dtype, a.shape[1:]) for key, a in arrays.items()])
+    records = np.empty(next(iter(counts.values())), dtype=dtype)
+    for key, a in arrays.items():
+        records[key] = a
+    return ArrayDataset(name, records, labels, description)

@@ -51,7 +51,7 @@ from sut.base import DeploymentOptions
 from sut.registry import create_backend
 from tiers.runner import layout, modes
 from tiers.runner.compute import COMPUTE_SECONDS, ComputeTiming, latency_stats_ms, measure_compute, spread_of
-from tiers.runner.validate import check_shapes
+from tiers.runner.validate import check_inputs
 
 #: TestSettings fields the harness may fill when the user did not, and the user.conf keys that set them
 AUTO_FIELDS_FROM_CONF = {
@@ -186,7 +186,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
         operating_mode=modes.backend_hint(task.mode), exec_precision=point.exec_precision,
         runtime_options=dict(point.runtime_options)))
     if getattr(backend, "runs_model", True):  # the null backend runs no model and takes anything
-        check_shapes(dataset, backend.input_spec())
+        check_inputs(dataset, backend.input_specs() if hasattr(backend, "input_specs") else (backend.input_spec(),))
     library = SampleLibrary(dataset)
     probe = task.role == "probe"
     meter = open_meter(point.power) if not probe else None

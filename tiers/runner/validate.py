@@ -51,7 +51,41 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-def check_shapes(dataset: Dataset, spec: TensorSpec) -> None:
+def check_inputs(dataset: Dataset, specs: tuple[TensorSpec, ...]) -> None:
+    """The dataset's samples must be what the model's inputs take: for one input, the samples themselves; for
+    several, records with a field per input name (dynamic dims match anything)."""
+    fields = np.dtype(dataset.dtype).names
+    if len(specs) == 1 and not fields:
+        check_shapes(dataset, specs[0])
+        return
+    names = [spec.name for spec in specs]
+    if not fields:
+        raise DatasetError(f"dataset '{dataset.name}' holds one array per sample but the model takes {len(specs)} inputs "
+                           f"({', '.join(names)}); fix: give one array per input name (an .npz file, or inputs/<name>.npy)")
+    missing = [n for n in names if n not in fields]
+    extra = [f for f in fields if f not in names]
+    if missing or extra:
+        raise DatasetError(f"dataset '{dataset.name}' arrays ({', '.join(fields)}) do not match the model inputs "
+                           f"({', '.join(names)}): " + "; ".join(filter(None, [
+                               f"missing {', '.join(missing)}" if missing else "",
+                               f"not inputs: {', '.join(extra)}" if extra else ""])) + "; fix: name one array after each "
+                           "model input")
+    dtype = np.dtype(dataset.dtype)
+    for spec in specs:
+        field = dtype[spec.name]
+        check_shapes(_FieldView(f"{dataset.name}[{spec.name}]", field.shape, field.base), spec)
+
+
+@dataclass(frozen=True)
+class _FieldView:
+    """One field of a record dataset, as check_shapes reads a dataset."""
+
+    name: str
+    sample_shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def check_shapes(dataset: Dataset | _FieldView, spec: TensorSpec) -> None:
     """The dataset's samples must be what the model's input takes (dynamic dims match anything)."""
     want = tuple(spec.shape[1:])
     have = tuple(dataset.sample_shape)
@@ -171,7 +205,7 @@ class PointValidator:
         if getattr(backend, "runs_model", True):  # the null backend runs no model: only the harness is measured
             info = self.model(point.model, backend)
             refuse_batch(info, point.batch)
-            check_shapes(dataset, info.input)
+            check_inputs(dataset, info.inputs)
         return backend
 
     @staticmethod
