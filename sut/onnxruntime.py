@@ -251,6 +251,7 @@ class OnnxRuntimeBackend:
         self._threads: list[int | None] = []
         self._precision = ("", "")
         self._graph_changes: dict = {}
+        self._single_input: str | None = None  # the input's name when the model has one (records otherwise)
 
     # -- facts ---------------------------------------------------------------------------------
     @staticmethod
@@ -308,6 +309,7 @@ class OnnxRuntimeBackend:
         self.check_device(options.device)
         providers: list = [(p, provider_options(p, device_id)) if p != "CPUExecutionProvider" else p for p in wanted]
         self._ort, self._info, self._options = ort, info, options
+        self._single_input = info.input.name if len(info.inputs) == 1 else None
         self._device_type, self._device_id = device_type, device_id
         self._threads = split_threads(options.threads, options.streams)
         with tempfile.TemporaryDirectory() as scratch:
@@ -423,7 +425,8 @@ class OnnxRuntimeBackend:
         assert self._info is not None
         run_batch, keep = fit_batch(batch, self._info)
         # every output is fetched: asking for the first alone would let ORT prune the nodes of the others
-        out = session.run(None, self._feeds(run_batch))[0]
+        name = self._single_input  # one dict literal on the common path, as before records existed
+        out = session.run(None, {name: run_batch} if name else self._feeds(run_batch))[0]
         return out[:keep] if keep != run_batch.shape[0] else out
 
     # -- compute path --------------------------------------------------------------------------
