@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gpu_check import Budget, Report, _fmt, row_figures, run_cmd  # noqa: E402  (after the path)
+from gpu_common import Budget, Report, _fmt, row_figures, run_cmd  # noqa: E402  (after the path)
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 SCENARIOS = ("Offline", "SingleStream", "MultiStream", "Server")
