@@ -142,3 +142,16 @@ def check_exec_precision(backend_cls, options: DeploymentOptions) -> str | None:
         return None
     return (f"{backend_cls.name} cannot execute in '{wanted}' (it accepts {', '.join(accepted)}); fix: use "
             f"--exec-precision {MODEL_PRECISION} or a variant built in that precision")
+
+
+def split_device(device: str, backend: str, kinds) -> tuple[str, int]:
+    """'cuda:1' -> ('cuda', 1), 'cpu' -> ('cpu', 0), for a backend whose devices are `kinds` (one CPU, GPUs by
+    index); anything else is bad input, in one line."""
+    kind, _, index = device.lower().partition(":")
+    if kind not in kinds:
+        raise ConfigError(f"{backend} has no device '{device}'; fix: use one of {', '.join(kinds)} (a GPU as kind:N)")
+    if index and not index.isdigit():
+        raise ConfigError(f"device index in '{device}' is not a number; fix: use e.g. {kind}:0")
+    if kind == "cpu" and index not in ("", "0"):
+        raise ConfigError(f"{backend} has one CPU device, not '{device}'; fix: use --device cpu")
+    return kind, int(index or 0)

@@ -46,6 +46,7 @@ from sut.base import (
     TensorSpec,
     check_exec_precision,
     check_runtime_options,
+    split_device,
 )
 from sut.model_file import (
     ModelInfo,
@@ -77,14 +78,7 @@ HEAVY_KERNELS = {"Conv", "FusedConv", "NhwcFusedConv", "Gemm", "FusedGemm", "Mat
 
 def _parse_device(device: str) -> tuple[str, int]:
     """'cuda:1' -> ('cuda', 1); 'cpu' -> ('cpu', 0)."""
-    kind, _, index = device.lower().partition(":")
-    if kind not in _DEVICES:
-        raise ConfigError(f"onnxruntime has no device '{device}'; fix: use one of {', '.join(_DEVICES)}")
-    if index and not index.isdigit():
-        raise ConfigError(f"device index in '{device}' is not a number; fix: use e.g. {kind}:0")
-    if kind == "cpu" and index not in ("", "0"):
-        raise ConfigError(f"onnxruntime has one CPU device, not '{device}'; fix: use --device cpu")
-    return kind, int(index or 0)
+    return split_device(device, "onnxruntime", tuple(_DEVICES))
 
 
 def confirm_gpu(index: int) -> None:

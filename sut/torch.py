@@ -41,6 +41,7 @@ from sut.base import (
     TensorSpec,
     check_exec_precision,
     check_runtime_options,
+    split_device,
 )
 from sut.model_file import ModelInfo, first_line, multi_input_refusal, refuse_batch
 from sut.precision import HeavyOp, dtype_name, summarize
@@ -59,14 +60,7 @@ _CUDA_FIX = "run on a host with an NVIDIA GPU and a CUDA build of torch, or use 
 
 def parse_device(device: str) -> tuple[str, int]:
     """'cuda:1' -> ('cuda', 1); 'cpu' -> ('cpu', 0); anything else is bad input."""
-    kind, _, index = device.lower().partition(":")
-    if kind not in ("cpu", "cuda"):
-        raise ConfigError(f"the torch backend has no device '{device}'; fix: use --device cpu or --device cuda[:N]")
-    if index and not index.isdigit():
-        raise ConfigError(f"device index in '{device}' is not a number; fix: use e.g. {kind}:0")
-    if kind == "cpu" and index not in ("", "0"):
-        raise ConfigError(f"torch runs on one CPU device, not '{device}'; fix: use --device cpu")
-    return kind, int(index or 0)
+    return split_device(device, "torch", ("cpu", "cuda"))
 
 
 def _torch():
