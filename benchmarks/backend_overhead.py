@@ -140,10 +140,10 @@ def plain_step(backend_name: str, model_path: Path, threads: int):
     if backend_name == "torch":
         import torch
 
-        from sut.torch_model import inspect, load_module
+        from sut.torch_model import open_model
 
         torch.set_num_threads(threads)
-        module = load_module(inspect(model_path))[0]
+        module = open_model(model_path)[1]
 
         def step(x):
             with torch.inference_mode():

@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from gpu_common import Budget, Report, _fmt, row_figures, run_cmd  # noqa: E402  (after the path)
+import gpu_torch  # noqa: E402  (after the path)
+from gpu_common import Budget, Report, _fmt, row_figures, run_cmd  # noqa: E402
 
 SCENARIOS = ("Offline", "SingleStream", "MultiStream", "Server")
 VARIANTS = ("fp32", "fp16", "int8")
@@ -505,8 +506,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-pytest", action="store_true", help="do not run pytest -m gpu")
     parser.add_argument("--torch-budget-s", type=float, default=330.0,
                         help="seconds of the budget the torch sections may use (330); TensorRT's get the rest")
-    import gpu_torch
-
     gpu_torch.add_arguments(parser)
     args = parser.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v]
@@ -527,8 +526,6 @@ def main(argv: list[str] | None = None) -> int:
     if "torch" in missing or "mlperf_loadgen" in missing:
         rep.skip("torch sections", "missing " + ", ".join(missing[m] for m in ("torch", "mlperf_loadgen") if m in missing))
     else:
-        import gpu_torch
-
         gpu_torch.run(rep, Budget(min(args.torch_budget_s, budget.left())), args)
     needs = [m for m in ("tensorrt", "cuda.bindings", "mlperf_loadgen", "onnxruntime") if m in missing]
     if needs:

@@ -163,10 +163,10 @@ def native_loop(model: Path, dataset: str, device: str, precision: str, batch: i
 
     from mlperf_ext.datasets import open_dataset
     from sut.torch import CAST_DTYPES, set_tf32
-    from sut.torch_model import inspect, load_module
+    from sut.torch_model import open_model
 
     set_tf32(torch, precision == "tf32")
-    module = load_module(inspect(model))[0]
+    module = open_model(model)[1]
     dtype = getattr(torch, CAST_DTYPES[precision])
     target = torch.device(device)
     module = module.to(dtype).to(target)

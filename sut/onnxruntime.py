@@ -410,8 +410,8 @@ class OnnxRuntimeBackend:
         return self._info.inputs
 
     def _feeds(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        info = self._info
-        return split_record(batch, info.input_names) if len(info.inputs) > 1 else {info.input.name: batch}
+        name = self._single_input
+        return {name: batch} if name else split_record(batch, self._info.input_names)
 
     # -- system path ---------------------------------------------------------------------------
     def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
@@ -419,8 +419,7 @@ class OnnxRuntimeBackend:
         assert self._info is not None
         run_batch, keep = fit_batch(batch, self._info)
         # every output is fetched: asking for the first alone would let ORT prune the nodes of the others
-        name = self._single_input  # one dict literal on the common path, as before records existed
-        out = session.run(None, {name: run_batch} if name else self._feeds(run_batch))[0]
+        out = session.run(None, self._feeds(run_batch))[0]
         return out[:keep] if keep != run_batch.shape[0] else out
 
     # -- compute path --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from mlperf_ext.errors import BackendUnavailable, ConfigError, ModelError
+from mlperf_ext.errors import ConfigError, ModelError
 from sut.base import (
     MODEL_PRECISION,
     BackendDescription,
@@ -45,7 +45,7 @@ from sut.base import (
 )
 from sut.model_file import ModelInfo, first_line, multi_input_refusal, refuse_batch
 from sut.precision import HeavyOp, dtype_name, summarize
-from sut.torch_model import inspect, load_module, torch_dtype_name
+from sut.torch_model import inspect, open_model, require_torch, torch_dtype_name
 
 #: --exec-precision -> the torch dtype name the weights and input are cast to ("model": keep the stored one)
 CAST_DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -61,14 +61,6 @@ _CUDA_FIX = "run on a host with an NVIDIA GPU and a CUDA build of torch, or use 
 def parse_device(device: str) -> tuple[str, int]:
     """'cuda:1' -> ('cuda', 1); 'cpu' -> ('cpu', 0); anything else is bad input."""
     return split_device(device, "torch", ("cpu", "cuda"))
-
-
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:
-        raise BackendUnavailable("torch", "torch", detail=str(exc)) from exc
-    return torch
 
 
 def tf32_switches(torch) -> dict[str, str]:
@@ -196,7 +188,7 @@ class TorchBackend:
         kind, index = parse_device(device)
         if kind == "cpu":
             return
-        torch = _torch()
+        torch = require_torch()
         if torch.version.cuda is None:
             raise ConfigError(f"torch {torch.__version__} here is a CPU build, so --device {device} cannot run; "
                               f"fix: {_CUDA_FIX}")
@@ -224,9 +216,9 @@ class TorchBackend:
 
     # -- loading -------------------------------------------------------------------------------
     def load(self, model_path: Path, options: DeploymentOptions) -> None:
-        torch = _torch()
+        torch = require_torch()
         kind, index = parse_device(options.device)
-        info = inspect(model_path)
+        info, module, self._made_by = open_model(model_path)
         refuse_batch(info, options.max_batch)
         reason = self.supports(info, options)
         if reason:
@@ -237,7 +229,6 @@ class TorchBackend:
         if options.threads is not None:  # per calling thread: each stream's forward runs with this many
             torch.set_num_threads(max(1, options.threads // options.streams))
         set_tf32(torch, options.exec_precision == "tf32")
-        module, self._made_by = load_module(info)
         for p in module.parameters():
             p.requires_grad_(False)
         cast = CAST_DTYPES.get(options.exec_precision)

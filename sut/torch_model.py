@@ -2,7 +2,7 @@
 onnx2torch.
 
 The runner checks a model before anything runs (`inspect`: its one input, batch dimension, dtype, the float
-precision of its weights); the backend then builds the callable module (`load_module`). An ExportedProgram
+precision of its weights); the backend reads the file once more into its facts and the callable module (`open_model`). An ExportedProgram
 carries its input's shape and dtype in its graph (`torch.export.save`; a batch exported with
 `torch.export.Dim` reads as dynamic). An ONNX file is read by `sut.model_file.inspect_model` and converted
 with onnx2torch, which imports torchvision: a torchvision built for another torch (PyPI's CUDA torchvision
@@ -31,7 +31,8 @@ def torch_dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _require_torch():
+def require_torch():
+    """The torch module, or BackendUnavailable naming the `torch` extra."""
     try:
         import torch
     except ImportError as exc:
@@ -40,7 +41,7 @@ def _require_torch():
 
 
 def _load_program(path: Path):
-    torch = _require_torch()
+    torch = require_torch()
     try:
         return torch.export.load(str(path))
     except Exception as exc:  # zipfile.BadZipFile, RuntimeError, KeyError...: all mean "no ExportedProgram"
@@ -78,9 +79,8 @@ def _weight_census(program) -> tuple[str, tuple[str, ...]]:
     return precision, tuple(sorted(types))
 
 
-def inspect_program(path: Path) -> ModelInfo:
+def program_info(program, path: Path) -> ModelInfo:
     """The facts the runner checks, read from an ExportedProgram's graph and weights."""
-    program = _load_program(path)
     precision, types = _weight_census(program)
     ops = Counter(str(n.target) for n in program.graph.nodes if n.op == "call_function")
     return ModelInfo(path=path, input=_input_of_program(program, path),
@@ -92,7 +92,7 @@ def inspect(path: Path | str) -> ModelInfo:
     """A model's facts for the torch backend; one line naming the fix for a file it cannot read."""
     p = check_model_path(path)
     if p.suffix == ".pt2":
-        return inspect_program(p)
+        return program_info(_load_program(p), p)
     if p.suffix == ".onnx":
         return inspect_model(p)
     raise ModelError(f"the torch backend reads {' or '.join(SUFFIXES)} files, not '{p.name}'; fix: save the model "
@@ -111,11 +111,13 @@ def onnx2torch_module():
     return onnx2torch
 
 
-def load_module(info: ModelInfo) -> tuple[Any, str]:
-    """(a callable torch module, how it was made) for the model `info` describes."""
-    if info.path.suffix == ".pt2":
-        torch = _require_torch()
-        return _load_program(info.path).module(), f"torch.export program (torch {torch.__version__})"
+def open_model(path: Path | str) -> tuple[ModelInfo, Any, str]:
+    """(the model's facts, a callable torch module, how it was made), reading the file once."""
+    p = check_model_path(path)
+    if p.suffix == ".pt2":
+        program = _load_program(p)
+        return program_info(program, p), program.module(), f"torch.export program (torch {require_torch().__version__})"
+    info = inspect(p)  # an ONNX file; any other suffix is refused in one line
     onnx2torch = onnx2torch_module()
     from importlib import metadata
 
@@ -125,7 +127,7 @@ def load_module(info: ModelInfo) -> tuple[Any, str]:
         raise ModelError(f"onnx2torch cannot convert {info.path.name}: {first_line(exc)}; fix: export the model from "
                          "torch as a .pt2 program (torch.export.save), or simplify its ONNX graph") from exc
     module.eval()
-    return module, f"onnx2torch {metadata.version('onnx2torch')} from ONNX"
+    return info, module, f"onnx2torch {metadata.version('onnx2torch')} from ONNX"
 
 
 def export_program(module, sample, path: Path, onnx_twin: Path | None = None, max_batch: int = 1 << 16) -> Path:
@@ -136,7 +138,7 @@ def export_program(module, sample, path: Path, onnx_twin: Path | None = None, ma
     file's metadata is the JSON of the same stem."""
     import json
 
-    torch = _require_torch()
+    torch = require_torch()
     from mlperf_ext.config import file_sha256
 
     path = Path(path)
