@@ -380,6 +380,12 @@ class ResponseSlots:
         lg.QuerySamplesComplete(self._first)
 
 
+def complete_payloads(ids: Sequence[int], payloads: Sequence[np.ndarray]) -> None:
+    """Complete samples with payloads of any size, one contiguous array each (a task's responses). LoadGen copies
+    the bytes inside QuerySamplesComplete, so the arrays need to live only until this returns."""
+    lg.QuerySamplesComplete([lg.QuerySampleResponse(sid, p.ctypes.data, p.nbytes) for sid, p in zip(ids, payloads)])
+
+
 def complete_empty(ids: Sequence[int]) -> None:
     """Complete samples without a payload (used when the SUT failed on them)."""
     lg.QuerySamplesComplete([lg.QuerySampleResponse(sid, 0, 0) for sid in ids])

@@ -125,12 +125,13 @@ class ComputeFigures:
 
 @dataclass
 class AccuracyFigures:
-    """Top-1 over the accuracy log, scored as MLPerf's accuracy script scores it."""
+    """The task's score of the accuracy log, as MLPerf's accuracy script for that task scores it."""
 
     value: float | None = column(name="accuracy")
     good: int | None = None
     total: int | None = None
-    line: str | None = None  # accuracy=XX.XXX%, good=N, total=M
+    line: str | None = None  # the script's line: accuracy=XX.XXX%, good=N, total=M (top1); mAP=XX.XXX% (mAP)
+    metric: str | None = None  # what value is: top1 | mAP (None: top1, rows stored before tasks existed)
 
 
 @dataclass

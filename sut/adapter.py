@@ -2,8 +2,11 @@
 
 `run_batch` is the whole system path of one batch: gather the loaded samples, run the backend,
 reduce logits to the top-1 class and complete the samples with it (a little-endian int32 each, what
-the accuracy log and TEST01 read), through the stream's reusable responses (loadgen.ResponseSlots). A failure completes the samples empty and is recorded, never raised: an
-exception escaping into LoadGen aborts the process.
+the accuracy log and TEST01 read), through the stream's reusable responses (loadgen.ResponseSlots). That
+is the classification task's path. `TaskAdapter` is the path of a task that reads every output by name
+(tasks/): the backend's `infer_outputs`, then the task's payloads, one per sample, of any size.
+A failure completes the samples empty and is recorded, never raised: an exception escaping into LoadGen
+aborts the process.
 """
 
 from __future__ import annotations
@@ -101,3 +104,45 @@ class SutAdapter:
             self.errors.record(exc, "complete(stream 0)")
             return
         self._ones += 1
+
+
+class TaskAdapter(SutAdapter):
+    """The adapter of a task that reads every output by name (`Task.named_outputs`): each batch runs through
+    `backend.infer_outputs`, and the task turns the outputs into each sample's payload. The same counts, checks
+    and failure handling as the classification path."""
+
+    def __init__(self, backend: Backend, library: SampleLibrary, errors: loadgen.CallbackErrors, task):
+        super().__init__(backend, library, errors)
+        self._infer_outputs, self._payloads = backend.infer_outputs, task.payloads
+
+    def run_batch(self, ids: Sequence[int], indices: Sequence[int], stream: int = 0) -> None:
+        n = len(ids)
+        try:
+            sizes = self._sizes.get(stream)
+            if sizes is None:  # first batch of this stream (only this stream's thread writes its keys)
+                sizes = self._sizes[stream] = {}
+            outputs = self._infer_outputs(self._gather(indices), stream)
+            short = {name: len(value) for name, value in outputs.items() if len(value) != n}
+            if short:  # a payload would be read past its output
+                raise ValueError(f"backend returned {short} results for {n} samples")
+            payloads = self._payloads(outputs, indices)
+        except BaseException as exc:  # noqa: BLE001 - recorded, samples still completed
+            self.errors.record(exc, f"infer(stream {stream})")
+            loadgen.complete_empty(ids)
+            return
+        try:
+            loadgen.complete_payloads(ids, payloads)
+        except BaseException as exc:  # noqa: BLE001 - a dead stream would stall the run until the watchdog
+            self.errors.record(exc, f"complete(stream {stream})")
+            return
+        sizes[n] = sizes.get(n, 0) + 1
+
+    def run_one(self, sample_id: int, index: int) -> None:
+        self.run_batch([sample_id], [index], 0)
+
+
+def make_adapter(backend: Backend, library: SampleLibrary, errors: loadgen.CallbackErrors, task) -> SutAdapter:
+    """The adapter for a task: the first-output top-1 path, or the named-outputs path."""
+    if getattr(task, "named_outputs", False):
+        return TaskAdapter(backend, library, errors, task)
+    return SutAdapter(backend, library, errors)

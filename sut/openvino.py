@@ -362,6 +362,17 @@ class OpenVinoBackend:
         request.infer()
         return request.get_output_tensor(0).data[:keep].copy()  # the request reuses its output buffer
 
+    def infer_outputs(self, batch: np.ndarray, stream: int = 0) -> dict[str, np.ndarray]:
+        """System path of a task that reads every output: `infer`, with each output by its name."""
+        self._require()
+        assert self._info is not None
+        run_batch, keep = fit_batch(batch, self._info)
+        request = self._requests[stream]
+        held = self._set_inputs(request, run_batch, shared=True)  # noqa: F841 - alive until infer() returns
+        request.infer()
+        return {name: request.get_output_tensor(k).data[:keep].copy()  # the request reuses its output buffers
+                for k, name in enumerate(self._info.output_names)}
+
     # -- compute path --------------------------------------------------------------------------
     def compute_step(self, batch: np.ndarray, stream: int = 0) -> ComputeStep:
         self._require()
