@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -43,6 +44,11 @@ class Dataset(ABC):
         """int64 class index per sample, or None when the dataset carries no labels."""
         return None
 
+    @property
+    def annotations(self) -> dict | None:
+        """COCO-format annotations (image k describes sample k) for the detection task, or None."""
+        return None
+
     @abstractmethod
     def load(self, indices: np.ndarray) -> np.ndarray:
         """Samples at `indices`, stacked: shape (len(indices), *sample_shape)."""
@@ -69,6 +75,8 @@ class Dataset(ABC):
                 count += int(bad.sum())
         if self.labels is not None:
             digest.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
+        if self.annotations is not None:  # only then: the hash of a dataset without them is what it always was
+            digest.update(json.dumps(self.annotations, sort_keys=True).encode())
         return DatasetScan(digest.hexdigest(), count, first)
 
 
@@ -76,7 +84,7 @@ class ArrayDataset(Dataset):
     """Samples already in memory as one array (what the small shipped datasets use)."""
 
     def __init__(self, name: str, samples: np.ndarray, labels: np.ndarray | None = None,
-                 description: str = ""):
+                 description: str = "", annotations: dict | None = None):
         if samples.ndim < 2 and not (samples.ndim == 1 and samples.dtype.names):
             raise DatasetError(f"dataset '{name}' must be an array of samples (N, ...), got shape "
                                f"{samples.shape}; fix: stack the samples along a first axis")
@@ -93,6 +101,7 @@ class ArrayDataset(Dataset):
         self.description = description
         self._samples = samples
         self._labels = labels
+        self._annotations = annotations
 
     def __len__(self) -> int:
         return int(self._samples.shape[0])
@@ -110,6 +119,10 @@ class ArrayDataset(Dataset):
         return self._labels
 
     @property
+    def annotations(self) -> dict | None:
+        return self._annotations
+
+    @property
     def samples(self) -> np.ndarray:
         return self._samples
 
@@ -118,7 +131,7 @@ class ArrayDataset(Dataset):
 
 
 def record_dataset(name: str, arrays: dict[str, np.ndarray], labels: np.ndarray | None = None,
-                   description: str = "") -> ArrayDataset:
+                   description: str = "", annotations: dict | None = None) -> ArrayDataset:
     """Samples for a model with several inputs: one array per input name, each (N, ...), stored as numpy
     records (a field per input) so that a batch is still one array the QSL gathers in one take."""
     if not arrays:
@@ -131,4 +144,4 @@ def record_dataset(name: str, arrays: dict[str, np.ndarray], labels: np.ndarray 
     records = np.empty(next(iter(counts.values())), dtype=dtype)
     for key, a in arrays.items():
         records[key] = a
-    return ArrayDataset(name, records, labels, description)
+    return ArrayDataset(name, records, labels, description, annotations)

@@ -1,7 +1,8 @@
 """Registers the datasets that ship inside installed wheels, so `open_dataset("mnist")` works offline.
 
 Names: `mnist` / `mnist-train` (flattened float32 784, for MLPs), `mnist32` / `mnist32-train`
-(MNIST zero-padded to 1x32x32, for CNV-style CNNs), `digits` / `digits-train` (sklearn 8x8 digits).
+(MNIST zero-padded to 1x32x32, for CNV-style CNNs), `digits` / `digits-train` (sklearn 8x8 digits), and `shapes`
+(synthetic scenes of coloured squares with COCO annotations, for the detection task; mlperf_ext.zoo.detector).
 The un-suffixed name is always the held-out split (seed 0, 20 %); see mnist.py and digits.py.
 """
 
@@ -44,3 +45,15 @@ register_builtin("mnist32", lambda: _mnist("mnist32", True, cnv_input, _PADDED))
 register_builtin("mnist32-train", lambda: _mnist("mnist32-train", False, cnv_input, _PADDED))
 register_builtin("digits", lambda: _digits("digits", True))
 register_builtin("digits-train", lambda: _digits("digits-train", False))
+
+
+def _shapes() -> ArrayDataset:
+    from mlperf_ext.zoo.detector import HELD_OUT, SIDE, shapes_scenes
+
+    n, seed = HELD_OUT
+    images, coco = shapes_scenes(n, seed)
+    return ArrayDataset("shapes", images, None, f"synthetic scenes of 1-4 coloured squares, 3x{SIDE}x{SIDE} float32, "
+                        f"COCO annotations ({n} images, seed {seed}); made here, not real images", coco)
+
+
+register_builtin("shapes", _shapes)

@@ -2,7 +2,8 @@
 
 Two layouts (never with pickles):
 - an `.npz` file (numpy.savez) whose arrays are named after the model's inputs, plus an optional `labels`;
-- a directory with an `inputs/` folder of `<input name>.npy` arrays, plus an optional `labels.npy` beside it.
+- a directory with an `inputs/` folder of `<input name>.npy` arrays, plus an optional `labels.npy` (and a
+  COCO `annotations.json` for the detection task) beside it.
 
 Each array holds every sample (N, ...). The samples become numpy records, a field per input
 (`record_dataset`), checked against the model's inputs by name, shape and dtype before anything runs.
@@ -40,7 +41,7 @@ def open_npz(path: Path) -> ArrayDataset:
 
 def open_inputs_dir(directory: Path) -> ArrayDataset:
     """A directory whose `inputs/` folder holds one `<input name>.npy` per model input."""
-    from mlperf_ext.datasets.npy_dir import _load_npy
+    from mlperf_ext.datasets.npy_dir import _load_npy, read_annotations
 
     files = sorted((directory / "inputs").glob("*.npy"))
     if not files:
@@ -49,4 +50,5 @@ def open_inputs_dir(directory: Path) -> ArrayDataset:
     arrays = {f.stem: _load_npy(f) for f in files}
     labels_path = directory / "labels.npy"
     labels = _checked_labels(_load_npy(labels_path), str(labels_path)) if labels_path.exists() else None
-    return record_dataset(directory.name, arrays, labels, f".npy inputs {directory} ({', '.join(arrays)})")
+    return record_dataset(directory.name, arrays, labels, f".npy inputs {directory} ({', '.join(arrays)})",
+                          read_annotations(directory))

@@ -4,10 +4,12 @@ Two layouts are accepted (never with pickles):
 - `samples.npy` holding all samples (N, ...) plus optional `labels.npy` (N,) of integers;
 - one `<name>.npy` file per sample plus `labels.txt` / `val_map.txt` whose lines are `<name>.npy <label>`
   (MLPerf's val_map layout); without a labels file the files are taken in sorted order, unlabelled.
+Either may hold COCO-format `annotations.json` (image k describes sample k), which the detection task scores.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,26 @@ def _read_label_map(path: Path) -> list[tuple[str, int]]:
     return entries
 
 
+#: COCO-format annotations beside the samples (the detection task scores against them)
+ANNOTATIONS = "annotations.json"
+
+
+def read_annotations(directory: Path) -> dict | None:
+    """The directory's annotations.json, or None when it has none."""
+    path = directory / ANNOTATIONS
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path} is not readable JSON ({exc}); fix: save COCO-format annotations (images, "
+                           "annotations, categories) with json.dump") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path} is not a JSON object; fix: save COCO-format annotations (images, annotations, "
+                           "categories)")
+    return data
+
+
 class NpyDirDataset(Dataset):
     """A directory of preprocessed `.npy` samples; loads lazily, one file per sample."""
 
@@ -54,6 +76,7 @@ class NpyDirDataset(Dataset):
         self._inner: ArrayDataset | None = None
         self._files: list[Path] = []
         self._labels: np.ndarray | None = None
+        self._annotations = read_annotations(self.directory)
         whole = self.directory / "samples.npy"
         if whole.exists():
             samples = _load_npy(whole)
@@ -62,7 +85,7 @@ class NpyDirDataset(Dataset):
             if labels is not None and np.issubdtype(labels.dtype, np.integer) and labels.size and labels.min() < 0:
                 raise DatasetError(f"{labels_path} holds a negative label ({int(labels.min())}); fix: store "
                                    "class indices >= 0")
-            self._inner = ArrayDataset(self.name, samples, labels, self.description)
+            self._inner = ArrayDataset(self.name, samples, labels, self.description, self._annotations)
             return
         label_file = next((self.directory / n for n in ("val_map.txt", "labels.txt")
                            if (self.directory / n).exists()), None)
@@ -96,6 +119,10 @@ class NpyDirDataset(Dataset):
     @property
     def labels(self) -> np.ndarray | None:
         return self._inner.labels if self._inner is not None else self._labels
+
+    @property
+    def annotations(self) -> dict | None:
+        return self._annotations
 
     def load(self, indices: np.ndarray) -> np.ndarray:
         if self._inner is not None:
