@@ -54,6 +54,7 @@ class RunPoint:
     loadgen_trace: bool = False  # LoadGen's trace log, for every sample's latency (LoadGen's IO thread writes it)
     power: str = "none"  # the power meter (mlperf_ext.power.open_meter spec) sampled during the LoadGen run
     allow_nonfinite: bool = False  # run accuracy/submission on a dataset with NaN/Inf; permits, not part of the key
+    task: str = "classification"  # what the outputs mean and how they are scored (tasks/: classification, detection, raw)
 
     def __post_init__(self):
         if self.scenario not in SCENARIO_NAMES:
@@ -74,6 +75,8 @@ class RunPoint:
         for name in ("loadgen_trace", "allow_nonfinite"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}; fix: {name}: true")
+        if not isinstance(self.task, str) or not self.task:
+            raise ConfigError(f"task must be a task name, got {self.task!r}; fix: e.g. task: detection")
         if not isinstance(self.runtime_options, dict):
             raise ConfigError(f"runtime_options must be a mapping, got {self.runtime_options!r}; fix: write "
                               "runtime_options: {graph_optimization_level: basic}")
@@ -107,6 +110,8 @@ class RunPoint:
         data = self.to_dict()
         data.pop("timeout_s")
         data.pop("allow_nonfinite")  # lets a run go ahead; the run it allows is the same run
+        if data["task"] == "classification":  # the default: keys of classifier points are those stored before tasks
+            data.pop("task")
         data["model_sha256"] = file_sha256(Path(self.model)) if Path(self.model).is_file() else None
         data["user_conf_sha256"] = (file_sha256(Path(self.user_conf))
                                     if self.user_conf and Path(self.user_conf).is_file() else None)
@@ -126,6 +131,8 @@ class RunPoint:
             parts.append(self.operating_mode)
         if self.exec_precision != "model":
             parts.append(f"exec {self.exec_precision}")
+        if self.task != "classification":
+            parts.append(self.task)
         parts.extend(f"{k}={v}" for k, v in sorted(self.runtime_options.items()))
         if self.audit_config:
             parts.append("audit")
@@ -170,7 +177,7 @@ SPEC_AXES = {
     "exec_precisions": "exec_precision", "exec_precision": "exec_precision",
 }
 SPEC_SCALARS = {"profile", "platform", "user_conf", "settings", "max_wait_us", "mlperf_model", "timeout_s",
-                "runtime_options", "power", "loadgen_trace", "allow_nonfinite"}
+                "runtime_options", "power", "loadgen_trace", "allow_nonfinite", "task"}
 SPEC_KEYS = set(SPEC_AXES) | SPEC_SCALARS
 
 

@@ -43,6 +43,15 @@ def _point(result: PointResult, name: str, default=""):
     return default if result.point is None else getattr(result.point, name)
 
 
+def _accuracy(r) -> str:
+    """The score in %, with its metric where it is not top-1 (a detector's mAP is no top-1)."""
+    acc = r.accuracy
+    if not acc or acc.value is None:
+        return _num(None, ".2f")
+    shown = _num(100 * acc.value, ".2f")
+    return shown if acc.metric in (None, "top1") else f"{shown} {acc.metric}"
+
+
 def _deployment(r: PointResult) -> str:
     if r.point is None:
         return ""
@@ -73,8 +82,7 @@ RESULT_COLUMNS: Sequence[Column] = (
     ("mode", lambda r: str(_point(r, "mode")), "left", 8),
     ("b/t/s", _deployment, "left", 4),
     ("result", verdict, "left", 1),
-    ("accuracy", lambda r: _num(None if not r.accuracy or r.accuracy.value is None else 100 * r.accuracy.value, ".2f"),
-     "right", 3),
+    ("accuracy", lambda r: _accuracy(r), "right", 3),
     ("system/s", lambda r: _num(r.system.throughput if r.system else None, ",.0f"), "right", 2),
     ("sys p90 ms", lambda r: _num(r.system.lat_p90_ms if r.system else None, ".3f"), "right", 5),
     ("compute/s", lambda r: _num(r.compute.throughput if r.compute else None, ",.0f"), "right", 2),

@@ -13,7 +13,7 @@ from mlperf_ext.errors import ConfigError
 #: `run` options that describe one point; with a spec file they belong in the spec
 POINT_OPTIONS = ("model", "dataset", "backend", "scenario", "mode", "batch", "threads", "streams", "device",
                  "operating_mode", "platform", "user_conf", "setting", "max_wait_us", "exec_precision", "runtime_option",
-                 "power", "loadgen_trace", "allow_nonfinite")
+                 "power", "loadgen_trace", "allow_nonfinite", "task")
 
 
 def _option(text: str) -> tuple[str, str]:
@@ -117,6 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--exec-precision", default=None,
                      help="precision the runtime executes in: model (default: the model's own), fp32, bf16, fp16; "
                           "refused where the runtime or device cannot honour it")
+    run.add_argument("--task", default=None, help="what the outputs mean: classification (default: top-1 of the first "
+                     "output), detection (boxes/scores/classes, mAP by pycocotools) or raw (outputs stored, no score)")
     run.add_argument("--runtime-option", type=_option, action="append", metavar="KEY=VALUE",
                      help="a backend's own option, e.g. graph_optimization_level=basic for onnxruntime (repeatable)")
     run.add_argument("--platform", default=None, help="platform catalog name for level-0 comparisons (host)")

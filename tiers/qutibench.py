@@ -286,7 +286,8 @@ def record_of(result: PointResult, catalog=None, default_mode: str | None = None
     label = (v.precision if v else None) or (result.runtime.compute_dtype if result.runtime else None)
     fps_sys = finite(system.throughput) if system else None
     fps_comp = finite(compute.throughput) if compute else None
-    acc = finite(result.accuracy.value) if result.accuracy else None
+    # QuTiBench's column is top-1: a detector's mAP is left out of it
+    acc = finite(result.accuracy.value) if result.accuracy and result.accuracy.metric in (None, "top1") else None
     pruning = finite(v.pruning) if v else None
     record = QutibenchRecord(
         nn_topology=(v.family if v and v.family else None) or p.model_name,

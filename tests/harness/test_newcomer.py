@@ -387,13 +387,16 @@ def test_help_texts():
 def test_a_score_that_cannot_mean_what_it_says_is_warned_about():
     import numpy as np
 
-    from tiers.runner.child import classifier_warnings
+    from mlperf_ext.datasets import ArrayDataset
+    from mlperf_ext.result import AccuracyFigures
+    from tasks.classification import ClassificationTask
 
-    labels = np.arange(10)
-    assert classifier_warnings(0.9, 10, labels) == []
-    [few] = classifier_warnings(0.1, 1, labels)
+    dataset = ArrayDataset("ten", np.zeros((10, 2), np.float32), np.arange(10))
+    warnings = ClassificationTask.warnings
+    assert warnings(AccuracyFigures(value=0.9), 10, dataset) == []
+    [few] = warnings(AccuracyFigures(value=0.1), 1, dataset)
     assert "1 value(s) per sample but the labels have 10 classes" in few
-    [zero] = classifier_warnings(0.0, 10, labels)
+    [zero] = warnings(AccuracyFigures(value=0.0), 10, dataset)
     assert "0.00 % top-1" in zero
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mlperf_ext import loadgen
-from mlperf_ext.accuracy import evaluate
+from mlperf_ext.accuracy import read_accuracy_log
 from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import MlperfExtError
@@ -35,7 +35,6 @@ from mlperf_ext.logs import TRACE_NAME, LoadGenResult, parse_run_dir, trace_samp
 from mlperf_ext.power import loadgen_window, measure_idle, no_power, open_meter, power_figures
 from mlperf_ext.qsl import SampleLibrary
 from mlperf_ext.result import (
-    AccuracyFigures,
     ComputeFigures,
     DispatchFigures,
     LoadGenSettings,
@@ -46,9 +45,11 @@ from mlperf_ext.result import (
 )
 from scenarios import ComputeEstimate, DispatchConfig, get_scenario
 from scenarios.base import MAX_SERVER_QPS
-from sut.adapter import SutAdapter
+from sut.adapter import make_adapter
 from sut.base import DeploymentOptions
 from sut.registry import create_backend
+from tasks.base import SCORED_MODES
+from tasks.registry import get_task
 from tiers.runner import layout, modes
 from tiers.runner.compute import COMPUTE_SECONDS, ComputeTiming, latency_stats_ms, measure_compute, spread_of
 from tiers.runner.validate import check_inputs
@@ -154,19 +155,6 @@ def ops_per_sample(model: str) -> float | None:
         return None
 
 
-def classifier_warnings(accuracy: float, outputs: int, labels: np.ndarray) -> list[str]:
-    """Warnings for a top-1 score that cannot mean what it says."""
-    classes = int(labels.max()) + 1
-    out = []
-    if outputs < classes:
-        out.append(f"WARNING: the model gives {outputs} value(s) per sample but the labels have {classes} classes: "
-                   "top-1 over its outputs cannot score them (is this a classifier of this dataset?)")
-    if accuracy == 0:
-        out.append("WARNING: 0.00 % top-1: check that the model classifies this dataset's labels (another dataset, "
-                   "or classes in another order)")
-    return out
-
-
 def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
     """The child's steps, inside the operating mode (applied, read back, and undone where it can be)."""
     with modes.applied(task.mode) as state:
@@ -179,6 +167,7 @@ def execute(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
 def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointResult:
     started = datetime.now(timezone.utc).isoformat()
     dataset = open_dataset(point.dataset)
+    work = get_task(point.task)  # what the outputs mean (the ChildTask is what this process is for)
     scenario = get_scenario(point.scenario)
     backend = create_backend(point.backend)
     backend.load(Path(point.model), DeploymentOptions(
@@ -216,7 +205,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     loadgen.apply_settings(settings, auto)
 
     errors = loadgen.CallbackErrors()
-    adapter = SutAdapter(backend, library, errors)
+    adapter = make_adapter(backend, library, errors, work)
     dispatcher = scenario.make_dispatcher(adapter.run_batch, config, run_one=adapter.run_one)
     test = loadgen.LoadGenTest.of(dispatcher, library, errors)
     log_dir = run_dir / layout.LOADGEN_DIR
@@ -270,12 +259,14 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
             problems.append(f"LoadGen did not report reading {layout.AUDIT_CONFIG} (no '{AUDIT_FOUND}' in its "
                             "detail log): the compliance settings were not applied")
         result.settings.effective = lg.effective
-        if point.mode in ("accuracy", "submission") and not probe and dataset.labels is not None \
-                and not errors.count:
-            acc = evaluate(log_dir / "mlperf_log_accuracy.json", dataset.labels, "int32")
-            result.accuracy = AccuracyFigures(value=acc.accuracy, good=acc.good, total=acc.total, line=acc.line)
-            (run_dir / layout.ACCURACY_FILE).write_text(acc.line + "\n")
-            result.notes += classifier_warnings(acc.accuracy, adapter.outputs_per_sample or 0, dataset.labels)
+        if point.mode in SCORED_MODES and not probe and work.metric and not errors.count:
+            score = work.score(read_accuracy_log(log_dir / "mlperf_log_accuracy.json"), dataset)
+            result.accuracy = score
+            (run_dir / layout.ACCURACY_FILE).write_text(score.line + "\n")
+            if hasattr(work, "warnings"):
+                result.notes += work.warnings(score, adapter.outputs_per_sample or 0, dataset)
+        elif point.mode in SCORED_MODES and not probe and not work.metric:
+            result.notes.append(f"task {work.name} scores nothing: the outputs are in LoadGen's accuracy log as they are")
     except MlperfExtError as exc:
         problems.append(str(exc))
     if meter is not None:

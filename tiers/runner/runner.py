@@ -221,7 +221,7 @@ def summary_line(result: PointResult) -> str:
         return f"{head}: {result.status.upper()} {(result.error or '-').splitlines()[0][:160]}"
     parts = [f"{head}: {verdict(result)}"]
     if result.accuracy and result.accuracy.value is not None:
-        parts.append(f"acc {100 * result.accuracy.value:.2f}%")
+        parts.append(f"{result.accuracy.metric or 'acc'} {100 * result.accuracy.value:.2f}%")
     system, compute = result.system, result.compute
     if system and system.throughput is not None:
         p90 = "-" if system.lat_p90_ms is None else f"{system.lat_p90_ms:.3f}"

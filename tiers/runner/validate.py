@@ -28,6 +28,8 @@ from mlperf_ext.result import MicroInfo, Variant
 from scenarios import DispatchConfig
 from sut.base import DeploymentOptions, TensorSpec, check_runtime_options
 from sut.registry import check_backend, runtime_versions
+from tasks.base import output_refusal
+from tasks.registry import get_task
 
 #: resource limits (lifted by --force-limits): beyond them a run measures the machine thrashing, or dies
 STREAMS_PER_CPU = 4  # concurrent executions per usable CPU
@@ -141,6 +143,7 @@ class PointValidator:
         self._devices: set[tuple[str, str]] = set()
         self._catalog = None
         self._meters: set[str] = set()
+        self._tasks: dict[str, object] = {}
 
     def dataset(self, ref: str) -> Dataset:
         if ref not in self._datasets:
@@ -152,6 +155,12 @@ class PointValidator:
         if ref not in self._scans:
             self._scans[ref] = self.dataset(ref).scan()
         return self._scans[ref]
+
+    def task(self, name: str):
+        """The task a point names, looked up once (its scorer's extra must be installed)."""
+        if name not in self._tasks:
+            self._tasks[name] = get_task(name)
+        return self._tasks[name]
 
     def model(self, path: str, backend=None):
         """The model's facts, read by the backend's own inspector when it has one (an FPGA overlay or
@@ -191,9 +200,8 @@ class PointValidator:
                 meter.close()
             self._meters.add(point.power)
         dataset = self.dataset(point.dataset)
-        if point.mode in ("accuracy", "submission") and dataset.labels is None:
-            raise DatasetError(f"dataset '{point.dataset}' has no labels, so mode '{point.mode}' cannot score "
-                               "accuracy; fix: add a labels file or use --mode performance")
+        task = self.task(point.task)
+        task.check_dataset(dataset, point.mode)
         scan = self.scan(point.dataset)
         bad, first = scan.nonfinite, scan.first_nonfinite
         if bad and point.mode in ("accuracy", "submission") and not point.allow_nonfinite:
@@ -206,6 +214,7 @@ class PointValidator:
             info = self.model(point.model, backend)
             refuse_batch(info, point.batch)
             check_inputs(dataset, info.inputs)
+            task.check_outputs(tuple(getattr(info, "output_names", ())))
         return backend
 
     @staticmethod
@@ -238,6 +247,7 @@ class PointValidator:
         backend = self.check(point)
         actions = self.mode_actions(point)
         refusal = modes.refusal(actions, backend.name) if actions else None
+        refusal = refusal or output_refusal(self.task(point.task), backend)
         if getattr(backend, "runs_model", True):
             options = DeploymentOptions(threads=point.threads, streams=point.streams, device=point.device,
                                         max_batch=point.batch, operating_mode=modes.backend_hint(actions),
