@@ -25,13 +25,14 @@ from audit.verify import (
     verify_test01_performance,
     verify_test04_performance,
 )
-from mlperf_ext.accuracy import evaluate, evaluate_entries, read_accuracy_log
+from mlperf_ext.accuracy import read_accuracy_log
 from mlperf_ext.config import with_overrides
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import ConfigError
 from mlperf_ext.logs import DETAIL_NAME, SUMMARY_NAME, LogParseError, read_detail_values
 from mlperf_ext.result import PointResult
 from mlperf_ext.store import ResultsStore
+from tasks.registry import get_task
 from tiers.runner import layout as runs_layout
 from tiers.runner.runner import PointRunner, RunnerOptions
 
@@ -90,25 +91,27 @@ def unsampled_reason(run: PointResult) -> str:
             "--force")
 
 
-def _labels(run: PointResult):
-    labels = open_dataset(run.point.dataset).labels
-    if labels is None:
-        raise ConfigError(f"dataset {run.point.dataset} has no labels, so TEST01's accuracy cannot be scored; "
-                          "fix: use a labelled dataset")
-    return labels
+def _score(run: PointResult, entries: list):
+    """The run's task's score of these accuracy-log entries (top-1 for a classifier, mAP for a detector)."""
+    task = get_task(run.point.task)
+    if not task.metric:
+        raise ConfigError(f"task {task.name} scores nothing, so TEST01's accuracy cannot be scored; fix: run the "
+                          "task of the benchmark you submit to")
+    dataset = open_dataset(run.point.dataset)
+    task.check_dataset(dataset, "accuracy")
+    return task.score(entries, dataset)
 
 
 def write_test01_accuracy(run: PointResult) -> None:
     """MLPerf's accuracy line over the samples TEST01 logged (the tree's TEST01/accuracy/accuracy.txt)."""
-    labels = _labels(run)
     log = loadgen_dir(run) / ACCURACY_JSON_NAME
     try:
-        acc = evaluate(log, labels, "int32")
+        entries = read_accuracy_log(log)
     except LogParseError:
-        if logged_nothing(log):  # looked at only when evaluate refused the log: it is read once otherwise
+        if logged_nothing(log):  # looked at only when the log was refused: it is read once otherwise
             raise ConfigError(unsampled_reason(run)) from None
         raise
-    (Path(run.run_dir) / runs_layout.ACCURACY_FILE).write_text(acc.line + "\n")
+    (Path(run.run_dir) / runs_layout.ACCURACY_FILE).write_text(_score(run, entries).line + "\n")
 
 
 def write_test01_baseline(entry: ResultRuns, run: PointResult, out_dir: Path) -> None:
@@ -117,14 +120,11 @@ def write_test01_baseline(entry: ResultRuns, run: PointResult, out_dir: Path) ->
     compliance/TEST01/create_accuracy_baseline.sh cuts from the accuracy log) and of TEST01's own
     responses (compliance_accuracy.txt). MLCommons' checker accepts the TEST01 when they are within the
     benchmark's accuracy delta (compliance_check.py accuracy_check)."""
-    labels = _labels(run)
-    test_log = loadgen_dir(run) / ACCURACY_JSON_NAME
-    test_entries = read_accuracy_log(test_log)
+    test_entries = read_accuracy_log(loadgen_dir(run) / ACCURACY_JSON_NAME)
     logged = {e["qsl_idx"] for e in test_entries}
     reference_log = loadgen_dir(entry.accuracy) / ACCURACY_JSON_NAME
     baseline = [e for e in read_accuracy_log(reference_log) if e["qsl_idx"] in logged]
-    scores = (evaluate_entries(baseline, labels, "int32", reference_log),
-              evaluate_entries(test_entries, labels, "int32", test_log))
+    scores = (_score(run, baseline), _score(run, test_entries))
     for name, score in zip(TEST01_BASELINE_FILES, scores):
         (Path(out_dir) / name).write_text(score.line + "\n", encoding="utf-8")
 

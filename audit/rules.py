@@ -209,6 +209,8 @@ class BenchmarkRules:
     mlperf_conf_min_query_count: dict[str, int] = field(default_factory=dict)
     #: where TEST01's audit.config lives upstream
     test01_audit_config_source: str = ""
+    #: the harness task whose accuracy line the benchmark's pattern reads (tasks/): a run of another task is refused
+    task: str = "classification"
 
 
 _RESNET = BenchmarkRules(
@@ -256,6 +258,7 @@ _YOLO = {
         test01_sampling_target=64,
         mlperf_conf_min_query_count={"MultiStream": 662},
         test01_audit_config_source="compliance/TEST01/yolo/audit.config",
+        task="detection",  # accuracy-coco.py's 7 float32 per detection, mAP=XX.XXX%
     )
     for pct in (95, 99)
 }

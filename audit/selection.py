@@ -79,19 +79,28 @@ class ResultRuns:
 
 def official_benchmark(result: PointResult, rules: RoundRules, mapping: dict[str, str]) -> str:
     """The official benchmark a row stands for: the user's mapping of its model name, else its LoadGen
-    model name when the round knows it (resnet50 -> resnet)."""
+    model name when the round knows it (resnet50 -> resnet). The row's task must be the benchmark's: a
+    detector's mAP line is no top-1, and a raw run has no score at all."""
     name = result.point.model_name
     given = mapping.get(name) or mapping.get("*")
     if given is not None:
-        if rules.find_benchmark(given) is None:
+        found = rules.find_benchmark(given)
+        if found is None:
             raise ConfigError(f"--benchmark {name}={given}: {given} is not a {rules.version} benchmark; fix: use "
                               f"one of {', '.join(sorted(rules.benchmarks))}")
-        return rules.find_benchmark(given).name
-    found = rules.find_benchmark(result.point.mlperf_model)
-    if found is None:
-        raise ConfigError(f"model {name} (LoadGen model name {result.point.mlperf_model}) stands for no "
-                          f"{rules.version} benchmark; fix: --benchmark {name}=resnet (an open-division submission "
-                          "maps it in model_mapping.json)")
+    else:
+        found = rules.find_benchmark(result.point.mlperf_model)
+        if found is None:
+            raise ConfigError(f"model {name} (LoadGen model name {result.point.mlperf_model}) stands for no "
+                              f"{rules.version} benchmark; fix: --benchmark {name}=resnet (an open-division submission "
+                              "maps it in model_mapping.json)")
+    task = result.point.task
+    if task != found.task:
+        fitting = sorted(b.name for b in rules.benchmarks.values() if b.task == task)
+        raise ConfigError(f"model {name} ran task {task}, but {rules.version} benchmark {found.name} scores "
+                          f"{found.task}; fix: " + (f"--benchmark {name}={fitting[0]} (a {task} benchmark)" if fitting
+                                                   else f"no {rules.version} benchmark scores task {task}: rerun with "
+                                                        "the task of the benchmark you submit to"))
     return found.name
 
 
