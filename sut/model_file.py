@@ -160,8 +160,11 @@ def multi_input_refusal(backend: str, info: ModelInfo) -> str | None:
             f"({', '.join(info.input_names)}); fix: run it with --backend onnxruntime or openvino")
 
 
-def split_record(batch: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """A batch of records as one contiguous array per input (what a runtime binds)."""
+def split_record(batch: np.ndarray | dict, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A batch of records as one contiguous array per input (what a runtime binds). A dict of named arrays (what a
+    task that builds the model's inputs itself hands in, e.g. a decoder's KV cache) is taken as it is."""
+    if isinstance(batch, dict):
+        return batch
     return {name: np.ascontiguousarray(batch[name]) for name in names}
 
 
@@ -222,16 +225,24 @@ def refuse_batch(info: ModelInfo, max_batch: int) -> None:
                          f"with a dynamic batch dimension")
 
 
-def fit_batch(batch: np.ndarray, info: ModelInfo) -> tuple[np.ndarray, int]:
+def batch_rows(batch: np.ndarray | dict) -> int:
+    """Samples in a batch: an array's rows, or the rows of the named arrays a task built for the model."""
+    return len(next(iter(batch.values()))) if isinstance(batch, dict) else batch.shape[0]
+
+
+def fit_batch(batch: np.ndarray | dict, info: ModelInfo) -> tuple[np.ndarray | dict, int]:
     """Pad a short last batch up to a fixed model batch; returns (array to run, rows to keep).
 
     Only a model with a fixed batch larger than the batch handed in needs this; padding is real work a
     deployed system does, so it belongs on the system path.
     """
-    n = batch.shape[0]
+    n = batch_rows(batch)
     fixed = info.fixed_batch
     if fixed is None or n == fixed:
         return batch, n
+    if isinstance(batch, dict):  # named arrays are built for the model by a task: never padded here
+        raise ModelError(f"batch of {n} handed to model {info.path}, which takes batch {fixed} only; fix: export the "
+                         "model with a dynamic batch dimension")
     if n > fixed:
         raise ModelError(f"batch of {n} handed to model {info.path}, which takes batch {fixed} only; fix: use "
                          f"--batch {fixed}")

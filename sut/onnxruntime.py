@@ -50,6 +50,7 @@ from sut.base import (
 )
 from sut.model_file import (
     ModelInfo,
+    batch_rows,
     first_line,
     fit_batch,
     inspect_model,
@@ -409,9 +410,9 @@ class OnnxRuntimeBackend:
         assert self._info is not None
         return self._info.inputs
 
-    def _feeds(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _feeds(self, batch: np.ndarray | dict) -> dict[str, np.ndarray]:
         name = self._single_input
-        return {name: batch} if name else split_record(batch, self._info.input_names)
+        return {name: batch} if name and not isinstance(batch, dict) else split_record(batch, self._info.input_names)
 
     # -- system path ---------------------------------------------------------------------------
     def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
@@ -422,13 +423,14 @@ class OnnxRuntimeBackend:
         out = session.run(None, self._feeds(run_batch))[0]
         return out[:keep] if keep != run_batch.shape[0] else out
 
-    def infer_outputs(self, batch: np.ndarray, stream: int = 0) -> dict[str, np.ndarray]:
-        """System path of a task that reads every output: `infer`, with each output by its name."""
+    def infer_outputs(self, batch: np.ndarray | dict, stream: int = 0) -> dict[str, np.ndarray]:
+        """System path of a task that reads every output: `infer`, with each output by its name (and the inputs as
+        a batch of samples, or as named arrays a task built)."""
         session = self._require()[stream]
         assert self._info is not None
         run_batch, keep = fit_batch(batch, self._info)
         values = session.run(None, self._feeds(run_batch))
-        cut = keep != run_batch.shape[0]
+        cut = keep != batch_rows(run_batch)
         return {name: value[:keep] if cut else value for name, value in zip(self._info.output_names, values)}
 
     # -- compute path --------------------------------------------------------------------------
@@ -436,8 +438,9 @@ class OnnxRuntimeBackend:
         session = self._require()[stream]
         assert self._info is not None and self._ort is not None
         run_batch, _ = fit_batch(batch, self._info)
-        x = [self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), self._device_type, self._device_id)
-             for value in self._feeds(run_batch).values()]
+        feeds = self._feeds(run_batch)
+        x = [self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feeds[name]), self._device_type,
+                                                    self._device_id) for name in self._info.input_names]
         io = session.io_binding()
         for name, value in zip(self._info.input_names, x, strict=True):
             io.bind_ortvalue_input(name, value)

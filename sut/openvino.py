@@ -334,14 +334,16 @@ class OpenVinoBackend:
         tensors and the arrays they share: the caller holds them until the request has run, since a tensor made
         with shared_memory reads the array in place and a freed array would be read as garbage."""
         ov, info = self._ov, self._info
-        if len(info.inputs) == 1:
+        if len(info.inputs) == 1 and not isinstance(batch, dict):
             array = np.ascontiguousarray(batch)
             tensor = ov.Tensor(array, shared_memory=shared)
             request.set_input_tensor(tensor)
             return [tensor, array]
         arrays = split_record(batch, info.input_names)
-        held: list = list(arrays.values())
+        held: list = []
         for name, array in arrays.items():
+            array = np.ascontiguousarray(array)  # a task's named arrays may be views
+            held.append(array)
             tensor = ov.Tensor(array, shared_memory=shared)
             request.set_tensor(name, tensor)
             held.append(tensor)
@@ -362,8 +364,9 @@ class OpenVinoBackend:
         request.infer()
         return request.get_output_tensor(0).data[:keep].copy()  # the request reuses its output buffer
 
-    def infer_outputs(self, batch: np.ndarray, stream: int = 0) -> dict[str, np.ndarray]:
-        """System path of a task that reads every output: `infer`, with each output by its name."""
+    def infer_outputs(self, batch: np.ndarray | dict, stream: int = 0) -> dict[str, np.ndarray]:
+        """System path of a task that reads every output: `infer`, with each output by its name (and the inputs as
+        a batch of samples, or as named arrays a task built)."""
         self._require()
         assert self._info is not None
         run_batch, keep = fit_batch(batch, self._info)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sut.model_file import batch_rows
+
 #: seconds of compute timing per measurement (all windows), by profile; a slow step runs longer, since
 #: every window runs each stream at least MIN_WINDOW_EXECUTIONS times
 COMPUTE_SECONDS = {"quick": 0.5, "submission": 5.0}
@@ -120,17 +122,19 @@ def run_window(steps: list, batch: int, seconds: float, minimum: int) -> Window:
     return Window(batch, per_stream, [end - start for end in ends])
 
 
-def measure_compute(backend, batch: np.ndarray, streams: int, seconds: float, windows: int = WINDOWS) -> ComputeTiming:
+def measure_compute(backend, batch: np.ndarray | dict, streams: int, seconds: float,
+                    windows: int = WINDOWS) -> ComputeTiming:
     """Warm every stream up (a fifth of the budget and WARMUP_EXECUTIONS, all at once: thread pools, caches
     and clocks settle as they will during the run), then time `windows` windows of about `seconds / windows`."""
     steps = [backend.compute_step(batch, k) for k in range(streams)]
-    run_window(steps, len(batch), WARMUP_FRACTION * seconds, WARMUP_EXECUTIONS)
-    timing = ComputeTiming(batch=len(batch), streams=streams)
+    n = batch_rows(batch)
+    run_window(steps, n, WARMUP_FRACTION * seconds, WARMUP_EXECUTIONS)
+    timing = ComputeTiming(batch=n, streams=streams)
     enabled = gc.isenabled()
     gc.disable()
     try:
         for _ in range(windows):
-            timing.windows.append(run_window(steps, len(batch), seconds / windows, MIN_WINDOW_EXECUTIONS))
+            timing.windows.append(run_window(steps, n, seconds / windows, MIN_WINDOW_EXECUTIONS))
     finally:
         if enabled:
             gc.enable()
