@@ -2,7 +2,8 @@
 
 Names: `mnist` / `mnist-train` (flattened float32 784, for MLPs), `mnist32` / `mnist32-train`
 (MNIST zero-padded to 1x32x32, for CNV-style CNNs), `digits` / `digits-train` (sklearn 8x8 digits), and `shapes`
-(synthetic scenes of coloured squares with COCO annotations, for the detection task; mlperf_ext.zoo.detector).
+(synthetic scenes of coloured squares with COCO annotations, for the detection task; mlperf_ext.zoo.detector), and
+`prompts` (random token prompts with the tokens to generate, for the llm task; mlperf_ext.zoo.decoder).
 The un-suffixed name is always the held-out split (seed 0, 20 %); see mnist.py and digits.py.
 """
 
@@ -57,3 +58,15 @@ def _shapes() -> ArrayDataset:
 
 
 register_builtin("shapes", _shapes)
+
+
+def _prompts() -> ArrayDataset:
+    from mlperf_ext.datasets.base import record_dataset
+    from mlperf_ext.zoo.decoder import NEW_TOKENS, PROMPT_LENGTH, PROMPT_SEED, PROMPTS, prompts
+
+    return record_dataset("prompts", prompts(), None,
+                          f"{PROMPTS} prompts of {PROMPT_LENGTH} random token ids (vocabulary 1024), {NEW_TOKENS[0]}-"
+                          f"{NEW_TOKENS[1]} tokens to generate each (seed {PROMPT_SEED}); no text, no meaning")
+
+
+register_builtin("prompts", _prompts)

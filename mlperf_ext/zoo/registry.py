@@ -21,7 +21,7 @@ Progress = Callable[[str], None]
 BuildFn = Callable[[ModelInfo, Path, Progress | None, bool], Path]
 
 #: prefixes of this package's modules that register families when imported
-FAMILY_MODULE_PREFIXES = ("mlp", "cnv", "archs", "tflite", "detector")
+FAMILY_MODULE_PREFIXES = ("mlp", "cnv", "archs", "tflite", "detector", "decoder")
 
 
 @dataclass(frozen=True)
