@@ -386,6 +386,18 @@ def complete_payloads(ids: Sequence[int], payloads: Sequence[np.ndarray]) -> Non
     lg.QuerySamplesComplete([lg.QuerySampleResponse(sid, p.ctypes.data, p.nbytes) for sid, p in zip(ids, payloads)])
 
 
+def first_tokens(ids: Sequence[int], tokens: np.ndarray) -> None:
+    """Report each sample's first generated token (one int32 each) to LoadGen, which times TTFT from it."""
+    base, item = tokens.ctypes.data, tokens.itemsize
+    lg.FirstTokenComplete([lg.QuerySampleResponse(sid, base + k * item, item) for k, sid in enumerate(ids)])
+
+
+def complete_tokens(ids: Sequence[int], outputs: Sequence[np.ndarray]) -> None:
+    """Complete samples with their generated tokens (one contiguous int32 array each), counting them for LoadGen's
+    tokens per second and TPOT."""
+    lg.QuerySamplesComplete([lg.QuerySampleResponse(sid, t.ctypes.data, t.nbytes, t.size) for sid, t in zip(ids, outputs)])
+
+
 def complete_empty(ids: Sequence[int]) -> None:
     """Complete samples without a payload (used when the SUT failed on them)."""
     lg.QuerySamplesComplete([lg.QuerySampleResponse(sid, 0, 0) for sid in ids])

@@ -149,6 +149,29 @@ class RuntimeInfo:
 
 
 @dataclass
+class TokenFigures:
+    """A generation run's figures (task llm). System: LoadGen's time to first token, time per output token and
+    tokens per second (Offline reports tokens per second only). Compute: the two steps a decoder repeats, each
+    with its inputs resident, at the point's batch and streams: a prefill of the batch's prompts and one decode
+    step with the cache at the middle of generation (median ms per execution)."""
+
+    ttft_mean_ms: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p90_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    tpot_mean_ms: float | None = None
+    tpot_p50_ms: float | None = None
+    tpot_p90_ms: float | None = None
+    tpot_p99_ms: float | None = None
+    tokens_per_s: float | None = None
+    prefill_ms: float | None = None
+    decode_step_ms: float | None = None
+    decode_tokens_per_s: float | None = None  # compute: the batch's tokens per decode step over its time, all streams
+    prompt_tokens: int | None = None
+    decode_context: int | None = None  # cache length the decode step was timed at
+
+
+@dataclass
 class DispatchFigures:
     """The batches the scenario's dispatcher actually formed."""
 
@@ -198,6 +221,7 @@ class PointResult:
     accuracy: AccuracyFigures | None = section("accuracy_")
     runtime: RuntimeInfo | None = section("runtime_")
     dispatch: DispatchFigures | None = section("dispatch_")
+    tokens: TokenFigures | None = section("tokens_")
     search: ServerSearch | None = section("search_")
     mode: ModeState | None = section("mode_")
     power: PowerFigures | None = section("power_")
@@ -346,7 +370,7 @@ def _build(cls, data: dict):
     return cls(**kwargs)
 
 
-__all__ = ["AccuracyFigures", "ComputeFigures", "DispatchFigures", "LoadGenSettings", "MicroInfo", "ModeState",
+__all__ = ["AccuracyFigures", "ComputeFigures", "DispatchFigures", "LoadGenSettings", "MicroInfo", "ModeState", "TokenFigures",
            "NOISY_DRIFT",
            "PointResult",
            "RuntimeInfo", "STATUSES", "ServerSearch", "SystemFigures", "Variant", "columns", "json_columns"]

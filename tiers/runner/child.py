@@ -31,7 +31,7 @@ from mlperf_ext.accuracy import read_accuracy_log
 from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import MlperfExtError
-from mlperf_ext.logs import TRACE_NAME, LoadGenResult, parse_run_dir, trace_sample_latencies_ns
+from mlperf_ext.logs import DETAIL_NAME, TRACE_NAME, LoadGenResult, parse_run_dir, trace_sample_latencies_ns
 from mlperf_ext.power import loadgen_window, measure_idle, no_power, open_meter, power_figures
 from mlperf_ext.qsl import SampleLibrary
 from mlperf_ext.result import (
@@ -175,7 +175,8 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
         operating_mode=modes.backend_hint(task.mode), exec_precision=point.exec_precision,
         runtime_options=dict(point.runtime_options)))
     if getattr(backend, "runs_model", True):  # the null backend runs no model and takes anything
-        check_inputs(dataset, backend.input_specs() if hasattr(backend, "input_specs") else (backend.input_spec(),))
+        check = getattr(work, "check_inputs", None) or check_inputs  # a task may build the model's inputs itself
+        check(dataset, backend.input_specs() if hasattr(backend, "input_specs") else (backend.input_spec(),))
     library = SampleLibrary(dataset)
     probe = task.role == "probe"
     meter = open_meter(point.power) if not probe else None
@@ -193,11 +194,20 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
                             max_wait_us=point.max_wait_us)
     nominal = library.first_batch(scenario.nominal_batch(config))
     seconds = PROBE_COMPUTE_SECONDS if probe else COMPUTE_SECONDS[point.profile]
-    timings = [measure_compute(backend, nominal, point.streams, seconds)]
+    # what compute times: the batch itself, or the model inputs a task builds from it (a decoder's prefill, and
+    # its decode step, timed apart)
+    phases = work.compute_inputs(backend, nominal) if hasattr(work, "compute_inputs") else {"batch": nominal}
+    timed = next(iter(phases.values()))
+    timings = [measure_compute(backend, timed, point.streams, seconds)]
+    decode = [measure_compute(backend, phases["decode"], point.streams, seconds)] if "decode" in phases else []
     estimate = ComputeEstimate(len(nominal), timings[0].mean_latency_s, timings[0].throughput)
+    if decode:  # a sample takes its prefill and its decode steps
+        latency = work.generation_seconds(nominal, timings[0].mean_latency_s, decode[0].mean_latency_s)
+        estimate = ComputeEstimate(len(nominal), latency, timings[0].throughput * timings[0].mean_latency_s / latency)
     auto = {k: v for k, v in scenario.auto_settings(estimate, config).items() if not user_set(point, k)}
+    auto.update({k: v for k, v in getattr(work, "loadgen_settings", {}).items() if not user_set(point, k)})
     if point.scenario == "Server" and not user_set(point, "server_target_qps"):
-        auto["server_target_qps"] = min(timings[0].throughput, MAX_SERVER_QPS)
+        auto["server_target_qps"] = min(estimate.throughput, MAX_SERVER_QPS)
     auto.update({k: v for k, v in task.hints.items() if not user_set(point, k)})
     if probe:
         auto["min_duration_ms"] = min(settings.min_duration_ms, PROBE_MIN_DURATION_MS[point.profile])
@@ -205,7 +215,8 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     loadgen.apply_settings(settings, auto)
 
     errors = loadgen.CallbackErrors()
-    adapter = make_adapter(backend, library, errors, work)
+    adapter = work.make_adapter(backend, library, errors) if hasattr(work, "make_adapter") else \
+        make_adapter(backend, library, errors, work)
     dispatcher = scenario.make_dispatcher(adapter.run_batch, config, run_one=adapter.run_one)
     test = loadgen.LoadGenTest.of(dispatcher, library, errors)
     log_dir = run_dir / layout.LOADGEN_DIR
@@ -225,7 +236,9 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     if getattr(dispatcher, "failed_batches", 0):
         errors.record(RuntimeError(f"{dispatcher.failed_batches} batch(es) raised in run_batch"), "native dispatcher")
     if not probe:  # the same measurement after the run: did the host stay as it was?
-        timings.append(measure_compute(backend, nominal, point.streams, seconds))
+        timings.append(measure_compute(backend, timed, point.streams, seconds))
+        if decode:
+            decode.append(measure_compute(backend, phases["decode"], point.streams, seconds))
     np.save(run_dir / layout.COMPUTE_FILE, np.asarray([s for t in timings for s in t.latencies_s]))
     desc = backend.describe()
     backend.close()
@@ -259,6 +272,8 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
             problems.append(f"LoadGen did not report reading {layout.AUDIT_CONFIG} (no '{AUDIT_FOUND}' in its "
                             "detail log): the compliance settings were not applied")
         result.settings.effective = lg.effective
+        if decode:
+            result.tokens = work.token_figures(log_dir / DETAIL_NAME, timings, decode, nominal)
         if point.mode in SCORED_MODES and not probe and work.metric and not errors.count:
             score = work.score(read_accuracy_log(log_dir / "mlperf_log_accuracy.json"), dataset)
             result.accuracy = score

@@ -223,6 +223,10 @@ def summary_line(result: PointResult) -> str:
     if result.accuracy and result.accuracy.value is not None:
         parts.append(f"{result.accuracy.metric or 'acc'} {100 * result.accuracy.value:.2f}%")
     system, compute = result.system, result.compute
+    tokens = result.tokens
+    if tokens and tokens.tokens_per_s is not None:
+        ttft = "" if tokens.ttft_p99_ms is None else f"TTFT p99 {tokens.ttft_p99_ms:.2f} ms, TPOT p99 {tokens.tpot_p99_ms:.3f} ms, "
+        parts.append(f"{ttft}{tokens.tokens_per_s:,.0f} tokens/s")
     if system and system.throughput is not None:
         p90 = "-" if system.lat_p90_ms is None else f"{system.lat_p90_ms:.3f}"
         parts.append(f"system {system.throughput:,.0f}/s p90 {p90} ms")

@@ -17,7 +17,7 @@ which targets are VALID:
    in.
 
 A probe counts for the search when LoadGen says VALID *and* its tail latency leaves `LATENCY_HEADROOM` of
-the bound: near saturation latency climbs steeply, and a probe that only just passed is often INVALID
+the bound (for a run timed per token, LoadGen's bounds: the p99 time to first token and time per output token): near saturation latency climbs steeply, and a probe that only just passed is often INVALID
 when repeated (on 2 cores, two runs at the same target near the edge disagree about as often as they
 agree), so the headroom costs a few percent of target, and the repeat of the chosen target buys a run
 that holds. The point then
@@ -54,11 +54,18 @@ def _trace_entry(result: PointResult, asked: float | None) -> dict:
     p99 = None if system is None else system.lat_p99_ms
     accepted = bool(system and system.valid and p99 is not None and bound_ns
                     and p99 <= LATENCY_HEADROOM * bound_ns / 1e6)
+    tokens = result.tokens
+    if requested.get("use_token_latencies") and tokens is not None:
+        # LoadGen bounds a token run's TTFT and TPOT, not a sample's whole latency (loadgen/results.cc)
+        firsts = ((tokens.ttft_p99_ms, requested.get("ttft_latency")), (tokens.tpot_p99_ms, requested.get("tpot_latency")))
+        accepted = bool(system and system.valid and all(
+            have is not None and bound and have <= LATENCY_HEADROOM * bound / 1e6 for have, bound in firsts))
     return {"target_qps": requested.get("server_target_qps", asked), "status": result.status,
             "valid": None if system is None else system.valid, "accepted": accepted,
             "reasons": [] if system is None else list(system.invalid_reasons) or ([result.error] if result.error else []),
             "p99_ms": p99, "bound_ms": None if not bound_ns else bound_ns / 1e6,
-            "completed_qps": None if system is None else system.throughput, "run_dir": result.run_dir}
+            "completed_qps": None if system is None else system.throughput, "run_dir": result.run_dir,
+            **({"ttft_p99_ms": tokens.ttft_p99_ms, "tpot_p99_ms": tokens.tpot_p99_ms} if tokens is not None else {})}
 
 
 def upper_bound(high: float, entry: dict) -> float:
@@ -83,7 +90,9 @@ def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
         trace.append(entry)
         verdict = {True: "VALID", False: "INVALID", None: result.status}[entry["valid"]]
         if entry["valid"] and not entry["accepted"]:
-            verdict += f" (p99 {entry['p99_ms']:.2f} ms leaves less than {100 - 100 * LATENCY_HEADROOM:.0f} % of the bound)"
+            tail = (f"TTFT p99 {entry['ttft_p99_ms']:.2f} ms, TPOT p99 {entry['tpot_p99_ms']:.2f} ms leave"
+                    if "ttft_p99_ms" in entry else f"p99 {entry['p99_ms']:.2f} ms leaves")
+            verdict += f" ({tail} less than {100 - 100 * LATENCY_HEADROOM:.0f} % of the bound)"
         shown = "-" if entry["target_qps"] is None else f"{entry['target_qps']:,.0f}"
         say(f"  server target search: probe {len(trace)} at {shown} QPS -> {verdict}")
         return entry

@@ -201,6 +201,8 @@ class PointValidator:
             self._meters.add(point.power)
         dataset = self.dataset(point.dataset)
         task = self.task(point.task)
+        if hasattr(task, "check_scenario"):
+            task.check_scenario(point.scenario)
         task.check_dataset(dataset, point.mode)
         scan = self.scan(point.dataset)
         bad, first = scan.nonfinite, scan.first_nonfinite
@@ -213,7 +215,7 @@ class PointValidator:
         if getattr(backend, "runs_model", True):  # the null backend runs no model: only the harness is measured
             info = self.model(point.model, backend)
             refuse_batch(info, point.batch)
-            check_inputs(dataset, info.inputs)
+            (getattr(task, "check_inputs", None) or check_inputs)(dataset, info.inputs)  # a task may build them
             task.check_outputs(tuple(getattr(info, "output_names", ())))
         return backend
 

@@ -1,0 +1,116 @@
+"""Token latencies: a random-weight decoder with a KV cache, generating greedily through LoadGen with
+FirstTokenComplete and token counts, in Server and Offline on ONNX Runtime and OpenVINO; TTFT, TPOT and tokens/s
+stored next to the prefill and decode-step compute figures; the tokens in the accuracy log are the greedy tokens
+of a run without LoadGen."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mlperf_ext.datasets import open_dataset
+from mlperf_ext.errors import ConfigError, DatasetError, ModelError
+from mlperf_ext.zoo.decoder import DecoderConfig, build_model, list_models, past_names
+from sut.base import DeploymentOptions
+from tasks.llm import LlmTask, generate
+from tests.sut.conftest import assert_user_error, build_mlp, cli, run_spec
+from tiers.runner import layout
+
+
+@pytest.fixture(scope="module")
+def decoder(tmp_path_factory):
+    return build_model(list_models()[0], tmp_path_factory.mktemp("decoder"))
+
+
+def _backend(name: str, model):
+    from sut.registry import create_backend
+
+    backend = create_backend(name)
+    backend.load(model, DeploymentOptions(max_batch=8, threads=1))
+    return backend
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_the_kv_cache_gives_the_logits_of_a_full_prefill(decoder, runtime):
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    backend = _backend(runtime, decoder)
+    config = DecoderConfig()
+    prompt = open_dataset("prompts").load(np.arange(4))["input_ids"]
+    empty = {n: np.zeros((4, config.heads, 0, config.head_dim), np.float32) for n in past_names(config.layers)}
+    full = backend.infer_outputs({"input_ids": prompt, **empty})
+    head = backend.infer_outputs({"input_ids": prompt[:, :-1], **empty})
+    step = backend.infer_outputs({"input_ids": prompt[:, -1:],
+                                  **{n: head[n.replace("past_key_values", "present")] for n in empty}})
+    np.testing.assert_allclose(step["logits"], full["logits"], rtol=1e-4, atol=1e-4)
+    assert step["present.0.key"].shape == (4, config.heads, prompt.shape[1], config.head_dim)
+    backend.close()
+
+
+def _tokens_logged(work) -> dict[int, np.ndarray]:
+    out = {}
+    for log in work.glob(f"runs/*/{layout.LOADGEN_DIR}/mlperf_log_accuracy.json"):
+        for entry in json.loads(log.read_text() or "[]"):
+            out.setdefault(entry["qsl_idx"], np.frombuffer(bytes.fromhex(entry["data"]), "<i4"))
+    return out
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_server_and_offline_store_token_latencies_through_the_cli(decoder, tmp_path, runtime):
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    common = {"models": [str(decoder)], "dataset": "prompts", "backends": [runtime], "batch": 8, "threads": 1,
+              "task": "llm"}
+    proc, rows = run_spec([
+        # TTFT's early stopping at p99 wants several hundred queries
+        {**common, "scenarios": ["Server"], "mode": "performance",
+         "settings": {"min_duration_ms": 2500, "server_target_qps": 300}},
+        {**common, "scenarios": ["Offline"], "mode": "submission", "settings": {"min_duration_ms": 500}},
+    ], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for scenario, row in rows.items():
+        assert row.status == "ok" and row.system.valid is True, (scenario, row.error)
+        assert row.callback_errors == 0 and row.runtime.name == runtime
+        tokens = row.tokens
+        assert tokens.tokens_per_s > 0 and tokens.prefill_ms > 0 and tokens.decode_step_ms > 0
+        assert tokens.prompt_tokens == 32 and tokens.decode_context > 32
+        assert row.settings.requested["use_token_latencies"] is True and row.settings.auto["use_token_latencies"] is True
+    server = rows["Server"].tokens
+    assert 0 < server.ttft_p50_ms <= server.ttft_p90_ms <= server.ttft_p99_ms
+    assert 0 < server.tpot_p50_ms <= server.tpot_p90_ms <= server.tpot_p99_ms
+    assert rows["Offline"].tokens.ttft_p50_ms is None  # LoadGen reports no TTFT in Offline
+    assert rows["Offline"].accuracy is None and any("scores nothing" in n for n in rows["Offline"].notes)
+    # the submission run's accuracy phase logged every prompt's tokens: the greedy tokens of a run without LoadGen
+    dataset = open_dataset("prompts")
+    logged = _tokens_logged(tmp_path)
+    assert sorted(logged) == list(range(len(dataset)))
+    backend = _backend(runtime, decoder)
+    records = dataset.load(np.arange(len(dataset)))
+    for start in range(0, len(dataset), 8):
+        batch = records[start:start + 8]
+        expected = generate(backend, batch["input_ids"], int(batch["max_new_tokens"].max()))
+        for k, count in enumerate(batch["max_new_tokens"]):
+            np.testing.assert_array_equal(logged[start + k], expected[k, :count])
+    backend.close()
+
+
+def test_what_task_llm_cannot_run_is_refused_in_one_line(decoder, tmp_path):
+    task = LlmTask()
+    with pytest.raises(ConfigError) as exc:
+        task.check_scenario("MultiStream")
+    assert "fix: use --scenario Server or Offline" in assert_user_error(exc.value)
+    with pytest.raises(DatasetError) as exc:
+        task.check_dataset(open_dataset("mnist"), "performance")
+    assert "reads prompts as input_ids" in assert_user_error(exc.value)
+    with pytest.raises(ModelError) as exc:
+        task.check_outputs(("logits",))
+    assert "present.<layer>" in assert_user_error(exc.value)
+    proc = cli("run", "--model", str(decoder), "--dataset", "prompts", "--backend", "onnxruntime",
+               "--scenario", "MultiStream", "--task", "llm", "--workdir", str(tmp_path / "w"))
+    assert proc.returncode == 2 and "task llm runs in" in proc.stderr
+    classifier = build_mlp(tmp_path / "mlp.onnx", dims=(32, 10)).path
+    proc = cli("run", "--model", str(classifier), "--dataset", "prompts", "--backend", "onnxruntime",
+               "--scenario", "Offline", "--task", "llm", "--workdir", str(tmp_path / "w"))
+    assert proc.returncode == 2 and "task llm feeds inputs named input_ids and past_key_values." in proc.stderr
