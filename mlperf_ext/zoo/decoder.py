@@ -30,7 +30,7 @@ from mlperf_ext.zoo.metadata import ModelInfo, is_current, onnx_facts, versions,
 from mlperf_ext.zoo.registry import Progress, register_family
 
 FAMILY = "decoder"
-ARTIFACT_CODE_VERSION = 1
+ARTIFACT_CODE_VERSION = 2
 WEIGHT_SEED = 0
 #: prompts of the built-in `prompts` dataset: how many, their length, the tokens generated per prompt, the seed
 PROMPTS, PROMPT_LENGTH, NEW_TOKENS, PROMPT_SEED = 64, 32, (8, 24), 0
@@ -92,17 +92,21 @@ def build_decoder(config: DecoderConfig, seed: int = WEIGHT_SEED) -> onnx.ModelP
     zero, one, two = g.const(np.array(0, np.int64)), g.const(np.array(1, np.int64)), g.const(np.array(2, np.int64))
     past_len = g.op("Gather", [g.op("Shape", ["past_key_values.0.key"]), two], axis=0)  # P
     new_len = g.op("Gather", [g.op("Shape", ["input_ids"]), one], axis=0)  # S
-    total = g.op("Add", [past_len, new_len])
-    where = g.op("Range", [past_len, total, one])  # positions P .. P + S - 1
-    h = g.op("Add", [g.op("Gather", [tokens, "input_ids"]), g.op("Gather", [positions_table, where])])
-    # causal mask over past + new keys: query i (position P + i) sees keys 0 .. P + i
-    keys = g.op("Range", [zero, total, one])
-    allowed = g.op("LessOrEqual", [g.op("Unsqueeze", [keys, g.const(np.array([0], np.int64))]),
-                                   g.op("Unsqueeze", [where, g.const(np.array([1], np.int64))])])
+
+    def counting(shape: str) -> str:
+        """0, 1, 2 ... over a tensor of this shape along its last axis: built from the shape, not from Range,
+        so that ONNX shape inference (and level 0's op counts) knows its length."""
+        filled = g.op("ConstantOfShape", [shape], value=numpy_helper.from_array(np.array([1], np.int64)))
+        return g.op("Sub", [g.op("CumSum", [filled, g.const(np.array(-1, np.int64))]), one])
+
+    positions = g.op("Add", [counting(g.op("Shape", ["input_ids"])), past_len])  # (N, S): P .. P + S - 1
+    h = g.op("Add", [g.op("Gather", [tokens, "input_ids"]), g.op("Gather", [positions_table, positions])])
+    where = g.op("Gather", [positions, zero], axis=0)  # (S,): the same for every sample
     blocked = g.const(np.array(-1e9, np.float32))
     split_heads = g.const(np.array([0, 0, c.heads, c.head_dim], np.int64))
     merge_heads = g.const(np.array([0, 0, c.width], np.int64))
     scale = g.const(np.array(1.0 / np.sqrt(c.head_dim), np.float32))
+    allowed = None
     for layer in range(c.layers):
         gamma, beta = g.const(np.ones(c.width, np.float32)), g.const(np.zeros(c.width, np.float32))
         x = g.op("LayerNormalization", [h, gamma, beta], axis=-1)
@@ -114,6 +118,11 @@ def build_decoder(config: DecoderConfig, seed: int = WEIGHT_SEED) -> onnx.ModelP
         value = g.op("Concat", [f"past_key_values.{layer}.value", heads["value"]], axis=2)
         g.nodes.append(helper.make_node("Identity", [key], [f"present.{layer}.key"]))
         g.nodes.append(helper.make_node("Identity", [value], [f"present.{layer}.value"]))
+        if allowed is None:  # causal mask over past + new keys: query i (position P + i) sees keys 0 .. P + i
+            keys = counting(g.op("Slice", [g.op("Shape", [key]), g.const(np.array([2], np.int64)),
+                                           g.const(np.array([3], np.int64))]))
+            allowed = g.op("LessOrEqual", [g.op("Unsqueeze", [keys, g.const(np.array([0], np.int64))]),
+                                           g.op("Unsqueeze", [where, g.const(np.array([1], np.int64))])])
         scores = g.op("Mul", [g.op("MatMul", [heads["query"], g.op("Transpose", [key], perm=[0, 1, 3, 2])]), scale])
         weights = g.op("Softmax", [g.op("Where", [allowed, scores, blocked])], axis=-1)
         attended = g.op("Reshape", [g.op("Transpose", [g.op("MatMul", [weights, value])], perm=[0, 2, 1, 3]),

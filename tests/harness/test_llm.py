@@ -94,6 +94,31 @@ def test_server_and_offline_store_token_latencies_through_the_cli(decoder, tmp_p
         for k, count in enumerate(batch["max_new_tokens"]):
             np.testing.assert_array_equal(logged[start + k], expected[k, :count])
     backend.close()
+    if runtime == "onnxruntime":  # level 0's two steps next to the measured ones, for every stored llm row
+        shown = cli("token-roofline", "--platform", "xeon-8480plus", "--workdir", str(tmp_path))
+        assert shown.returncode == 0, shown.stderr
+        steps = [line.split() for line in shown.stdout.splitlines() if " prefill " in line or " decode " in line]
+        assert len(steps) == 4 and all(line[-1].endswith("%") for line in steps)  # measured beside predicted
+        assert {(line[4], line[9]) for line in steps} == {("prefill", "compute"), ("decode", "memory")}
+
+
+def test_level0_counts_a_decoders_prefill_and_decode_step(decoder):
+    """The step counts follow the transformer's arithmetic: per token 2 x (4 W^2 + 2 W F) per layer and the
+    2 W V head, plus attention over the context (QK^T and AV); a decode step reads the whole cache."""
+    from tiers.level0.decoder import decoder_steps, step_roofline
+    from tiers.level0.platforms import load_catalog
+
+    c, prompt, context = DecoderConfig(), 32, 40
+    prefill, decode = decoder_steps(decoder, prompt, context)
+    linear = 2 * c.layers * (4 * c.width ** 2 + 2 * c.width * c.ffn)
+    attention = 2 * c.layers * 2 * c.width * (context + 1)  # the new token against past + itself
+    assert decode.ops == pytest.approx(linear + attention + 2 * c.width * c.vocab, rel=0.02)
+    causal = 2 * c.layers * 2 * c.width * prompt * prompt  # every query against every key (the mask is not skipped)
+    assert prefill.ops == pytest.approx(prompt * linear + causal + 2 * c.width * c.vocab, rel=0.02)
+    assert decode.cache_bytes == 2 * c.layers * c.heads * context * c.head_dim * 4 and prefill.cache_bytes == 0
+    point = load_catalog().get("xeon-8480plus").points()[0]
+    assert step_roofline(prefill, point, "fp32", 8).bound == "compute"
+    assert step_roofline(decode, point, "fp32", 8).bound == "memory"
 
 
 def test_what_task_llm_cannot_run_is_refused_in_one_line(decoder, tmp_path):

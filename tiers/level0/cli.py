@@ -1,4 +1,4 @@
-"""Level-0 subcommands: ``platforms list|show|detect``, ``predict`` and ``efficiency``.
+"""Level-0 subcommands: ``platforms list|show|detect``, ``predict``, ``efficiency`` and ``token-roofline``.
 
 Why: the main CLI (mlperf_ext/cli.py) registers these lazily through ``register(subparsers)``, so the
 core never imports the tiers at module import time.
@@ -66,6 +66,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eff.add_argument("--csv", type=Path, help="write per-row efficiency to this CSV")
     _add_common(eff)
     eff.set_defaults(func=cmd_efficiency)
+
+    tok = subparsers.add_parser("token-roofline", help="level-0 prefill and decode-step rooflines of a decoder, next to "
+                                "the stored task-llm rows' measured steps")
+    tok.add_argument("--platform", required=True, help="platform name (host: after 'mlperf-ext platforms detect')")
+    tok.add_argument("--mode", default=None, help="the platform's mode (default: its first)")
+    tok.add_argument("--model", type=Path, help="a decoder ONNX file to predict alone (else: every stored llm row)")
+    tok.add_argument("--prompt-tokens", type=int, default=32, help="--model: prompt length (32)")
+    tok.add_argument("--context", type=int, default=48, help="--model: past tokens of the decode step (48)")
+    tok.add_argument("--batch", type=int, default=1, help="--model: samples per step (1)")
+    tok.add_argument("--precision", default="fp32", help="--model: the datatype the steps run in (fp32)")
+    tok.add_argument("--results", type=Path, help="results DB (default: <workdir>/results.sqlite)")
+    tok.add_argument("--csv", type=Path, help="write the rows to this CSV")
+    _add_common(tok)
+    tok.set_defaults(func=cmd_token_roofline)
 
 
 # ---- platforms ----------------------------------------------------------------------------------
@@ -338,5 +352,70 @@ def cmd_efficiency(args) -> int:
               f"spearman rho={f(c.spearman_r)} (p={f(c.spearman_p)})")
     if args.csv:
         _write_csv(args.csv, [asdict(e) for e in effs], [f.name for f in fields(EfficiencyRow)])
+        print(f"wrote {args.csv}")
+    return 0
+
+
+# ---- token-roofline -----------------------------------------------------------------------------
+TOKEN_FIELDS = ("model", "backend", "scenario", "batch", "step", "tokens", "context", "gops", "mbytes", "oi", "bound",
+                "predicted_ms", "measured_ms", "efficiency")
+
+
+def _token_cases(args) -> list[dict]:
+    """(model file, lengths, batch, precision, measured step times) of each case to predict."""
+    from mlperf_ext.store import ResultsStore
+
+    if args.model is not None:
+        return [{"model": args.model, "backend": "", "scenario": "", "batch": args.batch, "prompt": args.prompt_tokens,
+                 "context": args.context, "precision": args.precision, "measured": {}}]
+    path = args.results or args.workdir / "results.sqlite"
+    if not Path(path).is_file():
+        raise ConfigError(f"results DB '{path}' not found; fix: run 'mlperf-ext run --task llm' first, or pass --model")
+    cases = []
+    for r in ResultsStore(Path(path)).results(status="ok"):
+        t = r.tokens
+        if t is None or t.prefill_ms is None or r.point is None:
+            continue
+        cases.append({"model": Path(r.point.model), "backend": r.point.backend, "scenario": r.point.scenario,
+                      "batch": r.compute.batch if r.compute else r.point.batch, "prompt": t.prompt_tokens,
+                      "context": t.decode_context, "measured": {"prefill": t.prefill_ms, "decode": t.decode_step_ms},
+                      "precision": (r.runtime.compute_dtype if r.runtime and r.runtime.compute_dtype else "fp32")})
+    if not cases:
+        raise ConfigError(f"results DB '{path}' holds no task-llm row; fix: run 'mlperf-ext run --task llm' first, or "
+                          "pass --model")
+    return cases
+
+
+def cmd_token_roofline(args) -> int:
+    from tiers.level0.decoder import decoder_steps, step_roofline
+
+    platform = load_catalog(args.platforms_file, args.workdir).get(args.platform)
+    points = platform.points()
+    point = next((p for p in points if p.mode == args.mode), None) if args.mode else points[0]
+    if point is None:
+        raise ConfigError(f"platform {args.platform} has no mode '{args.mode}'; fix: use one of "
+                          f"{', '.join(p.mode for p in points)}")
+    rows = []
+    for case in _token_cases(args):
+        for cost in decoder_steps(case["model"], case["prompt"], case["context"]):
+            pred = step_roofline(cost, point, case["precision"], case["batch"])
+            if pred is None:
+                continue
+            measured = case["measured"].get(cost.step)
+            rows.append({"model": Path(case["model"]).stem, "backend": case["backend"], "scenario": case["scenario"],
+                         "batch": case["batch"], "step": cost.step, "tokens": cost.tokens, "context": cost.context,
+                         "gops": pred.ops / 1e9, "mbytes": pred.bytes / 1e6, "oi": pred.operational_intensity,
+                         "bound": pred.bound, "predicted_ms": 1e3 * pred.seconds, "measured_ms": measured,
+                         "efficiency": None if not measured else 1e3 * pred.seconds / measured})
+    print(f"roofline on {point.label}: a step of a batch reads the weights once and each sample's KV cache")
+    print(f"{'model':18} {'backend':11} {'scenario':9} {'batch':>5} {'step':8} {'ctx':>4} {'GOP':>8} {'MB':>7} "
+          f"{'OI':>7} {'bound':7} {'pred ms':>9} {'meas ms':>9} {'of roof':>8}")
+    for r in rows:
+        print(f"{r['model'][:18]:18} {r['backend'][:11]:11} {r['scenario'][:9]:9} {r['batch']:>5} {r['step']:8} "
+              f"{r['context']:>4} {r['gops']:>8.4f} {r['mbytes']:>7.3f} {r['oi']:>7.2f} {r['bound']:7} "
+              f"{r['predicted_ms']:>9.4f} {_fmt(r['measured_ms']):>9} "
+              f"{'' if r['efficiency'] is None else format(r['efficiency'], '.1%'):>8}")
+    if args.csv:
+        _write_csv(args.csv, rows, list(TOKEN_FIELDS))
         print(f"wrote {args.csv}")
     return 0

@@ -77,7 +77,7 @@ _ELEMENTWISE = {
     "Neg", "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Clip",
     "Erf", "Gelu", "Softplus", "Softsign", "Mish", "Sign", "Floor", "Ceil", "Round", "Where", "Equal", "Less",
     "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "Mod", "Celu", "ThresholdedRelu",
-    "Sin", "Cos", "QuickGelu",
+    "Sin", "Cos", "QuickGelu", "CumSum",  # a running sum: one add per output element
 }
 _REDUCE = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "ReduceMean", "ReduceSum", "ReduceMax",
            "ReduceMin", "ReduceProd", "ReduceL2", "ReduceL1", "ReduceSumSquare", "ReduceLogSumExp", "ArgMax",
@@ -354,7 +354,8 @@ def analyze(model: str | Path | onnx.ModelProto) -> GraphAnalysis:
 
     for node in g.node:
         in_const = [name in t.const_sources for name in node.input if name]
-        if node.op_type in ("Constant", "ConstantOfShape") or (in_const and all(in_const)):
+        # ConstantOfShape of a runtime shape (a transformer's mask or positions) is an activation, not a weight
+        if node.op_type == "Constant" or (in_const and all(in_const)):
             # constant-folded: its outputs are constants made from the union of its inputs' sources
             srcs = set().union(*(t.const_sources[n] for n in node.input if n)) if in_const else set()
             qidx = _QPARAM_INPUTS.get(node.op_type, set())
