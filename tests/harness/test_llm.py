@@ -139,3 +139,25 @@ def test_what_task_llm_cannot_run_is_refused_in_one_line(decoder, tmp_path):
     proc = cli("run", "--model", str(classifier), "--dataset", "prompts", "--backend", "onnxruntime",
                "--scenario", "Offline", "--task", "llm", "--workdir", str(tmp_path / "w"))
     assert proc.returncode == 2 and "task llm feeds inputs named input_ids and past_key_values." in proc.stderr
+
+
+def test_micro_cuts_a_decoder_step_into_layers_and_stacks(decoder, tmp_path):
+    """A decoder's lengths are symbolic: micro cuts one step of it (here a decode step, one token after 48), whose
+    transformer block falls into layers and stacks that run; a model that is no decoder refuses the lengths."""
+    import onnx
+
+    from tiers.level0.decoder import at_lengths
+    from tiers.micro.cut import cut_model
+
+    step = at_lengths(onnx.load(str(decoder)), 1, 48, batch=None)
+    cuts = cut_model(step, name="decoder", levels=(1, 2), sizes=(4,))
+    ops = {op for cut in cuts.level1.cuts for op in cut.layer_ops}
+    assert {"MatMul", "Softmax", "LayerNormalization", "Concat"} <= ops and not cuts.level1.skipped
+    ffn = [c for c in cuts.level2[4].cuts if c.layer_ops == ("MatMul", "Relu", "MatMul", "Add")]
+    assert len(ffn) == 1 and ffn[0].cost.ops > 0  # the MLP of a block is one stack
+    proc = cli("micro", "--model", str(decoder), "--backend", "onnxruntime", "--level", "2", "--sizes", "4",
+               "--tokens", "1", "--past", "48", "--no-profile", "--workdir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stack4:MatMul_107..Add_110" in proc.stdout and "micro decoder-l2-w128-s1-p48" in proc.stderr
+    refused = cli("micro", "--model", str(decoder), "--level", "2", "--workdir", str(tmp_path))
+    assert refused.returncode == 2 and "fix: cut one step of it with --tokens S --past P" in refused.stderr

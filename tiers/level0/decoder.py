@@ -53,22 +53,30 @@ class StepPrediction:
     bound: str  # compute | memory
 
 
-def at_lengths(model: onnx.ModelProto, tokens: int, past: int) -> onnx.ModelProto:
-    """A copy of the decoder with batch 1, `tokens` new tokens and a past of `past` tokens (every other dim as
-    stored). ModelError when it has no `input_ids` and `past_key_values.*` inputs."""
+def is_decoder(model: onnx.ModelProto) -> bool:
+    names = [i.name for i in model.graph.input]
+    return PROMPT in names and any(n.startswith(PAST) for n in names)
+
+
+def at_lengths(model: onnx.ModelProto, tokens: int, past: int, batch: int | None = 1) -> onnx.ModelProto:
+    """A copy of the decoder with `tokens` new tokens, a past of `past` tokens and batch `batch` (None: the batch
+    stays dynamic; every other dim as stored). ModelError when it has no `input_ids` and `past_key_values.*`
+    inputs."""
     copy = onnx.ModelProto.FromString(model.SerializeToString())
     names = [i.name for i in copy.graph.input]
-    if PROMPT not in names or not any(n.startswith(PAST) for n in names):
+    if not is_decoder(copy):
         raise ModelError(f"level 0 counts a decoder's steps on inputs named {PROMPT} and {PAST}<layer>.key/value; "
                          f"this graph has {', '.join(names)}; fix: export the decoder with its KV cache as inputs")
     for inp in copy.graph.input:
         dims = inp.type.tensor_type.shape.dim
         if inp.name == PROMPT:
-            wanted = {0: 1, 1: tokens}
+            wanted = {1: tokens}
         elif inp.name.startswith(PAST):
-            wanted = {0: 1, 2: past}
+            wanted = {2: past}
         else:
             continue
+        if batch is not None:
+            wanted[0] = batch
         for axis, value in wanted.items():
             dims[axis].Clear()
             dims[axis].dim_value = value

@@ -119,11 +119,17 @@ def whole_model_target(model: Path, name: str, out_dir: Path, batches: tuple[int
     from sut.model_file import inspect_model
 
     info = inspect_model(model)
-    spec = TensorSpec(info.input.name, info.input.shape, np.dtype(info.input.dtype), 0)
+    specs = [TensorSpec(s.name, s.shape, np.dtype(s.dtype), 0) for s in info.inputs]
+    if len(specs) > 1:  # named arrays, one per input (a decoder step: its tokens and its KV cache)
+        data = out_dir / f"{name}-data.npz"
+        if not data.exists():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            np.savez(data, **synthetic_inputs(specs, batch=SAMPLES, seed=SEED))
+        return MicroTarget(3, name, None, None, {b: Path(model) for b in batches}, data)
     data = out_dir / f"{name}-data"
     if not (data / "samples.npy").exists():
         data.mkdir(parents=True, exist_ok=True)
-        np.save(data / "samples.npy", synthetic_inputs([spec], batch=SAMPLES, seed=SEED)[spec.name])
+        np.save(data / "samples.npy", synthetic_inputs(specs, batch=SAMPLES, seed=SEED)[specs[0].name])
     return MicroTarget(3, name, None, None, {b: Path(model) for b in batches}, data)
 
 

@@ -40,6 +40,30 @@ def _predictor(workdir: Path):
     return run
 
 
+def decoder_step(model: Path, name: str, tokens: int | None, past: int | None, out_root: Path) -> tuple[Path, str]:
+    """A decoder is cut at one step's lengths (its graph's are symbolic): the model with `tokens` new tokens and a
+    past of `past` (batch left dynamic), written beside the cuts. Any other model is returned as it is."""
+    import onnx
+
+    from mlperf_ext.zoo.metadata import atomic_write_bytes
+    from tiers.level0.decoder import at_lengths, is_decoder
+
+    graph = onnx.load(str(model))
+    if not is_decoder(graph):
+        if tokens is not None or past is not None:
+            raise ConfigError(f"--tokens/--past fix a decoder's lengths, and {model.name} has no input_ids and "
+                              "past_key_values inputs; fix: drop them")
+        return model, name
+    if tokens is None or past is None or tokens < 1 or past < 0:
+        raise ConfigError(f"{model.name} is a decoder, whose lengths are symbolic; fix: cut one step of it with "
+                          "--tokens S --past P (a prefill: --tokens 32 --past 0; a decode step: --tokens 1 --past 48)")
+    name = f"{name}-s{tokens}-p{past}"
+    path = out_root / f"{name}.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, at_lengths(graph, tokens, past, batch=None).SerializeToString())
+    return path, name
+
+
 def cmd_micro(args) -> int:
     from tiers.micro.analysis import by_scenario, layer_rows, op_type_breakdown, sums_of_parts
     from tiers.micro.bench import plan_micro
@@ -56,6 +80,7 @@ def cmd_micro(args) -> int:
     from mlperf_ext.zoo.metadata import read_metadata
 
     meta = read_metadata(Path(model)) or {}
+    model, name = decoder_step(Path(model), name, args.tokens, args.past, args.workdir / "micro")
     out_dir = args.workdir / "micro" / name
     targets, sets = plan_micro(Path(model), name, tuple(args.level), tuple(args.sizes), args.backend, args.batch,
                                args.threads, out_dir, meta)
@@ -162,6 +187,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     micro.add_argument("--level", nargs="+", type=int, default=[1, 2], choices=(1, 2), help="1: layers, 2: stacks")
     micro.add_argument("--sizes", nargs="+", type=int, default=[2, 4], help="level 2: layers per stack (2 4)")
     micro.add_argument("--batch", type=int, default=8, help="the Offline batch (SingleStream runs at 1)")
+    micro.add_argument("--tokens", type=int, default=None, help="a decoder: new tokens of the step to cut (prefill: the "
+                       "prompt's length; decode: 1)")
+    micro.add_argument("--past", type=int, default=None, help="a decoder: past tokens (KV cache) of the step to cut")
     micro.add_argument("--threads", type=int, default=None, help="intra-op threads (runtime default)")
     micro.add_argument("--no-profile", dest="profile", action="store_false",
                        help="skip the runtime profilers' cross-check on the whole model")
