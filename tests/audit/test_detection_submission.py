@@ -69,3 +69,15 @@ def test_a_run_of_another_task_is_refused_for_a_benchmark(detector_work):
         select_results(rows, round_rules("v6.1"), {"*": "resnet"})
     assert "ran task detection, but v6.1 benchmark resnet scores classification; fix: --benchmark " \
            "shapes-detector=yolo-95" in assert_user_error(exc.value)
+
+
+def test_a_task_no_benchmark_of_the_round_scores_is_refused():
+    """The round's rules here hold no LLM benchmark: a generation run cannot stand for one."""
+    from audit.selection import official_benchmark
+    from mlperf_ext.result import PointResult
+
+    run = PointResult(point=RunPoint(model="decoder.onnx", dataset="prompts", backend="onnxruntime",
+                                     scenario="Offline", task="llm"))
+    with pytest.raises(ConfigError) as exc:
+        official_benchmark(run, round_rules("v6.1"), {"*": "resnet"})
+    assert "no v6.1 benchmark scores task llm" in assert_user_error(exc.value)
