@@ -50,11 +50,11 @@ def direct_map(backend_name: str, model, dataset) -> float:
 
 
 def test_the_tasks_are_found_by_name_and_an_unknown_one_is_bad_input():
-    assert {"classification", "detection", "raw"} <= set(names())
+    assert {"classification", "detection", "llm", "raw"} <= set(names())
     assert get_task("detection").metric == "mAP" and get_task("classification").named_outputs is False
     with pytest.raises(ConfigError) as exc:
         get_task("segmentation")
-    assert "classification, detection, raw" in assert_user_error(exc.value)
+    assert "classification, detection, llm, raw" in assert_user_error(exc.value)
 
 
 def test_a_classifier_point_keeps_the_key_it_had_before_tasks(tmp_path):
