@@ -143,21 +143,27 @@ def test_what_task_llm_cannot_run_is_refused_in_one_line(decoder, tmp_path):
 
 def test_micro_cuts_a_decoder_step_into_layers_and_stacks(decoder, tmp_path):
     """A decoder's lengths are symbolic: micro cuts one step of it (here a decode step, one token after 48), whose
-    transformer block falls into layers and stacks that run; a model that is no decoder refuses the lengths."""
-    import onnx
+    transformer block falls into layers and stacks, and measures the whole step on synthetic named arrays; a
+    decoder without the lengths is refused in one line. (The points are planned, not run: running cuts is the
+    other micro tests'.)"""
+    from tiers.micro.bench import plan_micro
+    from tiers.micro.commands import decoder_step
+    from tiers.runner.validate import PointValidator
 
-    from tiers.level0.decoder import at_lengths
-    from tiers.micro.cut import cut_model
-
-    step = at_lengths(onnx.load(str(decoder)), 1, 48, batch=None)
-    cuts = cut_model(step, name="decoder", levels=(1, 2), sizes=(4,))
-    ops = {op for cut in cuts.level1.cuts for op in cut.layer_ops}
-    assert {"MatMul", "Softmax", "LayerNormalization", "Concat"} <= ops and not cuts.level1.skipped
-    ffn = [c for c in cuts.level2[4].cuts if c.layer_ops == ("MatMul", "Relu", "MatMul", "Add")]
+    step, name = decoder_step(decoder, "decoder", 1, 48, tmp_path)
+    assert name == "decoder-s1-p48" and step.is_file()
+    targets, sets = plan_micro(step, name, (1, 2), (4,), ["onnxruntime"], 8, None, tmp_path / name)
+    ops = {op for cut in sets["1"].cuts for op in cut.layer_ops}
+    assert {"MatMul", "Softmax", "LayerNormalization", "Concat"} <= ops and not sets["1"].skipped
+    ffn = [c for c in sets["2x4"].cuts if c.layer_ops == ("MatMul", "Relu", "MatMul", "Add")]
     assert len(ffn) == 1 and ffn[0].cost.ops > 0  # the MLP of a block is one stack
-    proc = cli("micro", "--model", str(decoder), "--backend", "onnxruntime", "--level", "2", "--sizes", "4",
-               "--tokens", "1", "--past", "48", "--no-profile", "--workdir", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "stack4:MatMul_107..Add_110" in proc.stdout and "micro decoder-l2-w128-s1-p48" in proc.stderr
+    whole = targets[-1]
+    assert whole.level == 3 and str(whole.dataset).endswith(".npz")
+    validator = PointValidator()
+    for point in [p for t in targets for p in t.points]:
+        validator.check(point)  # every planned point, the whole step's named arrays included, is well formed
+    with pytest.raises(ConfigError) as exc:
+        decoder_step(decoder, "decoder", None, None, tmp_path)
+    assert "fix: cut one step of it with --tokens S --past P" in assert_user_error(exc.value)
     refused = cli("micro", "--model", str(decoder), "--level", "2", "--workdir", str(tmp_path))
     assert refused.returncode == 2 and "fix: cut one step of it with --tokens S --past P" in refused.stderr
