@@ -4,8 +4,10 @@ Steps: load the backend and dataset; time the pure compute of the scenario's nom
 point's deployment (all streams at once; this is also the warm-up, and gives LoadGen the hints the user
 did not set); run the LoadGen test through the SUT adapter; time compute again (the drift between the
 two says whether the host stayed quiet); parse LoadGen's logs; score accuracy; write `result.json`.
+The point's task (`tasks/`, named `work` here) says what the outputs mean: the adapter that answers LoadGen,
+what compute times (a decoder: its prefill and its decode step), and how the accuracy log is scored.
 
-A task says what else the child is for: a Server `probe` (a short performance run at a given target,
+A ChildTask says what else the child is for: a Server `probe` (a short performance run at a given target,
 for the runner's search). A point with an `audit_config` is a compliance rerun: the child writes it as
 `audit.config` into its working directory, where LoadGen reads it, and checks that LoadGen says so.
 
