@@ -380,22 +380,21 @@ class ResponseSlots:
         lg.QuerySamplesComplete(self._first)
 
 
-def complete_payloads(ids: Sequence[int], payloads: Sequence[np.ndarray]) -> None:
-    """Complete samples with payloads of any size, one contiguous array each (a task's responses). LoadGen copies
-    the bytes inside QuerySamplesComplete, so the arrays need to live only until this returns."""
-    lg.QuerySamplesComplete([lg.QuerySampleResponse(sid, p.ctypes.data, p.nbytes) for sid, p in zip(ids, payloads)])
+def complete_payloads(ids: Sequence[int], payloads: Sequence[np.ndarray], tokens: bool = False) -> None:
+    """Complete samples with payloads of any size, one contiguous array each (a task's responses); with `tokens`,
+    each array's elements are counted as its generated tokens (LoadGen's tokens per second and TPOT). LoadGen
+    copies the bytes inside QuerySamplesComplete, so the arrays need to live only until this returns."""
+    if tokens:
+        responses = [lg.QuerySampleResponse(sid, p.ctypes.data, p.nbytes, p.size) for sid, p in zip(ids, payloads)]
+    else:
+        responses = [lg.QuerySampleResponse(sid, p.ctypes.data, p.nbytes) for sid, p in zip(ids, payloads)]
+    lg.QuerySamplesComplete(responses)
 
 
 def first_tokens(ids: Sequence[int], tokens: np.ndarray) -> None:
     """Report each sample's first generated token (one int32 each) to LoadGen, which times TTFT from it."""
     base, item = tokens.ctypes.data, tokens.itemsize
     lg.FirstTokenComplete([lg.QuerySampleResponse(sid, base + k * item, item) for k, sid in enumerate(ids)])
-
-
-def complete_tokens(ids: Sequence[int], outputs: Sequence[np.ndarray]) -> None:
-    """Complete samples with their generated tokens (one contiguous int32 array each), counting them for LoadGen's
-    tokens per second and TPOT."""
-    lg.QuerySamplesComplete([lg.QuerySampleResponse(sid, t.ctypes.data, t.nbytes, t.size) for sid, t in zip(ids, outputs)])
 
 
 def complete_empty(ids: Sequence[int]) -> None:

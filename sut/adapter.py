@@ -39,6 +39,13 @@ class SutAdapter:
         self._complete_one = loadgen.ResponseSlots().complete_one
         self._ones = 0  # samples run_one completed with a result
 
+    def _stream_sizes(self, stream: int) -> dict[int, int]:
+        """The batch-size counts of one stream (only that stream's thread adds its key)."""
+        sizes = self._sizes.get(stream)
+        if sizes is None:
+            sizes = self._sizes[stream] = {}
+        return sizes
+
     @property
     def batch_sizes(self) -> Counter[int]:
         total: Counter[int] = Counter()
@@ -118,9 +125,7 @@ class TaskAdapter(SutAdapter):
     def run_batch(self, ids: Sequence[int], indices: Sequence[int], stream: int = 0) -> None:
         n = len(ids)
         try:
-            sizes = self._sizes.get(stream)
-            if sizes is None:  # first batch of this stream (only this stream's thread writes its keys)
-                sizes = self._sizes[stream] = {}
+            sizes = self._stream_sizes(stream)
             outputs = self._infer_outputs(self._gather(indices), stream)
             short = {name: len(value) for name, value in outputs.items() if len(value) != n}
             if short:  # a payload would be read past its output
@@ -143,6 +148,6 @@ class TaskAdapter(SutAdapter):
 
 def make_adapter(backend: Backend, library: SampleLibrary, errors: loadgen.CallbackErrors, task) -> SutAdapter:
     """The adapter for a task: the first-output top-1 path, or the named-outputs path."""
-    if getattr(task, "named_outputs", False):
+    if task.named_outputs:
         return TaskAdapter(backend, library, errors, task)
     return SutAdapter(backend, library, errors)

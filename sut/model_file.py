@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlperf_ext.errors import ModelError
+from mlperf_ext.errors import DatasetError, ModelError
 from sut.base import TensorSpec
 
 # ONNX float element types -> the precision name used in results; integer types -> their bit width.
@@ -248,3 +248,50 @@ def fit_batch(batch: np.ndarray | dict, info: ModelInfo) -> tuple[np.ndarray | d
                          f"--batch {fixed}")
     pad = np.zeros((fixed - n, *batch.shape[1:]), dtype=batch.dtype)
     return np.concatenate([batch, pad]), n
+
+
+def check_inputs(dataset, specs: tuple[TensorSpec, ...]) -> None:
+    """The dataset's samples must be what the model's inputs take: for one input, the samples themselves; for
+    several, records with a field per input name (dynamic dims match anything)."""
+    fields = np.dtype(dataset.dtype).names
+    if len(specs) == 1 and not fields:
+        check_shapes(dataset, specs[0])
+        return
+    names = [spec.name for spec in specs]
+    if not fields:
+        raise DatasetError(f"dataset '{dataset.name}' holds one array per sample but the model takes {len(specs)} inputs "
+                           f"({', '.join(names)}); fix: give one array per input name (an .npz file, or inputs/<name>.npy)")
+    missing = [n for n in names if n not in fields]
+    extra = [f for f in fields if f not in names]
+    if missing or extra:
+        raise DatasetError(f"dataset '{dataset.name}' arrays ({', '.join(fields)}) do not match the model inputs "
+                           f"({', '.join(names)}): " + "; ".join(filter(None, [
+                               f"missing {', '.join(missing)}" if missing else "",
+                               f"not inputs: {', '.join(extra)}" if extra else ""])) + "; fix: name one array after each "
+                           "model input")
+    dtype = np.dtype(dataset.dtype)
+    for spec in specs:
+        field = dtype[spec.name]
+        check_shapes(_FieldView(f"{dataset.name}[{spec.name}]", field.shape, field.base), spec)
+
+
+@dataclass(frozen=True)
+class _FieldView:
+    """One field of a record dataset, as check_shapes reads a dataset."""
+
+    name: str
+    sample_shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def check_shapes(dataset, spec: TensorSpec) -> None:
+    """The dataset's samples must be what the model's input takes (dynamic dims match anything)."""
+    want = tuple(spec.shape[1:])
+    have = tuple(dataset.sample_shape)
+    if len(want) != len(have) or any(w is not None and w != h for w, h in zip(want, have)):
+        shown = tuple("?" if w is None else w for w in want)
+        raise DatasetError(f"dataset '{dataset.name}' samples have shape {have} but the model input "
+                           f"'{spec.name}' takes {shown}; fix: use a dataset preprocessed for this model")
+    if np.dtype(dataset.dtype) != np.dtype(spec.dtype):
+        raise DatasetError(f"dataset '{dataset.name}' samples are {np.dtype(dataset.dtype)} but the model "
+                           f"input takes {spec.dtype}; fix: preprocess the data to {spec.dtype}")

@@ -15,13 +15,11 @@ import numpy as np
 from mlperf_ext.accuracy import evaluate_entries
 from mlperf_ext.errors import DatasetError
 from mlperf_ext.result import AccuracyFigures
-from tasks.base import SCORED_MODES
+from tasks.base import SCORED_MODES, BaseTask
 
 
-class ClassificationTask:
+class ClassificationTask(BaseTask):
     name: ClassVar[str] = "classification"
-    extra: ClassVar[str] = ""
-    scorer_module: ClassVar[str | None] = None
     metric: ClassVar[str | None] = "top1"
     named_outputs: ClassVar[bool] = False
 
@@ -29,9 +27,6 @@ class ClassificationTask:
         if mode in SCORED_MODES and dataset.labels is None:
             raise DatasetError(f"dataset '{dataset.name}' has no labels, so mode '{mode}' cannot score accuracy; "
                                "fix: add a labels file or use --mode performance")
-
-    def check_outputs(self, output_names: Sequence[str]) -> None:
-        return None  # top-1 is taken over the first output, whatever its name
 
     def payloads(self, outputs: dict[str, np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
         first = next(iter(outputs.values()))
@@ -42,8 +37,7 @@ class ClassificationTask:
         acc = evaluate_entries(entries, dataset.labels, "int32")
         return AccuracyFigures(value=acc.accuracy, good=acc.good, total=acc.total, line=acc.line, metric=self.metric)
 
-    @staticmethod
-    def warnings(score: AccuracyFigures, outputs_per_sample: int, dataset) -> list[str]:
+    def warnings(self, score: AccuracyFigures, outputs_per_sample: int, dataset) -> list[str]:
         """Warnings for a top-1 score that cannot mean what it says."""
         labels = dataset.labels
         classes = int(labels.max()) + 1

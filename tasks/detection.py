@@ -26,7 +26,7 @@ import numpy as np
 from mlperf_ext.errors import DatasetError, ModelError
 from mlperf_ext.logs import LogParseError
 from mlperf_ext.result import AccuracyFigures
-from tasks.base import SCORED_MODES
+from tasks.base import SCORED_MODES, BaseTask
 
 #: the outputs this task reads, and the one it may read
 REQUIRED_OUTPUTS = ("boxes", "scores", "classes")
@@ -35,12 +35,11 @@ COUNT_OUTPUT = "num_detections"
 DETECTION_FIELDS = 7
 
 
-class DetectionTask:
+class DetectionTask(BaseTask):
     name: ClassVar[str] = "detection"
     extra: ClassVar[str] = "detection"
     scorer_module: ClassVar[str | None] = "pycocotools"
     metric: ClassVar[str | None] = "mAP"
-    named_outputs: ClassVar[bool] = True
 
     def check_dataset(self, dataset, mode: str) -> None:
         if mode not in SCORED_MODES:

@@ -26,6 +26,7 @@ import numpy as np
 from mlperf_ext import loadgen
 from mlperf_ext.errors import ConfigError, DatasetError, ModelError
 from sut.adapter import SutAdapter
+from tasks.base import BaseTask
 
 PROMPT, NEW_TOKENS = "input_ids", "max_new_tokens"
 PAST, PRESENT, LOGITS = "past_key_values.", "present.", "logits"
@@ -49,6 +50,12 @@ class CacheLayout:
     @staticmethod
     def present_of(past_name: str) -> str:
         return PRESENT + past_name[len(PAST):]
+
+    def next_step(self, out: dict[str, np.ndarray], last: np.ndarray) -> dict[str, np.ndarray]:
+        """The inputs of the decode step after `out`: the tokens just chosen (N,) and its `present.*` as the past."""
+        feeds = {PROMPT: last.reshape(-1, 1).astype(np.int64)}
+        feeds.update({name: out[self.present_of(name)] for name in self.past})
+        return feeds
 
 
 def cache_layout(specs) -> CacheLayout:
@@ -80,9 +87,7 @@ class GenerationAdapter(SutAdapter):
         n = len(ids)
         pending = list(range(n))
         try:
-            sizes = self._sizes.get(stream)
-            if sizes is None:
-                sizes = self._sizes[stream] = {}
+            sizes = self._stream_sizes(stream)
             records = self._gather(indices)
             lengths = records[NEW_TOKENS].astype(np.int64)
             out = self._run({PROMPT: np.ascontiguousarray(records[PROMPT]), **self.cache.empty(n)}, stream)
@@ -92,13 +97,11 @@ class GenerationAdapter(SutAdapter):
             for step in range(1, tokens.shape[1] + 1):
                 done = [k for k in pending if lengths[k] == step]
                 if done:
-                    loadgen.complete_tokens([ids[k] for k in done], [tokens[k, :step] for k in done])
+                    loadgen.complete_payloads([ids[k] for k in done], [tokens[k, :step] for k in done], tokens=True)
                     pending = [k for k in pending if lengths[k] != step]
                 if not pending:
                     break
-                feeds = {PROMPT: tokens[:, step - 1:step].astype(np.int64)}
-                feeds.update({name: out[self.cache.present_of(name)] for name in self.cache.past})
-                out = self._run(feeds, stream)
+                out = self._run(self.cache.next_step(out, tokens[:, step - 1]), stream)
                 tokens[:, step] = last_logits(out[LOGITS], n).argmax(-1)
         except BaseException as exc:  # noqa: BLE001 - recorded; the samples not yet completed still are
             self.errors.record(exc, f"generate(stream {stream})")
@@ -126,19 +129,43 @@ def generate(backend, prompt: np.ndarray, new_tokens: int) -> np.ndarray:
     out = backend.infer_outputs({PROMPT: prompt, **cache.empty(len(prompt))})
     tokens = [last_logits(out[LOGITS], len(prompt)).argmax(-1)]
     for _ in range(new_tokens - 1):
-        feeds = {PROMPT: tokens[-1][:, None].astype(np.int64)}
-        feeds.update({name: out[cache.present_of(name)] for name in cache.past})
-        out = backend.infer_outputs(feeds)
+        out = backend.infer_outputs(cache.next_step(out, tokens[-1]))
         tokens.append(last_logits(out[LOGITS], len(prompt)).argmax(-1))
     return np.stack(tokens, axis=1).astype(np.int32)
 
 
-class LlmTask:
+def _ms(values: dict, key: str) -> float | None:
+    value = values.get(key)
+    return None if value is None else float(value) / 1e6
+
+
+def token_figures(detail_path, prefill: list, decode: list, records: np.ndarray):
+    """TokenFigures from LoadGen's detail log (its result_first_token_* and result_time_per_output_token_* keys,
+    mlcommons/inference loadgen/results.cc) and the compute timings of the two steps (before and after the run)."""
+    from mlperf_ext.logs import read_detail_values
+    from mlperf_ext.result import TokenFigures
+
+    values = read_detail_values(detail_path)
+    pct = "result_first_token_{}_percentile_latency_ns"
+    tpot = "result_time_per_output_token_{}_percentile_ns"
+    rate = values.get("result_completed_tokens_per_second", values.get("result_tokens_per_second"))
+    prefill_s = float(np.median([s for t in prefill for s in t.latencies_s]))
+    decode_s = float(np.median([s for t in decode for s in t.latencies_s]))
+    decode_rate = float(np.median([r for t in decode for r in t.window_throughputs]))
+    return TokenFigures(
+        ttft_mean_ms=_ms(values, "result_first_token_mean_latency_ns"), ttft_p50_ms=_ms(values, pct.format("50.00")),
+        ttft_p90_ms=_ms(values, pct.format("90.00")), ttft_p99_ms=_ms(values, pct.format("99.00")),
+        tpot_mean_ms=_ms(values, "result_time_to_output_token_mean"), tpot_p50_ms=_ms(values, tpot.format("50.00")),
+        tpot_p90_ms=_ms(values, tpot.format("90.00")), tpot_p99_ms=_ms(values, tpot.format("99.00")),
+        tokens_per_s=None if rate is None else float(rate), prefill_ms=1e3 * prefill_s, decode_step_ms=1e3 * decode_s,
+        decode_tokens_per_s=decode_rate, prompt_tokens=int(records[PROMPT].shape[1]),
+        decode_context=int(records[PROMPT].shape[1]) + int(records[NEW_TOKENS].mean()) // 2)
+
+
+class LlmTask(BaseTask):
+    """Generation, timed per token; nothing scored (`metric` None)."""
+
     name: ClassVar[str] = "llm"
-    extra: ClassVar[str] = ""
-    scorer_module: ClassVar[str | None] = None
-    metric: ClassVar[str | None] = None
-    named_outputs: ClassVar[bool] = True
     #: TestSettings the task needs unless the user set them: LoadGen times first tokens and counts tokens
     loadgen_settings: ClassVar[dict] = {"use_token_latencies": True}
 
@@ -172,14 +199,6 @@ class LlmTask:
             raise DatasetError(f"dataset '{dataset.name}' prompts are {field.base} {field.shape} but the model's "
                                f"{PROMPT} takes {prompt.dtype} (N, S); fix: save {PROMPT} as (N, S) {prompt.dtype}")
 
-    def payloads(self, outputs: dict[str, np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
-        """One step's answer: each sample's next token (the generation adapter runs the steps)."""
-        tokens = last_logits(outputs[LOGITS], len(indices)).argmax(-1).astype("<i4")
-        return [tokens[k:k + 1] for k in range(len(indices))]
-
-    def score(self, entries: list, dataset) -> None:
-        return None
-
     def make_adapter(self, backend, library, errors: loadgen.CallbackErrors) -> GenerationAdapter:
         return GenerationAdapter(backend, library, errors)
 
@@ -195,39 +214,10 @@ class LlmTask:
         return {"prefill": {PROMPT: prompt, **cache.empty(n)},
                 "decode": {PROMPT: prompt[:, -1:].copy(), **past}}
 
-    @staticmethod
-    def token_figures(detail_path, prefill: list, decode: list, records: np.ndarray):
-        return token_figures(detail_path, prefill, decode, records)
+    token_figures = staticmethod(token_figures)
 
     @staticmethod
     def generation_seconds(records: np.ndarray, prefill_s: float, decode_s: float) -> float:
         """A batch's time to generate, from the two compute steps: one prefill and its longest sample's decodes."""
         return prefill_s + (int(records[NEW_TOKENS].max()) - 1) * decode_s
 
-
-def _ms(values: dict, key: str) -> float | None:
-    value = values.get(key)
-    return None if value is None else float(value) / 1e6
-
-
-def token_figures(detail_path, prefill: list, decode: list, records: np.ndarray):
-    """TokenFigures from LoadGen's detail log (its result_first_token_* and result_time_per_output_token_* keys,
-    mlcommons/inference loadgen/results.cc) and the compute timings of the two steps (before and after the run)."""
-    from mlperf_ext.logs import read_detail_values
-    from mlperf_ext.result import TokenFigures
-
-    values = read_detail_values(detail_path)
-    pct = "result_first_token_{}_percentile_latency_ns"
-    tpot = "result_time_per_output_token_{}_percentile_ns"
-    rate = values.get("result_completed_tokens_per_second", values.get("result_tokens_per_second"))
-    prefill_s = float(np.median([s for t in prefill for s in t.latencies_s]))
-    decode_s = float(np.median([s for t in decode for s in t.latencies_s]))
-    decode_rate = float(np.median([r for t in decode for r in t.window_throughputs]))
-    return TokenFigures(
-        ttft_mean_ms=_ms(values, "result_first_token_mean_latency_ns"), ttft_p50_ms=_ms(values, pct.format("50.00")),
-        ttft_p90_ms=_ms(values, pct.format("90.00")), ttft_p99_ms=_ms(values, pct.format("99.00")),
-        tpot_mean_ms=_ms(values, "result_time_to_output_token_mean"), tpot_p50_ms=_ms(values, tpot.format("50.00")),
-        tpot_p90_ms=_ms(values, tpot.format("90.00")), tpot_p99_ms=_ms(values, tpot.format("99.00")),
-        tokens_per_s=None if rate is None else float(rate), prefill_ms=1e3 * prefill_s, decode_step_ms=1e3 * decode_s,
-        decode_tokens_per_s=decode_rate, prompt_tokens=int(records[PROMPT].shape[1]),
-        decode_context=int(records[PROMPT].shape[1]) + int(records[NEW_TOKENS].mean()) // 2)

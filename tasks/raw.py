@@ -12,19 +12,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from tasks.base import BaseTask
 
-class RawTask:
+
+class RawTask(BaseTask):
+    """Nothing is scored, so any dataset and any outputs will do (the defaults)."""
+
     name: ClassVar[str] = "raw"
-    extra: ClassVar[str] = ""
-    scorer_module: ClassVar[str | None] = None
-    metric: ClassVar[str | None] = None
-    named_outputs: ClassVar[bool] = True
-
-    def check_dataset(self, dataset, mode: str) -> None:
-        return None  # nothing is scored, so any dataset will do
-
-    def check_outputs(self, output_names: Sequence[str]) -> None:
-        return None
 
     def payloads(self, outputs: dict[str, np.ndarray], indices: Sequence[int]) -> list[np.ndarray]:
         arrays = [np.ascontiguousarray(a) for a in outputs.values()]
@@ -32,9 +26,6 @@ class RawTask:
         if len(arrays) == 1:
             return [arrays[0][k].reshape(-1).view(np.uint8) for k in range(n)]
         return [np.concatenate([a[k].reshape(-1).view(np.uint8) for a in arrays]) for k in range(n)]
-
-    def score(self, entries: list, dataset) -> None:
-        return None
 
 
 def decode(data_hex: str, layout: Sequence[tuple[str, str, tuple[int, ...]]]) -> dict[str, np.ndarray]:

@@ -13,8 +13,6 @@ from importlib import metadata
 from mlperf_ext.errors import ConfigError, MlperfExtError
 
 ENTRY_POINT_GROUP = "mlperf_ext.tasks"
-#: the task of a point that names none: a classifier scored by top-1
-DEFAULT_TASK = "classification"
 
 
 @cache

@@ -15,10 +15,9 @@ from onnx import TensorProto, helper, numpy_helper
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import DatasetError, ModelError
 from sut.base import DeploymentOptions
-from sut.model_file import RECORD, inspect_model
+from sut.model_file import RECORD, check_inputs, inspect_model
 from sut.onnxruntime import OnnxRuntimeBackend
 from tests.sut.conftest import assert_four_scenarios_valid, assert_user_error, run_spec
-from tiers.runner.validate import check_inputs
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 VOCAB, WIDTH, CLASSES, LENGTH = 50, 16, 4, 12

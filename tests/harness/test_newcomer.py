@@ -392,7 +392,7 @@ def test_a_score_that_cannot_mean_what_it_says_is_warned_about():
     from tasks.classification import ClassificationTask
 
     dataset = ArrayDataset("ten", np.zeros((10, 2), np.float32), np.arange(10))
-    warnings = ClassificationTask.warnings
+    warnings = ClassificationTask().warnings
     assert warnings(AccuracyFigures(value=0.9), 10, dataset) == []
     [few] = warnings(AccuracyFigures(value=0.1), 1, dataset)
     assert "1 value(s) per sample but the labels have 10 classes" in few

@@ -47,14 +47,12 @@ from mlperf_ext.result import (
 )
 from scenarios import ComputeEstimate, DispatchConfig, get_scenario
 from scenarios.base import MAX_SERVER_QPS
-from sut.adapter import make_adapter
 from sut.base import DeploymentOptions
 from sut.registry import create_backend
 from tasks.base import SCORED_MODES
 from tasks.registry import get_task
 from tiers.runner import layout, modes
 from tiers.runner.compute import COMPUTE_SECONDS, ComputeTiming, latency_stats_ms, measure_compute, spread_of
-from tiers.runner.validate import check_inputs
 
 #: TestSettings fields the harness may fill when the user did not, and the user.conf keys that set them
 AUTO_FIELDS_FROM_CONF = {
@@ -177,8 +175,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
         operating_mode=modes.backend_hint(task.mode), exec_precision=point.exec_precision,
         runtime_options=dict(point.runtime_options)))
     if getattr(backend, "runs_model", True):  # the null backend runs no model and takes anything
-        check = getattr(work, "check_inputs", None) or check_inputs  # a task may build the model's inputs itself
-        check(dataset, backend.input_specs() if hasattr(backend, "input_specs") else (backend.input_spec(),))
+        work.check_inputs(dataset, backend.input_specs() if hasattr(backend, "input_specs") else (backend.input_spec(),))
     library = SampleLibrary(dataset)
     probe = task.role == "probe"
     meter = open_meter(point.power) if not probe else None
@@ -198,7 +195,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     seconds = PROBE_COMPUTE_SECONDS if probe else COMPUTE_SECONDS[point.profile]
     # what compute times: the batch itself, or the model inputs a task builds from it (a decoder's prefill, and
     # its decode step, timed apart)
-    phases = work.compute_inputs(backend, nominal) if hasattr(work, "compute_inputs") else {"batch": nominal}
+    phases = work.compute_inputs(backend, nominal)
     timed = next(iter(phases.values()))
     timings = [measure_compute(backend, timed, point.streams, seconds)]
     decode = [measure_compute(backend, phases["decode"], point.streams, seconds)] if "decode" in phases else []
@@ -207,7 +204,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
         latency = work.generation_seconds(nominal, timings[0].mean_latency_s, decode[0].mean_latency_s)
         estimate = ComputeEstimate(len(nominal), latency, timings[0].throughput * timings[0].mean_latency_s / latency)
     auto = {k: v for k, v in scenario.auto_settings(estimate, config).items() if not user_set(point, k)}
-    auto.update({k: v for k, v in getattr(work, "loadgen_settings", {}).items() if not user_set(point, k)})
+    auto.update({k: v for k, v in work.loadgen_settings.items() if not user_set(point, k)})
     if point.scenario == "Server" and not user_set(point, "server_target_qps"):
         auto["server_target_qps"] = min(estimate.throughput, MAX_SERVER_QPS)
     auto.update({k: v for k, v in task.hints.items() if not user_set(point, k)})
@@ -217,8 +214,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     loadgen.apply_settings(settings, auto)
 
     errors = loadgen.CallbackErrors()
-    adapter = work.make_adapter(backend, library, errors) if hasattr(work, "make_adapter") else \
-        make_adapter(backend, library, errors, work)
+    adapter = work.make_adapter(backend, library, errors)
     dispatcher = scenario.make_dispatcher(adapter.run_batch, config, run_one=adapter.run_one)
     test = loadgen.LoadGenTest.of(dispatcher, library, errors)
     log_dir = run_dir / layout.LOADGEN_DIR
@@ -280,8 +276,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
             score = work.score(read_accuracy_log(log_dir / "mlperf_log_accuracy.json"), dataset)
             result.accuracy = score
             (run_dir / layout.ACCURACY_FILE).write_text(score.line + "\n")
-            if hasattr(work, "warnings"):
-                result.notes += work.warnings(score, adapter.outputs_per_sample or 0, dataset)
+            result.notes += work.warnings(score, adapter.outputs_per_sample or 0, dataset)
         elif point.mode in SCORED_MODES and not probe and not work.metric:
             result.notes.append(f"task {work.name} scores nothing: the outputs are in LoadGen's accuracy log as they are")
     except MlperfExtError as exc:

@@ -26,7 +26,7 @@ from mlperf_ext.datasets.base import DatasetScan
 from mlperf_ext.errors import ConfigError, DatasetError
 from mlperf_ext.result import MicroInfo, Variant
 from scenarios import DispatchConfig
-from sut.base import DeploymentOptions, TensorSpec, check_runtime_options
+from sut.base import DeploymentOptions, check_runtime_options
 from sut.registry import check_backend, runtime_versions
 from tasks.base import output_refusal
 from tasks.registry import get_task
@@ -51,53 +51,6 @@ def available_memory_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
-
-
-def check_inputs(dataset: Dataset, specs: tuple[TensorSpec, ...]) -> None:
-    """The dataset's samples must be what the model's inputs take: for one input, the samples themselves; for
-    several, records with a field per input name (dynamic dims match anything)."""
-    fields = np.dtype(dataset.dtype).names
-    if len(specs) == 1 and not fields:
-        check_shapes(dataset, specs[0])
-        return
-    names = [spec.name for spec in specs]
-    if not fields:
-        raise DatasetError(f"dataset '{dataset.name}' holds one array per sample but the model takes {len(specs)} inputs "
-                           f"({', '.join(names)}); fix: give one array per input name (an .npz file, or inputs/<name>.npy)")
-    missing = [n for n in names if n not in fields]
-    extra = [f for f in fields if f not in names]
-    if missing or extra:
-        raise DatasetError(f"dataset '{dataset.name}' arrays ({', '.join(fields)}) do not match the model inputs "
-                           f"({', '.join(names)}): " + "; ".join(filter(None, [
-                               f"missing {', '.join(missing)}" if missing else "",
-                               f"not inputs: {', '.join(extra)}" if extra else ""])) + "; fix: name one array after each "
-                           "model input")
-    dtype = np.dtype(dataset.dtype)
-    for spec in specs:
-        field = dtype[spec.name]
-        check_shapes(_FieldView(f"{dataset.name}[{spec.name}]", field.shape, field.base), spec)
-
-
-@dataclass(frozen=True)
-class _FieldView:
-    """One field of a record dataset, as check_shapes reads a dataset."""
-
-    name: str
-    sample_shape: tuple[int, ...]
-    dtype: np.dtype
-
-
-def check_shapes(dataset: Dataset | _FieldView, spec: TensorSpec) -> None:
-    """The dataset's samples must be what the model's input takes (dynamic dims match anything)."""
-    want = tuple(spec.shape[1:])
-    have = tuple(dataset.sample_shape)
-    if len(want) != len(have) or any(w is not None and w != h for w, h in zip(want, have)):
-        shown = tuple("?" if w is None else w for w in want)
-        raise DatasetError(f"dataset '{dataset.name}' samples have shape {have} but the model input "
-                           f"'{spec.name}' takes {shown}; fix: use a dataset preprocessed for this model")
-    if np.dtype(dataset.dtype) != np.dtype(spec.dtype):
-        raise DatasetError(f"dataset '{dataset.name}' samples are {np.dtype(dataset.dtype)} but the model "
-                           f"input takes {spec.dtype}; fix: preprocess the data to {spec.dtype}")
 
 
 def check_limits(point: RunPoint, dataset: Dataset) -> None:
@@ -201,8 +154,7 @@ class PointValidator:
             self._meters.add(point.power)
         dataset = self.dataset(point.dataset)
         task = self.task(point.task)
-        if hasattr(task, "check_scenario"):
-            task.check_scenario(point.scenario)
+        task.check_scenario(point.scenario)
         task.check_dataset(dataset, point.mode)
         scan = self.scan(point.dataset)
         bad, first = scan.nonfinite, scan.first_nonfinite
@@ -215,7 +167,7 @@ class PointValidator:
         if getattr(backend, "runs_model", True):  # the null backend runs no model: only the harness is measured
             info = self.model(point.model, backend)
             refuse_batch(info, point.batch)
-            (getattr(task, "check_inputs", None) or check_inputs)(dataset, info.inputs)  # a task may build them
+            task.check_inputs(dataset, info.inputs)  # a task that builds the model's inputs checks what it reads
             task.check_outputs(tuple(getattr(info, "output_names", ())))
         return backend
 
