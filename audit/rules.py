@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlperf_ext.config import DEFAULT_TASK
 from mlperf_ext.errors import ConfigError
 from mlperf_ext.loadgen import SCENARIOS  # the one list of LoadGen scenario names
 
@@ -210,7 +211,7 @@ class BenchmarkRules:
     #: where TEST01's audit.config lives upstream
     test01_audit_config_source: str = ""
     #: the harness task whose accuracy line the benchmark's pattern reads (tasks/): a run of another task is refused
-    task: str = "classification"
+    task: str = DEFAULT_TASK
 
 
 _RESNET = BenchmarkRules(

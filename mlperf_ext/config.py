@@ -26,6 +26,10 @@ from mlperf_ext.yaml_file import read_yaml
 EXEC_PRECISIONS = ("model", "fp32", "bf16", "fp16", "tf32")  # tf32: fp32 layers on TF32 tensor cores (tensorrt)
 
 
+#: the task of a point that names none: a classifier scored by top-1 (tasks/classification.py)
+DEFAULT_TASK = "classification"
+
+
 @dataclass(frozen=True)
 class RunPoint:
     """One LoadGen run: a model on a backend in one scenario and mode with one set of deployment knobs."""
@@ -54,7 +58,7 @@ class RunPoint:
     loadgen_trace: bool = False  # LoadGen's trace log, for every sample's latency (LoadGen's IO thread writes it)
     power: str = "none"  # the power meter (mlperf_ext.power.open_meter spec) sampled during the LoadGen run
     allow_nonfinite: bool = False  # run accuracy/submission on a dataset with NaN/Inf; permits, not part of the key
-    task: str = "classification"  # what the outputs mean and how they are scored (tasks/: classification, detection, raw)
+    task: str = DEFAULT_TASK  # what the outputs mean and how they are scored (tasks/: classification, detection, raw, llm)
 
     def __post_init__(self):
         if self.scenario not in SCENARIO_NAMES:
@@ -110,7 +114,7 @@ class RunPoint:
         data = self.to_dict()
         data.pop("timeout_s")
         data.pop("allow_nonfinite")  # lets a run go ahead; the run it allows is the same run
-        if data["task"] == "classification":  # the default: keys of classifier points are those stored before tasks
+        if data["task"] == DEFAULT_TASK:  # the default: keys of classifier points are those stored before tasks
             data.pop("task")
         data["model_sha256"] = file_sha256(Path(self.model)) if Path(self.model).is_file() else None
         data["user_conf_sha256"] = (file_sha256(Path(self.user_conf))
@@ -131,7 +135,7 @@ class RunPoint:
             parts.append(self.operating_mode)
         if self.exec_precision != "model":
             parts.append(f"exec {self.exec_precision}")
-        if self.task != "classification":
+        if self.task != DEFAULT_TASK:
             parts.append(self.task)
         parts.extend(f"{k}={v}" for k, v in sorted(self.runtime_options.items()))
         if self.audit_config:

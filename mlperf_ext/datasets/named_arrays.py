@@ -16,15 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from mlperf_ext.datasets.base import ArrayDataset, record_dataset
+from mlperf_ext.datasets.npy_dir import _load_npy, checked_labels, read_annotations
 from mlperf_ext.errors import DatasetError
 
 LABELS = "labels"
-
-
-def _checked_labels(labels: np.ndarray | None, where: str) -> np.ndarray | None:
-    if labels is not None and np.issubdtype(labels.dtype, np.integer) and labels.size and labels.min() < 0:
-        raise DatasetError(f"{where} holds a negative label ({int(labels.min())}); fix: store class indices >= 0")
-    return labels
 
 
 def open_npz(path: Path) -> ArrayDataset:
@@ -35,20 +30,18 @@ def open_npz(path: Path) -> ArrayDataset:
     except (ValueError, OSError) as exc:
         raise DatasetError(f"cannot read {path} as an .npz archive of plain arrays ({exc}); fix: save it with "
                            "numpy.savez(path, **{input_name: array}, labels=labels)") from exc
-    labels = _checked_labels(arrays.pop(LABELS, None), f"{path} [labels]")
+    labels = checked_labels(arrays.pop(LABELS, None), f"{path} [labels]")
     return record_dataset(path.stem, arrays, labels, f".npz inputs {path} ({', '.join(arrays)})")
 
 
 def open_inputs_dir(directory: Path) -> ArrayDataset:
     """A directory whose `inputs/` folder holds one `<input name>.npy` per model input."""
-    from mlperf_ext.datasets.npy_dir import _load_npy, read_annotations
-
     files = sorted((directory / "inputs").glob("*.npy"))
     if not files:
         raise DatasetError(f"{directory / 'inputs'} holds no .npy arrays; fix: save one <input name>.npy per model "
                            "input there")
     arrays = {f.stem: _load_npy(f) for f in files}
     labels_path = directory / "labels.npy"
-    labels = _checked_labels(_load_npy(labels_path), str(labels_path)) if labels_path.exists() else None
+    labels = checked_labels(_load_npy(labels_path), str(labels_path)) if labels_path.exists() else None
     return record_dataset(directory.name, arrays, labels, f".npy inputs {directory} ({', '.join(arrays)})",
                           read_annotations(directory))

@@ -43,6 +43,13 @@ def _read_label_map(path: Path) -> list[tuple[str, int]]:
     return entries
 
 
+def checked_labels(labels: np.ndarray | None, where: str) -> np.ndarray | None:
+    """The labels as read, or DatasetError for a negative class index."""
+    if labels is not None and np.issubdtype(labels.dtype, np.integer) and labels.size and labels.min() < 0:
+        raise DatasetError(f"{where} holds a negative label ({int(labels.min())}); fix: store class indices >= 0")
+    return labels
+
+
 #: COCO-format annotations beside the samples (the detection task scores against them)
 ANNOTATIONS = "annotations.json"
 
@@ -81,10 +88,7 @@ class NpyDirDataset(Dataset):
         if whole.exists():
             samples = _load_npy(whole)
             labels_path = self.directory / "labels.npy"
-            labels = _load_npy(labels_path) if labels_path.exists() else None
-            if labels is not None and np.issubdtype(labels.dtype, np.integer) and labels.size and labels.min() < 0:
-                raise DatasetError(f"{labels_path} holds a negative label ({int(labels.min())}); fix: store "
-                                   "class indices >= 0")
+            labels = checked_labels(_load_npy(labels_path), str(labels_path)) if labels_path.exists() else None
             self._inner = ArrayDataset(self.name, samples, labels, self.description, self._annotations)
             return
         label_file = next((self.directory / n for n in ("val_map.txt", "labels.txt")

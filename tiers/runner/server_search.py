@@ -52,14 +52,14 @@ def _trace_entry(result: PointResult, asked: float | None) -> dict:
     system, requested = result.system, (result.settings.requested if result.settings else {})
     bound_ns = requested.get("server_target_latency_ns")
     p99 = None if system is None else system.lat_p99_ms
-    accepted = bool(system and system.valid and p99 is not None and bound_ns
-                    and p99 <= LATENCY_HEADROOM * bound_ns / 1e6)
     tokens = result.tokens
     if requested.get("use_token_latencies") and tokens is not None:
         # LoadGen bounds a token run's TTFT and TPOT, not a sample's whole latency (loadgen/results.cc)
-        firsts = ((tokens.ttft_p99_ms, requested.get("ttft_latency")), (tokens.tpot_p99_ms, requested.get("tpot_latency")))
-        accepted = bool(system and system.valid and all(
-            have is not None and bound and have <= LATENCY_HEADROOM * bound / 1e6 for have, bound in firsts))
+        tails = ((tokens.ttft_p99_ms, requested.get("ttft_latency")), (tokens.tpot_p99_ms, requested.get("tpot_latency")))
+    else:
+        tails = ((p99, bound_ns),)
+    accepted = bool(system and system.valid and all(
+        have is not None and bound and have <= LATENCY_HEADROOM * bound / 1e6 for have, bound in tails))
     return {"target_qps": requested.get("server_target_qps", asked), "status": result.status,
             "valid": None if system is None else system.valid, "accepted": accepted,
             "reasons": [] if system is None else list(system.invalid_reasons) or ([result.error] if result.error else []),
