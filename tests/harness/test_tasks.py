@@ -13,7 +13,7 @@ from mlperf_ext.config import RunPoint
 from mlperf_ext.datasets import open_dataset
 from mlperf_ext.errors import ConfigError, DatasetError, ModelError
 from mlperf_ext.logs import LogParseError
-from mlperf_ext.zoo.detector import MODEL_NAME, build_model, list_models
+from mlperf_ext.zoo.detector import build_model, list_models
 from sut.base import DeploymentOptions
 from tasks.detection import DETECTION_FIELDS, DetectionTask, read_detections
 from tasks.raw import decode
@@ -195,4 +195,3 @@ def test_a_backend_that_returns_one_output_refuses_a_named_output_task(detector)
     assert "torch returns only a model's first output" in plan.refusal and "fix:" in plan.refusal
     assert PointValidator().plan(RunPoint(model=str(detector), dataset="shapes", backend="onnxruntime",
                                           scenario="Offline", task="detection")).refusal is None
-    assert MODEL_NAME == detector.stem
