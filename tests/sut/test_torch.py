@@ -256,9 +256,12 @@ def cli_sweep(trained, tmp_path_factory):
     return run_spec([
         {**common, "scenarios": ["SingleStream", "MultiStream"], "mode": "performance", "settings": short},
         {**common, "scenarios": ["Offline"], "mode": "submission", "streams": 2, "threads": 2, "settings": short},
-        # Server runs longer at a lower rate: as many queries for early stopping, one host stall diluted over 0.5 s
+        # Server runs longer at a lower rate: as many queries for early stopping, one host stall diluted over 0.5 s;
+        # its bound is 50 ms, not the default 10: the test is of the torch Server path, and a stall of this 2-core
+        # host past 10 ms at p99 sank it in CI once
         {**common, "scenarios": ["Server"], "mode": "performance",
-         "settings": {"min_duration_ms": 500, "server_target_qps": SERVER_TARGET}},
+         "settings": {"min_duration_ms": 500, "server_target_qps": SERVER_TARGET,
+                      "server_target_latency_ns": 50_000_000}},
     ], tmp_path_factory.mktemp("work"))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlperf_ext.result import MIN_TOLERANCE
 from mlperf_ext.zoo import registry
 from sut.base import DeploymentOptions
 from sut.registry import create_backend
@@ -66,6 +67,11 @@ def test_no_zoo_model_computes_above_the_stored_ceiling(backend_name, variant, e
         backend.close()
     assert dtype in stored_ceilings, f"{dtype} executed, but the host file stores no {dtype} ceiling"
     achieved = timing.throughput * ops / 1e12
-    assert achieved <= stored_ceilings[dtype], (
+    # two measurements of one peak differ by their noise: the model's own windows' spread (at least 1 %, the rule of
+    # the rows' system-above-compute flag) is the tolerance; a ceiling that is not the host's best is off by more
+    # (CI once saw a GEMM-bound ResNet-50 0.6 % above a bf16 ceiling measured seconds apart)
+    tolerance = max(timing.spread, MIN_TOLERANCE)
+    assert achieved <= stored_ceilings[dtype] * (1 + tolerance), (
         f"{path.stem} on {backend_name} (threads {threads}, streams {streams}) computes {achieved:.4f} TOP/s in "
-        f"{dtype}, above the stored {dtype} ceiling {stored_ceilings[dtype]:.4f} TOP/s")
+        f"{dtype}, above the stored {dtype} ceiling {stored_ceilings[dtype]:.4f} TOP/s by more than its windows' "
+        f"spread ({100 * tolerance:.1f} %)")
