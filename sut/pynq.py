@@ -1,41 +1,44 @@
-"""PYNQ backend: a FINN-style dataflow accelerator on an FPGA overlay, driven through `sut.finn_driver`.
+"""PYNQ backend: a FINN accelerator on an FPGA, driven by FINN's own runtime driver through the real `pynq`.
+
+The driver is `finn_plus_driver.overlays.dma.FINNDMAOverlay` (PyPI `finn-plus-driver` 1.6.1, the maintained
+fork's runtime driver, a subclass of `pynq.Overlay`): it folds, packs and copies a batch, programs the
+accelerator's IODMA cores and polls them, and unpacks the result. `finn-plus-driver` is chosen over
+`finn-examples` because `finn-examples` (0.0.7.post0, 2024) downloads its bitstreams while it installs and does
+not install off a board, and it is unmaintained; `finn-plus-driver` installs anywhere and carries the same
+`zynq-iodma` protocol. Both it and `pynq` 4.0 pin numpy < 2, so the extra `pynq` lives in its own environment
+(`make finn-env`: `.venv-finn`), as the report's Chromium does; `mlperf-ext` runs whole there.
 
 Devices (nothing falls back from one to the other):
-- `fpga`: a real board through the `pynq` package (pip extra `pynq`). The model is the overlay: its `.bit`
-  (recommended: the run's key then hashes the bitstream), its directory, or its `overlay.json`; the `.hwh`
-  and the metadata sit next to the `.bit` (fields: `sut.finn_driver.OverlayMetadata`). `pynq.Overlay(bit)`
-  downloads the bitstream, `pynq.allocate` gives the DMA buffers. A missing `pynq` or a host where PYNQ
-  finds no device is refused with one line.
-- `fake`: `sut.fake_overlay.FakeOverlay` on a zoo INT2/INT4 MLP ONNX file: the same driver code (packing,
-  buffers, DMA calls, unpacking) around a numpy model of the accelerator. Its timing is the host running
-  numpy, labelled as simulated in the row (device, settings and notes); it is never FPGA performance.
-
-`runtime_module` is None on purpose: the fake needs no `pynq`, so `check_device` imports `pynq` only for
-`fpga` (and names the extra when it is missing).
+- `fpga`: a board PYNQ finds. The model is a FINN deployment (`sut.finn_package`: its folder, its `.bit`, or
+  its io_shape_dict file); the `.hwh` sits beside the `.bit`.
+- `fake`: `sut.fake_pynq_board.FakePynqBoard`, a pynq Device standing in for the board under the same pynq and
+  the same FINN driver, on a zoo INT2/INT4 MLP ONNX file it is "programmed" with (a FINN-shaped deployment is
+  written for it, `build_stand_in`). Its timing is the host running numpy, labelled simulated in the row.
 
 Paths (docs/architecture.md, "Definitions"):
-- system, `infer`: quantize the host floats to the accelerator's input codes, fold, pack to its bit width,
-  copy into the DMA buffer, run, copy out, unpack the top-1 labels. The harness reduces scores to top-1,
-  so the labels are returned as one-hot float32 scores (argmax gives the label back unchanged).
-- compute, `compute_step`: the batch is packed and copied into the input buffer once; each step times
-  `FinnDriver.execute_on_buffers`: the batch-count write, both DMA transfers and their waits.
+- system, `infer`: host floats -> the input codes (x / input_scale, checked on the grid: this project's glue),
+  then FINN's `execute` (fold, pack, copy in, run, copy out, unpack). A short batch runs the same driver stages
+  with `execute_on_buffers(batch_size=n)`, the driver's own way to run fewer samples than its buffers hold. The
+  labels come back as one-hot float32 scores (the harness reduces scores to top-1).
+- compute, `compute_step`: the batch is folded, packed and copied in once; each step times FINN's
+  `execute_on_buffers` (IODMA programming, the run, the poll until done).
 
-One accelerator pipeline per overlay, so one stream; host threads are not a setting of an overlay. The
-operating mode `fclk-<MHz>` sets the Zynq PL clock 0 (`pynq.ps.Clocks.fclk0_mhz`, as FINN's driver does
-for zynq-iodma) and the row reads it back. Power: the row says which PMBus rails PYNQ sees (the meter itself
-is `mlperf_ext.power.pynq_pmbus`, `--power-meter pmbus`).
+One accelerator pipeline, so one stream; no host threads. The operating mode `fclk-<MHz>` sets the PL clock 0
+through `pynq.ps.Clocks` after the driver loads (FINN's driver sets 100 MHz for zynq-iodma) and the row reads it
+back. Power: the row says which PMBus rails PYNQ sees (`mlperf_ext.power.pynq_pmbus`, `--power-meter pmbus`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlperf_ext.errors import BackendUnavailable, ConfigError, ModelError
+from mlperf_ext.errors import BackendUnavailable, ConfigError, DatasetError, ModelError
 from mlperf_ext.host import package_version
 from sut.base import (
     MODEL_PRECISION,
@@ -46,24 +49,26 @@ from sut.base import (
     check_exec_precision,
     check_runtime_options,
 )
-from sut.finn_driver import FinnDriver, OverlayMetadata
+from sut.fake_accelerator import DataType
+from sut.finn_package import FinnPackage
 from sut.model_file import ModelInfo, multi_input_refusal, refuse_batch
 
 DEVICES = ("fpga", "fake")
-SIMULATED_DEVICE = "fake-overlay (simulated timing: not FPGA performance)"
-SIMULATED_NOTE = ("simulated: the fake overlay's timings are the host CPU running a numpy model of the accelerator "
-                  "inside the fake DMA wait; they say nothing about an FPGA")
+DRIVER = "finn_plus_driver.overlays.dma.FINNDMAOverlay"
+SIMULATED_DEVICE = "FakePynqBoard (simulated timing: not FPGA performance)"
+SIMULATED_NOTE = ("simulated: FakePynqBoard stands in for the board under the real pynq and FINN's driver; its "
+                  "timings are the host CPU running a numpy model of the accelerator, never FPGA performance")
+#: what is real and what is stood in for on --device fake (recorded in the row)
+FAKE_LAYERS = {"real": ["finn_plus_driver FINNDMAOverlay", "pynq.Overlay/DefaultIP", "pynqmetadata .hwh parser",
+                        "pynq.MMIO", "pynq.allocate/PynqBuffer", "pynq.ps.Clocks"],
+               "stood_in": "pynq Device (FakePynqBoard: memory, registers, the accelerator's execution)"}
+#: how far host input may sit from the input code grid (x / input_scale) before it is refused
+INPUT_GRID_TOLERANCE = 1e-3
 _FCLK_RE = re.compile(r"^fclk-(\d+(?:\.\d+)?)$")
 _BOARD_FIX = ("run on a PYNQ board (e.g. ZCU104, Ultra96, PYNQ-Z2) with its PYNQ image, or use --device fake for the "
-              "simulated overlay")
-
-
-@dataclass(frozen=True)
-class OverlayModelInfo(ModelInfo):
-    """sut.model_file.ModelInfo for an overlay (what the runner checks), with its declared metadata."""
-
-    metadata: OverlayMetadata | None = None
-    metadata_file: Path | None = None
+              "simulated board")
+_ENV_FIX = ("pynq 4.0 and finn-plus-driver pin numpy<2: install them in their own environment (make finn-env, then "
+            "run .venv-finn/bin/mlperf-ext)")
 
 
 def _is_onnx(path: Path) -> bool:
@@ -71,26 +76,26 @@ def _is_onnx(path: Path) -> bool:
 
 
 def inspect_overlay(path: Path | str) -> ModelInfo:
-    """The model as this backend sees it: the ONNX view of an .onnx file (for the fake), else the overlay's
-    declared input (host float32, as the driver quantizes it) from its metadata."""
+    """The model as this backend sees it: the ONNX view of an .onnx file (for the fake), else the FINN
+    deployment's input (host float32, as the glue quantizes it) from its io_shape_dict."""
     p = Path(path)
     if p.suffix == ".onnx":
         from sut.model_file import inspect_model
 
         return inspect_model(p)
-    meta, found = OverlayMetadata.read(p)
-    weights = meta.implements.get("weights")
-    return OverlayModelInfo(path=p, input=TensorSpec("input", (None, *meta.ishape_normal), "float32"),
-                            output_names=("label",), float_precision="fp32",
-                            weight_types=(str(weights),) if weights else (), metadata=meta, metadata_file=found)
+    package = FinnPackage.read(p)
+    return ModelInfo(path=p, input=TensorSpec("input", (None, *package.sample_shape), "float32"),
+                     output_names=("label",), float_precision="fp32", weight_types=())
 
 
-def import_pynq():
+def import_finn() -> tuple[Any, Any]:
+    """(pynq, FINNDMAOverlay), or one line naming the extra and its environment."""
     try:
         import pynq
+        from finn_plus_driver.overlays.dma import FINNDMAOverlay
     except ImportError as exc:
-        raise BackendUnavailable("pynq", "pynq", f"python module 'pynq' not importable: {exc}") from None
-    return pynq
+        raise BackendUnavailable("pynq", "pynq", f"{exc}; {_ENV_FIX}") from None
+    return pynq, FINNDMAOverlay
 
 
 def board_refusal(pynq: Any) -> str | None:
@@ -108,7 +113,7 @@ def parse_device(device: str) -> str:
     kind = device.lower()
     if kind not in DEVICES:
         raise ConfigError(f"pynq has no device '{device}'; fix: use --device fpga (a PYNQ board) or --device fake "
-                          "(the simulated overlay)")
+                          "(the simulated board)")
     return kind
 
 
@@ -119,32 +124,35 @@ def fclk_of(mode: str | None) -> float | None:
 
 
 class PynqBackend:
-    """A FINN-style overlay (or its fake) behind the Backend protocol; one DMA pipeline, one stream."""
+    """A FINN accelerator (or its stand-in board) behind the Backend protocol; one DMA pipeline, one stream."""
 
     name = "pynq"
     extra = "pynq"
-    runtime_module = None  # the fake needs no pynq: check_device imports it for --device fpga only
-    runtime_packages = ("pynq",)
+    runtime_module = None  # pynq and the FINN driver live in their own environment: import_finn names it
+    runtime_packages = ("pynq", "finn-plus-driver")
     exec_precisions = (MODEL_PRECISION,)  # a bitstream computes in the precision it was built with
     runtime_option_values: dict[str, tuple] = {}
 
     inspect_model = staticmethod(inspect_overlay)
 
     def __init__(self) -> None:
-        self._driver: FinnDriver | None = None
         self._overlay: Any = None
+        self._package: FinnPackage | None = None
+        self._board: Any = None  # the FakePynqBoard on --device fake
         self._device = ""
         self._info: ModelInfo | None = None
-        self._metadata_file: Path | None = None
-        self._runtime = ("", "")
-        self._board: dict = {}
+        self._state: dict = {}
+        self._workdir: tempfile.TemporaryDirectory | None = None
+        self._codes_dtype: Any = np.int64
 
     # -- facts ---------------------------------------------------------------------------------
     @staticmethod
     def check_device(device: str) -> None:
-        """`fake` always; `fpga` only with pynq importable and a device PYNQ finds."""
-        if parse_device(device) == "fpga":
-            reason = board_refusal(import_pynq())
+        """`fake` with the FINN environment; `fpga` only where PYNQ also finds a board."""
+        kind = parse_device(device)
+        pynq, _ = import_finn()
+        if kind == "fpga":
+            reason = board_refusal(pynq)
             if reason:
                 raise ConfigError(f"{reason}; fix: {_BOARD_FIX}")
 
@@ -156,26 +164,26 @@ class PynqBackend:
             return reason
         device = parse_device(options.device)
         if options.streams != 1:
-            return (f"an overlay has one accelerator pipeline behind its DMA, so one stream, not {options.streams}; "
+            return (f"an accelerator has one pipeline behind its DMA, so one stream, not {options.streams}; "
                     "fix: use --streams 1")
         if options.threads is not None:
-            return "an overlay has no thread setting (the host stages are single-threaded numpy); fix: drop --threads"
+            return "an accelerator has no thread setting (FINN's driver packs on one host thread); fix: drop --threads"
         mode = options.operating_mode
         if mode and (device == "fake" or fclk_of(mode) is None):
-            takes = "none (it has no clock)" if device == "fake" else "fclk-<MHz> (the PL clock 0)"
+            takes = "none (its timing is simulated)" if device == "fake" else "fclk-<MHz> (the PL clock 0)"
             return f"pynq --device {device} has no operating mode '{mode}' (it takes {takes}); fix: drop it"
         path = Path(model.path)
         if device == "fake":
             if not _is_onnx(path):
-                return (f"--device fake simulates a zoo INT2/INT4 MLP ONNX file, not {path.name}; fix: pass the .onnx "
-                        "variant, or --device fpga for an overlay")
-            from sut.fake_overlay import mlp_refusal
+                return (f"--device fake programs its stand-in board with a zoo INT2/INT4 MLP ONNX file, not "
+                        f"{path.name}; fix: pass the .onnx variant, or --device fpga for a FINN deployment")
+            from sut.fake_accelerator import mlp_refusal
 
             refusal = mlp_refusal(path)
             return f"{refusal}; fix: use a zoo INT2 or INT4 MLP variant (e.g. mlp-w256-int2)" if refusal else None
         if _is_onnx(path):
-            return (f"--device fpga runs an overlay, not the ONNX file {path.name}; fix: pass the overlay's .bit (its "
-                    ".hwh and overlay.json beside it), or --device fake to simulate this variant")
+            return (f"--device fpga runs a FINN deployment, not the ONNX file {path.name}; fix: pass the deployment "
+                    "folder (bitfile/ and driver/), or --device fake to simulate this variant")
         return None
 
     # -- loading -------------------------------------------------------------------------------
@@ -186,34 +194,43 @@ class PynqBackend:
         reason = self.supports(info, options)
         if reason:
             raise ConfigError(reason)
+        pynq, overlay_cls = import_finn()
+        board = None
         if device == "fake":
-            from sut.fake_overlay import FakeOverlay
+            from sut.fake_accelerator import PIXEL_SCALE
+            from sut.fake_pynq_board import FakePynqBoard, build_stand_in
 
-            overlay = FakeOverlay(model_path)
-            meta, allocate = overlay.metadata, overlay.allocate
-            self._runtime = ("fake-overlay", package_version("mlperf-ext") or "dev")
-            self._board = {"board": "none (FakeOverlay)", "power_rails": "none: a fake overlay has no PMBus rails"}
+            self._workdir = tempfile.TemporaryDirectory(prefix="mlperf-ext-finn-")
+            package = FinnPackage.read(build_stand_in(model_path, self._workdir.name, PIXEL_SCALE))
+            board = FakePynqBoard().activate()
         else:
-            pynq = import_pynq()
             self.check_device(device)
-            assert isinstance(info, OverlayModelInfo) and info.metadata is not None and info.metadata_file is not None
-            meta = info.metadata
-            self._metadata_file = info.metadata_file
-            bit = meta.bitfile_path(info.metadata_file)
-            try:
-                overlay = pynq.Overlay(str(bit))
-            except Exception as exc:  # noqa: BLE001 - PYNQ raises many types for a bitstream it cannot load
-                raise ModelError(f"pynq cannot load overlay {bit} ({type(exc).__name__}: {exc}); fix: check the .bit "
-                                 "and .hwh were built for this board") from None
-            allocate = pynq.allocate
-            self._runtime = ("pynq", getattr(pynq, "__version__", package_version("pynq") or "unknown"))
-            self._board = self._read_board(pynq, fclk_of(options.operating_mode) or meta.fclk_mhz)
-        self._overlay, self._device, self._info = overlay, device, info
-        self._driver = FinnDriver(overlay, allocate, meta, options.max_batch)
+            package = FinnPackage.read(model_path)
+        if package.max_batch is not None and options.max_batch > package.max_batch:
+            raise ConfigError(f"batch {options.max_batch} exceeds the {package.max_batch} samples the DMA buffers of "
+                              f"{package.io_source} may hold (max_batch); fix: use --batch {package.max_batch} or less")
+        try:
+            overlay = overlay_cls(str(package.bitfile), package.platform, package.driver_dict(),
+                                  batch_size=options.max_batch, device=board,
+                                  runtime_weight_dir=str(package.runtime_weight_dir) + "/")
+        except (AssertionError, FileNotFoundError, RuntimeError, OSError, ValueError, KeyError) as exc:
+            self._release(board)
+            raise ModelError(f"FINN's driver cannot load {package.bitfile} ({type(exc).__name__}: {exc}); fix: check "
+                             "the .bit, .hwh and io_shape_dict come from one FINN build for this board") from None
+        self._overlay, self._package, self._board, self._device, self._info = overlay, package, board, device, info
+        self._codes_dtype = _codes_dtype(DataType.parse(package.idt))
+        self._state = self._read_board(pynq, fclk_of(options.operating_mode), board)
+
+    def _release(self, board: Any) -> None:
+        if board is not None:
+            board.deactivate()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
 
     @staticmethod
-    def _read_board(pynq: Any, fclk_mhz: float | None) -> dict:
-        """Set the PL clock where asked (Zynq), and read back the board, the clock and the PMBus rails."""
+    def _read_board(pynq: Any, fclk_mhz: float | None, board: Any) -> dict:
+        """Set the PL clock where asked, and read back the board, the clock and the PMBus rails."""
         state: dict = {}
         try:
             state["board"] = str(pynq.Device.active_device.name)
@@ -230,6 +247,9 @@ class PynqBackend:
                 raise ConfigError(f"cannot set the PL clock to {fclk_mhz} MHz on this device ({type(exc).__name__}: "
                                   f"{exc}); fix: drop the fclk operating mode (Zynq boards only)") from None
             state["fclk0_mhz"] = None
+        if board is not None:
+            state["power_rails"] = "none: the stand-in board has no PMBus rails"
+            return state
         try:
             from mlperf_ext.power.pynq_pmbus import import_get_rails
 
@@ -239,83 +259,119 @@ class PynqBackend:
             state["power_rails"] = f"none readable ({type(exc).__name__}: {exc})"
         return state
 
-    def _require(self) -> FinnDriver:
-        if self._driver is None:
+    def _require(self) -> tuple[Any, FinnPackage]:
+        if self._overlay is None or self._package is None:
             raise RuntimeError("PynqBackend used before load()")
-        return self._driver
+        return self._overlay, self._package
 
     # -- description ---------------------------------------------------------------------------
     def describe(self) -> BackendDescription:
-        driver = self._require()
-        meta = driver.metadata
+        overlay, package = self._require()
         fake = self._device == "fake"
         settings = {
-            "overlay": meta.name, "overlay_metadata": str(self._metadata_file) if self._metadata_file else "built in",
-            "bitfile": meta.bitfile, "implements": meta.implements,
-            "idt": meta.idt, "odt": meta.odt, "input_scale": meta.input_scale, "classes": meta.classes,
-            "ishape_normal": list(meta.ishape_normal), "ishape_folded": list(meta.ishape_folded),
-            "ishape_packed": list(meta.ishape_packed), "oshape_packed": list(meta.oshape_packed),
-            "input_bytes_per_sample": meta.input_bytes, "output_bytes_per_sample": meta.output_bytes,
-            "max_batch": meta.max_batch, "dma_batch": driver.batch_size,
-            "ibuf_bytes": int(driver.ibuf.nbytes), "obuf_bytes": int(driver.obuf.nbytes),
-            "dma": {"input": meta.input_dma, "output": meta.output_dma}, "batch_register": meta.batch_register,
-            "streams": 1,
-            "compute_boundary": "FinnDriver.execute_on_buffers: batch-count write, recv+send DMA transfer, both waits "
-                                "(incl. PYNQ's own flush in transfer and invalidate in wait); input pre-packed in the "
-                                "DMA buffer",
-            "system_path": "quantize + fold + pack + copy in + DMA + copy out + unpack; labels as one-hot scores",
-            "timing": ("simulated: numpy model of the accelerator on the host CPU, inside the fake DMA wait; not FPGA "
-                       "performance") if fake else "the accelerator's, host clock around the DMA run",
-            **self._board,
+            "driver": f"{DRIVER} (finn-plus-driver {package_version('finn-plus-driver') or 'unknown'})",
+            "pynq": package_version("pynq") or "unknown",
+            "io_shape_dict": package.describe(), "bitfile": str(package.bitfile), "hwh": str(package.hwh),
+            "dma_batch": int(overlay.batch_size), "streams": 1,
+            "ibuf_bytes": int(overlay.ibuf_packed_device[0].nbytes),
+            "obuf_bytes": int(overlay.obuf_packed_device[0].nbytes),
+            "compute_boundary": "FINNDMAOverlay.execute_on_buffers: IODMA address/count/start writes, the run, the "
+                                "poll of odma0 until done; input folded, packed and copied in beforehand",
+            "system_path": "quantize (x / input_scale) + FINNDMAOverlay.execute (fold, pack, copy in, run, copy out, "
+                           "unpack); a short batch: the same stages with execute_on_buffers(batch_size=n); labels "
+                           "as one-hot scores",
+            "timing": ("simulated: numpy model of the accelerator on the host CPU, inside the register write that "
+                       "starts the DMA; not FPGA performance") if fake else "the accelerator's, host clock around "
+                                                                            "the DMA run",
+            **self._state,
         }
+        streams = f"{package.idt} in, {package.odt} out (io_shape_dict)"
         if fake:
-            acc = self._overlay.accelerator
-            precision = (f"{acc.precision()} weights x uint8 input codes, float32 activations (numpy model of the "
-                         "accelerator; simulated)")
+            settings["stand_in"] = FAKE_LAYERS
+            acc = self._board.accelerator
+            precision = f"{acc.precision()} weights, float32 activations; stream {streams} (numpy model; simulated)"
             compute_dtype = ""  # the host's numpy, not an accelerator datatype level 0 could predict against
         else:
-            weights = meta.implements.get("weights", "unknown")
-            precision = f"{weights} weights, {meta.idt} input (declared by the overlay's metadata)"
-            compute_dtype = str(meta.implements.get("compute_dtype", weights if weights != "unknown" else ""))
-        device = SIMULATED_DEVICE if fake else f"fpga ({self._board.get('board', 'unknown')})"
-        return BackendDescription(runtime=self._runtime[0], version=self._runtime[1], device=device,
-                                  providers=[f"{meta.input_dma} (AXI DMA)"], settings=settings, precision=precision,
-                                  compute_dtype=compute_dtype, notes=[SIMULATED_NOTE] if fake else [])
+            precision = f"stream {streams}; weights and activations as the bitstream was built"
+            compute_dtype = ""
+        device = SIMULATED_DEVICE if fake else f"fpga ({self._state.get('board', 'unknown')})"
+        return BackendDescription(runtime="finn-plus-driver", version=package_version("finn-plus-driver") or "unknown",
+                                  device=device, providers=[f"{DRIVER} on {package.platform}"], settings=settings,
+                                  precision=precision, compute_dtype=compute_dtype,
+                                  notes=[SIMULATED_NOTE] if fake else [])
 
     def input_spec(self) -> TensorSpec:
         self._require()
         assert self._info is not None
         return self._info.input
 
+    # -- the glue: host floats -> the codes FINN's driver packs ----------------------------------
+    def _codes(self, batch: np.ndarray) -> np.ndarray:
+        overlay, package = self._require()
+        n = len(batch)
+        if n > overlay.batch_size:
+            raise ConfigError(f"a batch of {n} exceeds the driver's buffers of {overlay.batch_size}; fix: raise --batch")
+        x = np.asarray(batch, np.float64).reshape(n, *package.sample_shape) / package.input_scale
+        codes = np.rint(x)
+        dtype = DataType.parse(package.idt)
+        if n and (np.abs(x - codes).max() > INPUT_GRID_TOLERANCE or codes.min() < dtype.min or codes.max() > dtype.max):
+            raise DatasetError(f"input is off the accelerator's {package.idt} grid (x / {package.input_scale:g} must "
+                               f"be an integer in {dtype.min}..{dtype.max}); fix: feed the dataset the accelerator was "
+                               "built for, or set input_scale in its io_shape_dict")
+        full = np.zeros(overlay.ishape_normal(), self._codes_dtype)
+        full[:n] = codes.astype(self._codes_dtype)
+        return full
+
+    def _stage(self, batch: np.ndarray) -> int:
+        """Fold, pack and copy a batch into the input buffer with FINN's own stages; returns its rows."""
+        overlay, _ = self._require()
+        full = self._codes(batch)
+        overlay.copy_input_data_to_device(overlay.pack_input(overlay.fold_input(full)))
+        return len(batch)
+
     # -- system path ---------------------------------------------------------------------------
     def infer(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
-        driver = self._require()
-        labels = driver.execute(batch)
-        classes = driver.metadata.classes
+        overlay, package = self._require()
+        n = len(batch)
+        if n == overlay.batch_size:
+            out = overlay.execute(self._codes(batch))
+        else:
+            self._stage(batch)
+            overlay.execute_on_buffers(batch_size=n)
+            overlay.copy_output_data_from_device(overlay.obuf_packed[0])
+            out = overlay.unfold_output(overlay.unpack_output(overlay.obuf_packed[0]))
+        labels = np.asarray(out).reshape(overlay.batch_size)[:n].astype(np.int64)
+        classes = package.label_count
         if labels.size and (labels.min() < 0 or labels.max() >= classes):
             raise RuntimeError(f"the accelerator returned label {int(labels.max())} outside 0..{classes - 1}")
-        scores = np.zeros((len(labels), classes), np.float32)
-        scores[np.arange(len(labels)), labels] = 1.0
+        scores = np.zeros((n, classes), np.float32)
+        scores[np.arange(n), labels] = 1.0
         return scores
 
     # -- compute path --------------------------------------------------------------------------
     def compute_step(self, batch: np.ndarray, stream: int = 0) -> ComputeStep:
-        """Pack and copy `batch` into the input buffer once; each step runs the accelerator on it. A later
+        """Stage `batch` in the input buffer once; each step runs FINN's execute_on_buffers on it. A later
         `infer` overwrites the buffer, so steps are for use before the next system-path batch (as the runner
         uses them)."""
-        driver = self._require()
-        n = driver.stage(batch)  # packed and resident in the DMA buffer: outside every timed run
-        run = driver.execute_on_buffers
+        overlay, _ = self._require()
+        n = self._stage(batch)
+        run, clock = overlay.execute_on_buffers, time.perf_counter
 
         def step() -> float:
-            return run(n)
+            start = clock()
+            run(batch_size=n)
+            return clock() - start
 
         return step
 
     def close(self) -> None:
-        if self._driver is not None:
-            self._driver.close()
-        free = getattr(self._overlay, "free", None)
-        if callable(free):
-            free()
-        self._driver, self._overlay = None, None
+        self._overlay, self._package = None, None
+        self._release(self._board)
+        self._board = None
+
+
+def _codes_dtype(dtype: DataType) -> Any:
+    """uint8/int8 where they hold the codes: FINN's packer has a fast path for them (its throughput_test)."""
+    if dtype.bits <= 8:
+        return np.int8 if dtype.signed else np.uint8
+    return np.int64

@@ -1,21 +1,17 @@
-"""PynqBackend, FinnDriver and FakeOverlay.
+"""The PYNQ backend's parts that need no pynq: the stream codec, FINN deployment packages, the accelerator model.
 
-What runs here for real: the packing (against an independent per-element bit manipulation and a FINN
-docstring example), the overlay metadata, the driver's stages and DMA calls against `FakeOverlay` on a tiny
-zoo MLP family (INT2 and INT4) with top-1 equal to ONNX Runtime on all 1000 held-out samples, the compute
-boundary (which calls a timed step makes, seen in the fake's event log), the refusals, the `fpga` glue
-against a FakePynqBoard (the modules a board's pynq presents), and the real CLI in all four scenarios with `--device fake`.
-Tests marked `fpga` need a PYNQ board and skip with the reason found on this host.
+What runs here for real (in the main environment, numpy 2): the stand-in accelerator's stream codec against an
+independent per-element bit manipulation, reading FINN deployments (`io_shape_dict` from a FINN-style
+`driver.py`, JSON or YAML; the folder, `.bit` and io-file layouts) with one line per bad input, the accelerator
+model's weights decoded bit for bit as ONNX Runtime dequantizes them, the backend's refusals, and the one-line
+error that names the FINN environment where pynq and FINN's driver are absent. The driver itself, the real
+`pynq` and `FakePynqBoard` run in `tests/finn/` inside `.venv-finn` (make test runs both).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +20,25 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from mlperf_ext.datasets import open_dataset
-from mlperf_ext.errors import BackendUnavailable, ConfigError, DatasetError, ModelError
+from mlperf_ext.errors import BackendUnavailable, ConfigError, ModelError
 from mlperf_ext.zoo import registry
-from mlperf_ext.zoo.evaluate import ort_logits
-from mlperf_ext.zoo.metadata import read_metadata
 from mlperf_ext.zoo.mlp import MlpFamily, MlpRecipe, register
 from sut.base import Backend, DeploymentOptions
-from sut.fake_overlay import FakeOverlay, MlpAccelerator, mlp_refusal, read_quantized_mlp
-from sut.finn_driver import DataType, FinnDriver, OverlayMetadata, pack_bits, packed_bytes, unpack_bits
-from sut.pynq import SIMULATED_DEVICE, PynqBackend, board_refusal, fclk_of
+from sut.fake_accelerator import (
+    DataType,
+    MlpAccelerator,
+    mlp_refusal,
+    pack_bits,
+    packed_bytes,
+    read_quantized_mlp,
+    unpack_bits,
+)
+from sut.finn_package import FinnPackage
+from sut.pynq import PynqBackend, fclk_of
 from sut.registry import check_backend
 from tests.sut.conftest import assert_user_error, build_mlp
+
+FINN_HERE = importlib.util.find_spec("finn_plus_driver") is not None
 
 REF = "sut.pynq:PynqBackend"
 PREFIX = "mlppynq"
@@ -56,13 +59,7 @@ def zoo_models(tmp_path_factory) -> dict[str, Path]:
         registry.unregister_family(PREFIX)
 
 
-@pytest.fixture(scope="module")
-def held_out():
-    ds = open_dataset("mnist")
-    return ds.samples, ds.labels
-
-
-# ---- packing ---------------------------------------------------------------------------------------------
+# ---- the stand-in accelerator's stream codec --------------------------------------------------------
 
 def reference_pack(values: np.ndarray, bits: int) -> np.ndarray:
     """Per vector: a Python int with element i at bit i*bits, written little-endian (independent of numpy's
@@ -90,14 +87,6 @@ def test_packing_matches_bit_by_bit_reference_and_round_trips(name, inner):
     np.testing.assert_array_equal(unpack_bits(packed, dtype, inner), values)
 
 
-def test_packing_is_finns_driver_layout():
-    # finn/util/data_packing.py: pack_innermost_dim_as_hex_string([[1, 3], [3, 1]], UINT2, 8) gives "0x07", "0x0d"
-    # without reverse_inner; the driver packs with reverse_inner (and reverse_endian), which swaps them.
-    np.testing.assert_array_equal(pack_bits(np.array([[1, 3], [3, 1]]), DataType.parse("UINT2")), [[0x0D], [0x07]])
-    # two bytes: reverse_endian puts element 0's bits in the first byte
-    np.testing.assert_array_equal(pack_bits(np.array([0xA, 0xB, 0xC]), DataType.parse("UINT4")), [0xBA, 0x0C])
-
-
 def test_packing_refuses_values_outside_the_type():
     with pytest.raises(ValueError):
         pack_bits(np.array([4]), DataType.parse("UINT2"))
@@ -107,58 +96,119 @@ def test_packing_refuses_values_outside_the_type():
         DataType.parse("FLOAT7")
 
 
-# ---- overlay metadata -----------------------------------------------------------------------------------
-
-def _overlay_dir(tmp_path: Path, meta: OverlayMetadata, **changes) -> Path:
-    d = tmp_path / "overlay"
-    d.mkdir(exist_ok=True)
-    data = {**meta.to_dict(), "bitfile": "accel.bit", **changes}
-    (d / "overlay.json").write_text(json.dumps(data))
-    (d / "accel.bit").write_bytes(b"not a real bitstream")
-    (d / "accel.hwh").write_text("<hwh/>")
-    return d
 
 
-def test_metadata_round_trips_and_is_found_from_dir_bit_or_json(zoo_models, tmp_path):
-    meta = FakeOverlay(zoo_models["int2"]).metadata
-    assert OverlayMetadata.from_dict(json.loads(json.dumps(meta.to_dict()))) == meta
-    assert meta.ishape_packed == (49, 16) and meta.input_bytes == 784  # UINT8 in words of 16 pixels
-    assert meta.odt == "UINT4" and meta.output_bytes == 1  # 10 classes: a 4-bit label padded to a byte
-    d = _overlay_dir(tmp_path, meta)
-    for path in (d, d / "accel.bit", d / "overlay.json"):
-        found, file = OverlayMetadata.read(path)
-        assert file == d / "overlay.json" and found.bitfile == "accel.bit"
-        assert found.bitfile_path(file) == d / "accel.bit"
+# ---- FINN deployment packages ---------------------------------------------------------------------------
+
+#: the io_shape_dict FINN generates for its MNIST TFC networks (UINT8 image in, folded 16 x 49; UINT8 label out)
+TFC_DRIVER_PY = """
+import argparse
+from qonnx.core.datatype import DataType
+from driver_base import FINNExampleOverlay
+
+# dictionary describing the I/O of the FINN-generated accelerator
+io_shape_dict = {
+    # FINN DataType for input and output tensors
+    "idt" : [DataType['UINT8']],
+    "odt" : [DataType['UINT8']],
+    # shapes for input and output tensors (NHWC layout)
+    "ishape_normal" : [(1, 784)],
+    "oshape_normal" : [(1, 1)],
+    # folded / packed shapes below depend on idt/odt and input/output
+    # PE/SIMD parallelization settings -- these are calculated by the
+    # FINN compiler.
+    "ishape_folded" : [(1, 16, 49)],
+    "oshape_folded" : [(1, 1, 1)],
+    "ishape_packed" : [(1, 16, 49)],
+    "oshape_packed" : [(1, 1, 1)],
+    "input_dma_name" : ['idma0'],
+    "output_dma_name" : ['odma0'],
+    "number_of_external_weights": 0,
+    "num_inputs" : 1,
+    "num_outputs" : 1,
+}
+
+if __name__ == "__main__":
+    raise SystemExit("not run by mlperf-ext")
+"""
+
+
+def _deployment(tmp_path: Path, io: str | dict | None = TFC_DRIVER_PY, hwh: bool = True) -> Path:
+    """FINN's deployment layout: bitfile/finn-accel.{bit,hwh}, driver/driver.py (or io_shape_dict.json)."""
+    root = tmp_path / "deploy"
+    (root / "bitfile").mkdir(parents=True, exist_ok=True)
+    (root / "bitfile" / "finn-accel.bit").write_bytes(b"not a real bitstream")
+    if hwh:
+        (root / "bitfile" / "finn-accel.hwh").write_text("<EDKSYSTEM/>")
+    if isinstance(io, str):
+        (root / "driver").mkdir(exist_ok=True)
+        (root / "driver" / "driver.py").write_text(io)
+    elif isinstance(io, dict):
+        (root / "io_shape_dict.json").write_text(json.dumps(io))
+    return root
+
+
+def test_io_shape_dict_is_read_from_finns_driver_py_without_running_it(tmp_path):
+    root = _deployment(tmp_path)
+    for path in (root, root / "bitfile" / "finn-accel.bit", root / "driver" / "driver.py"):
+        pkg = FinnPackage.read(path)
+        assert pkg.bitfile == root / "bitfile" / "finn-accel.bit" and pkg.hwh.suffix == ".hwh"
+        assert pkg.io_source == root / "driver" / "driver.py"
+        assert (pkg.idt, pkg.odt) == ("UINT8", "UINT8") and pkg.sample_shape == (784,)
+        assert pkg.shapes["ishape_folded"] == (1, 16, 49) and pkg.platform == "zynq-iodma"
+        assert pkg.input_scale == 1.0 and pkg.label_count == 256
+    info = PynqBackend.inspect_model(root)
+    assert info.input.shape == (None, 784) and info.input.dtype == "float32"
+
+
+def test_io_shape_dict_json_with_this_projects_keys(tmp_path):
+    io = {"idt": ["DataType['UINT8']"], "odt": ["UINT4"], "ishape_normal": [[1, 784]], "oshape_normal": [[1, 1]],
+          "ishape_folded": [[1, 49, 16]], "oshape_folded": [[1, 1, 1]], "ishape_packed": [[1, 49, 16]],
+          "oshape_packed": [[1, 1, 1]], "input_scale": 1 / 255, "classes": 10, "max_batch": 512}
+    pkg = FinnPackage.read(_deployment(tmp_path, io))
+    assert pkg.odt == "UINT4" and pkg.label_count == 10 and pkg.max_batch == 512
+    assert pkg.describe()["idt"] == ["UINT8"] and pkg.describe()["ishape_folded"] == [[1, 49, 16]]
 
 
 @pytest.mark.parametrize("change, needle", [
-    ({"ishape_folded": [50, 16]}, "does not hold"),
-    ({"odt": "UINT3"}, "cannot carry class indices"),
-    ({"idt": "FLOAT8"}, "unknown accelerator datatype"),
+    ({"ishape_folded": [[1, 16, 50]]}, "does not hold"),
+    ({"ishape_packed": [[1, 16, 7]]}, "pack to"),
+    ({"idt": ["FLOAT8"]}, "not a stream type"),
+    ({"odt": ["INT8"]}, "label"),
+    ({"oshape_normal": [[1, 10]], "oshape_folded": [[1, 1, 10]], "oshape_packed": [[1, 1, 10]]}, "label"),
+    ({"idt": ["UINT8", "UINT8"]}, "one of each"),
+    ({"ishape_normal": [[2, 392]]}, "batch axis 1"),
+    ({"platform": "versal"}, "platform"),
     ({"max_batch": 0}, "max_batch"),
-    ({"colour": "red"}, "unknown fields"),
-    ({"output": "logits"}, "label"),
+    ({"input_scale": -1}, "input_scale"),
 ])
-def test_bad_metadata_is_one_line(zoo_models, tmp_path, change, needle):
-    meta = FakeOverlay(zoo_models["int2"]).metadata
-    d = _overlay_dir(tmp_path, meta, **change)
+def test_a_bad_io_shape_dict_is_one_line(tmp_path, change, needle):
+    io = {"idt": ["UINT8"], "odt": ["UINT8"], "ishape_normal": [[1, 784]], "oshape_normal": [[1, 1]],
+          "ishape_folded": [[1, 16, 49]], "oshape_folded": [[1, 1, 1]], "ishape_packed": [[1, 16, 49]],
+          "oshape_packed": [[1, 1, 1]], **change}
     with pytest.raises(ModelError) as err:
-        OverlayMetadata.read(d)
+        FinnPackage.read(_deployment(tmp_path, io))
     assert needle in assert_user_error(err.value)
 
 
-def test_missing_metadata_or_hwh_is_refused(zoo_models, tmp_path):
-    meta = FakeOverlay(zoo_models["int2"]).metadata
+def test_a_missing_bitfile_hwh_or_io_shape_dict_is_one_line(tmp_path):
     with pytest.raises(ModelError) as err:
-        OverlayMetadata.read(tmp_path)
-    assert "overlay.json" in assert_user_error(err.value)
-    d = _overlay_dir(tmp_path, meta)
-    (d / "accel.hwh").unlink()
-    found, file = OverlayMetadata.read(d)
+        FinnPackage.read(tmp_path / "nowhere")
+    assert "does not exist" in assert_user_error(err.value)
     with pytest.raises(ModelError) as err:
-        found.bitfile_path(file)
+        FinnPackage.read(_deployment(tmp_path / "a", hwh=False))
     assert ".hwh" in assert_user_error(err.value)
-
+    with pytest.raises(ModelError) as err:
+        FinnPackage.read(_deployment(tmp_path / "b", io=None))
+    assert "no io_shape_dict" in assert_user_error(err.value)
+    empty = tmp_path / "c"
+    empty.mkdir()
+    with pytest.raises(ModelError) as err:
+        FinnPackage.read(empty)
+    assert "one bitstream" in assert_user_error(err.value)
+    with pytest.raises(ModelError) as err:
+        FinnPackage.read(_deployment(tmp_path / "d", io="x = 1\n"))
+    assert "assigns no io_shape_dict" in assert_user_error(err.value)
 
 # ---- the fake's accelerator against ONNX Runtime --------------------------------------------------------
 
@@ -204,153 +254,13 @@ def test_int4_weights_decode_exactly_as_ort_matmulnbits_uses_them(zoo_models):
         assert layer.codes.min() >= -8 and layer.codes.max() <= 7 and layer.block_size == 32
 
 
-@pytest.mark.parametrize("precision", ["int2", "int4"])
-def test_fake_overlay_top1_equals_ort_on_the_whole_held_out_split(zoo_models, held_out, precision):
-    """Through the whole driver (quantize, fold, pack, buffers, DMA calls, unpack) in jobs of 250."""
-    x, y = held_out
-    assert len(x) == 1000
-    overlay = FakeOverlay(zoo_models[precision])
-    driver = FinnDriver(overlay, overlay.allocate, overlay.metadata, batch_size=250)
-    labels = np.concatenate([driver.execute(x[i:i + 250]) for i in range(0, len(x), 250)])
-    ref = ort_logits(zoo_models[precision], x)
-    mismatches = int((labels != ref.argmax(1)).sum())
-    logits = overlay.accelerator.logits(np.rint(x.astype(np.float64) * 255))
-    diff = float(np.abs(logits - ref).max())
-    print(f"{precision}: {len(x)} held-out samples, top-1 mismatches vs ORT {mismatches}, max |logit diff| {diff:.3g}")
-    assert mismatches == 0
-    assert diff < 1e-4  # float32 rounding of the same arithmetic, not a different model
-    assert overlay.jobs == 4
-    meta = read_metadata(zoo_models[precision])
-    assert float((labels == y).mean()) == meta["accuracy"]  # the zoo's own ORT-measured accuracy
-
-
-# ---- the compute boundary -------------------------------------------------------------------------------
-
-class RecordingClock:
-    """A clock whose every reading is an event in the fake overlay's log."""
-
-    def __init__(self, events: list[str]):
-        self.events = events
-        self.now = 0
-
-    def __call__(self) -> int:
-        self.now += 1000
-        self.events.append("clock")
-        return self.now
-
-
-def _count(obj, name: str, counts: dict) -> None:
-    inner = getattr(obj, name)
-
-    def counted(*args, **kwargs):
-        counts[name] = counts.get(name, 0) + 1
-        return inner(*args, **kwargs)
-
-    setattr(obj, name, counted)
-
-
-def test_a_compute_step_times_the_dma_run_only(zoo_models, held_out):
-    x = held_out[0][:8]
-    backend = PynqBackend()
-    backend.load(zoo_models["int2"], DeploymentOptions(device="fake", max_batch=8))
-    driver, overlay = backend._driver, backend._overlay
-    driver._clock = RecordingClock(overlay.events)  # the driver's clock, read where the interval starts and ends
-    counts: dict = {}
-    for stage in ("quantize_input", "fold_input", "pack_input", "copy_input_data_to_device",
-                  "copy_output_data_from_device", "unpack_output"):
-        _count(driver, stage, counts)
-    step = backend.compute_step(x)
-    staged = dict(counts)
-    assert staged == {"quantize_input": 1, "fold_input": 1, "pack_input": 1, "copy_input_data_to_device": 1}
-    overlay.events.clear()
-    for _ in range(3):
-        assert step() > 0
-    assert counts == staged  # no packing or copying in any timed run
-    timed = overlay.events[overlay.events.index("clock") + 1:]
-    timed = timed[: timed.index("clock")]
-    ibuf, obuf = driver.ibuf.label, driver.obuf.label
-    assert timed == ["accel.write(0x1c, 8)", "dma.recv.transfer(8)", f"{ibuf}.flush", "dma.send.transfer(6272)",
-                     "dma.send.wait", "accel.job(8)", f"{obuf}.invalidate", "dma.recv.wait"]
-    assert overlay.events.count("accel.job(8)") == 3 and overlay.events.count("clock") == 6
-    # the system path runs every stage, and keeps FINN's stage timings
-    labels = backend.infer(x).argmax(1)
-    assert counts["pack_input"] == 2 and counts["copy_output_data_from_device"] == 1
-    assert set(driver.stage_seconds) == {"quantize_input", "fold_input", "pack_input", "copy_input_data_to_device",
-                                         "runtime", "copy_output_data_from_device", "unpack_output", "unfold_output"}
-    np.testing.assert_array_equal(labels, ort_logits(zoo_models["int2"], x).argmax(1))
-
-
-def test_a_short_batch_moves_only_its_bytes(zoo_models, held_out):
-    overlay = FakeOverlay(zoo_models["int4"])
-    driver = FinnDriver(overlay, overlay.allocate, overlay.metadata, batch_size=16)
-    labels = driver.execute(held_out[0][:5])
-    assert labels.shape == (5,) and "dma.send.transfer(3920)" in overlay.events and "dma.recv.transfer(5)" in overlay.events
-
-
-def test_the_fake_dma_fails_where_a_board_would_hang(zoo_models, held_out):
-    overlay = FakeOverlay(zoo_models["int2"])
-    driver = FinnDriver(overlay, overlay.allocate, overlay.metadata, batch_size=4)
-    driver.stage(held_out[0][:4])
-    with pytest.raises(RuntimeError, match="hang"):
-        overlay.axi_dma_0.recvchannel.wait()  # nothing transferred
-    overlay.finn_accel_0.write(0x1C, 3)  # the job says 3 samples, 4 are sent
-    overlay.axi_dma_0.recvchannel.transfer(driver.obuf, nbytes=4)
-    overlay.axi_dma_0.sendchannel.transfer(driver.ibuf)
-    with pytest.raises(RuntimeError, match="hang"):
-        overlay.axi_dma_0.recvchannel.wait()
-    with pytest.raises(RuntimeError, match="not idle"):
-        overlay.axi_dma_0.recvchannel.transfer(driver.obuf)
-    with pytest.raises(RuntimeError, match="allocate"):
-        FakeOverlay(zoo_models["int2"]).axi_dma_0.sendchannel.transfer(np.zeros(8, np.uint8))
-
-
-def test_buffers_keep_host_and_device_memory_apart(zoo_models):
-    overlay = FakeOverlay(zoo_models["int2"])
-    buf = overlay.allocate(shape=(4,), dtype=np.uint8)
-    buf[:] = 7
-    assert not buf.device_memory.any()  # not flushed: the device sees the old bytes
-    buf.flush()
-    assert (buf.device_memory == 7).all()
-    buf.device_memory[:] = 9
-    assert (np.asarray(buf) == 7).all()  # not invalidated: the CPU sees its cached bytes
-    buf.invalidate()
-    assert (np.asarray(buf) == 9).all()
 
 
 # ---- the backend and its refusals -----------------------------------------------------------------------
 
-def test_backend_satisfies_the_protocol_and_loads_without_pynq():
+def test_backend_satisfies_the_protocol_without_its_runtime():
     assert isinstance(PynqBackend(), Backend)
-    assert check_backend(REF) is PynqBackend  # no runtime_module: the fake needs no pynq
-
-
-def test_fake_backend_describes_simulated_timing(zoo_models, held_out):
-    backend = PynqBackend()
-    backend.load(zoo_models["int4"], DeploymentOptions(device="fake", max_batch=32))
-    desc = backend.describe()
-    assert desc.device == SIMULATED_DEVICE and "not FPGA performance" in desc.device
-    assert desc.runtime == "fake-overlay" and "simulated" in desc.settings["timing"] and desc.notes
-    assert desc.precision.startswith("int4 weights") and desc.compute_dtype == ""
-    assert "no PMBus" in desc.settings["power_rails"]
-    assert desc.settings["ibuf_bytes"] == 32 * 784 and desc.settings["obuf_bytes"] == 32
-    assert backend.input_spec().shape == (None, 784)
-    scores = backend.infer(held_out[0][:32])
-    assert scores.shape == (32, 10) and set(np.unique(scores)) == {0.0, 1.0} and (scores.sum(1) == 1).all()
-    backend.close()
-
-
-def test_batch_beyond_the_overlays_max_batch_is_refused(zoo_models):
-    with pytest.raises(ConfigError) as err:
-        PynqBackend().load(zoo_models["int2"], DeploymentOptions(device="fake", max_batch=4096))
-    assert "max_batch" in assert_user_error(err.value)
-
-
-def test_input_off_the_accelerators_grid_is_refused(zoo_models, held_out):
-    backend = PynqBackend()
-    backend.load(zoo_models["int2"], DeploymentOptions(device="fake", max_batch=2))
-    with pytest.raises(DatasetError) as err:
-        backend.infer(held_out[0][:2] * 0.5 + 0.001)
-    assert "grid" in assert_user_error(err.value)
+    assert check_backend(REF) is PynqBackend  # no runtime_module: pynq lives in its own environment
 
 
 def _info(path: Path):
@@ -362,9 +272,9 @@ def _info(path: Path):
     (DeploymentOptions(device="fake", threads=2), "no thread setting"),
     (DeploymentOptions(device="fake", operating_mode="fclk-100"), "no operating mode"),
     (DeploymentOptions(device="fake", exec_precision="int8"), "cannot execute"),
-    (DeploymentOptions(device="fpga"), "runs an overlay"),
+    (DeploymentOptions(device="fpga"), "runs a FINN deployment"),
 ])
-def test_supports_refuses_what_an_overlay_cannot_do(zoo_models, options, needle):
+def test_supports_refuses_what_an_accelerator_cannot_do(zoo_models, options, needle):
     reason = PynqBackend.supports(_info(zoo_models["int2"]), options)
     assert reason and needle in reason and "fix:" in reason
 
@@ -379,165 +289,31 @@ def test_fake_refuses_a_float_model_and_unknown_devices(tmp_path):
     assert fclk_of("fclk-187.5") == 187.5 and fclk_of("LATENCY") is None
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pynq") is not None, reason="pynq is installed here")
-def test_fpga_without_pynq_names_the_extra():
+@pytest.mark.skipif(FINN_HERE, reason="finn-plus-driver is installed here: the refusal is for hosts without it")
+@pytest.mark.parametrize("device", ["fpga", "fake"])
+def test_without_the_finn_environment_the_error_names_the_extra_and_the_env(zoo_models, device):
     with pytest.raises(BackendUnavailable) as err:
-        PynqBackend.check_device("fpga")
-    assert "mlperf-ext[pynq]" in assert_user_error(err.value)
+        PynqBackend.check_device(device)
+    msg = assert_user_error(err.value)
+    assert "mlperf-ext[pynq]" in msg and "make finn-env" in msg and "numpy<2" in msg
+    with pytest.raises(BackendUnavailable):
+        PynqBackend().load(zoo_models["int2"], DeploymentOptions(device="fake", max_batch=4))
 
 
-# ---- the fpga glue against a FakePynqBoard (the board's pynq, not the real package) ---------------------
+@pytest.mark.skipif(FINN_HERE, reason="finn-plus-driver is installed here: the refusal is for hosts without it")
+def test_the_validator_reads_a_deployment_with_the_backends_own_inspector(tmp_path):
+    """A .bit is no ONNX model: validation must reach the backend's refusal (no FINN env), not an ONNX error."""
+    from mlperf_ext.config import RunPoint
+    from tiers.runner.validate import PointValidator
 
-class FakePynqBoard:
-    """The `pynq`, `pynq.ps` and `pynq.pmbus` modules as a board with a FakeOverlay on `onnx_path` presents them.
-
-    It stands for the board, which this host lacks: the real pynq 4.0.0 installs on x86-64 (in its own venv:
-    it pins numpy 1.26 and protobuf 5, which the project's stack cannot take) but finds no device there, and
-    `Overlay`/`allocate` need one.
-    """
-
-    def __init__(self, onnx_path: Path, devices: list):
-        pynq = types.ModuleType("pynq")
-        pynq.__version__ = "fake-board"
-        loaded: list = []
-
-        def overlay(bitfile):
-            loaded.append(bitfile)
-            ov = FakeOverlay(onnx_path)
-            pynq.allocate = ov.allocate
-            return ov
-
-        pynq.Overlay, pynq.loaded = overlay, loaded
-        pynq.Device = types.SimpleNamespace(devices=devices,
-                                            active_device=types.SimpleNamespace(name="fake-board"))
-        ps = types.ModuleType("pynq.ps")
-        ps.Clocks = types.SimpleNamespace(fclk0_mhz=100.0)
-        pmbus = types.ModuleType("pynq.pmbus")
-        pmbus.get_rails = lambda: {"12V": types.SimpleNamespace(power=object()), "VCCINT": object()}
-        self.modules: dict[str, types.ModuleType] = {"pynq": pynq, "pynq.ps": ps, "pynq.pmbus": pmbus}
-
-
-def test_fpga_path_reads_the_overlay_and_drives_the_same_driver(zoo_models, held_out, tmp_path, monkeypatch):
-    meta = FakeOverlay(zoo_models["int2"]).metadata
-    d = _overlay_dir(tmp_path, meta, fclk_mhz=150.0)
-    modules = FakePynqBoard(zoo_models["int2"], devices=["board0"]).modules
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    backend = PynqBackend()
-    backend.load(d / "accel.bit", DeploymentOptions(device="fpga", max_batch=16, operating_mode="fclk-200"))
-    assert modules["pynq"].loaded == [str(d / "accel.bit")]
-    desc = backend.describe()
-    assert desc.device == "fpga (fake-board)" and desc.runtime == "pynq" and not desc.notes
-    assert desc.settings["fclk0_mhz"] == 200.0  # the mode wins over the metadata's build clock, read back
-    assert desc.settings["power_rails"] == ["12V", "VCCINT"]
-    assert desc.precision.startswith("int2 weights") and "declared by the overlay" in desc.precision
-    x = held_out[0][:16]
-    np.testing.assert_array_equal(backend.infer(x).argmax(1), ort_logits(zoo_models["int2"], x).argmax(1))
-    monkeypatch.setitem(sys.modules, "pynq", FakePynqBoard(zoo_models["int2"], devices=[]).modules["pynq"])
-    with pytest.raises(ConfigError) as err:
-        PynqBackend.check_device("fpga")
-    assert "finds no device" in assert_user_error(err.value)
-
-
-# ---- the real CLI, with the fake ------------------------------------------------------------------------
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run([sys.executable, "-m", "mlperf_ext.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=PROJECT_ROOT)
-
-
-def test_cli_four_scenarios_with_the_fake(zoo_models, tmp_path):
-    from mlperf_ext.store import ResultsStore
-    from tiers.runner import layout
-
-    work = tmp_path / "work"
-    common = ["--model", str(zoo_models["int2"]), "--dataset", "mnist", "--backend", REF, "--device", "fake",
-              "--setting", "min_duration_ms=200", "--workdir", str(work)]
-    for extra in (["--scenario", "Offline", "--batch", "32", "--mode", "submission"], ["--scenario", "SingleStream"],
-                  ["--scenario", "MultiStream", "--batch", "8"],
-                  ["--scenario", "Server", "--batch", "8", "--setting", "server_target_qps=1000",
-                   "--setting", "min_duration_ms=1000"]):
-        proc = _cli("run", *common, *extra)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = {r["scenario"]: r for r in ResultsStore(layout.store_path(work)).rows()}
-    assert set(rows) == {"Offline", "SingleStream", "MultiStream", "Server"}
-    for scenario, row in rows.items():
-        # a Server verdict is the host's tail latency against the bound: a busy host may miss it while the
-        # path under test (driver, buffers, DMA calls through LoadGen) ran in full; every other one is VALID
-        missed_bound = scenario == "Server" and row["status"] == "invalid" and any(
-            why in (row["error"] or "") for why in ("latency", "early-stopping"))
-        assert row["status"] == "ok" or missed_bound, (scenario, row.get("error"))
-        assert row["callback_errors"] == 0 and row["sys_sample_count"] > 0
-        assert row["runtime_device"] == SIMULATED_DEVICE and row["runtime_name"] == "fake-overlay"
-        assert "simulated" in row["runtime_notes"]
-        assert row["sys_throughput"] > 0 and row["compute_throughput"] > 0
-    offline = rows["Offline"]
-    assert offline["accuracy_total"] == 1000
-    assert offline["accuracy"] == read_metadata(zoo_models["int2"])["accuracy"]  # labels equal ORT's top-1
-
-
-# ---- a real board (skipped without one) -----------------------------------------------------------------
-
-OVERLAY_ENV = "MLPERF_EXT_PYNQ_OVERLAY"  # an overlay's .bit (or directory) to test on the board
-
-
-def _board_or_skip() -> None:
-    if importlib.util.find_spec("pynq") is None:
-        pytest.skip("pynq is not installed (pip install 'mlperf-ext[pynq]' on a PYNQ board)")
-    import pynq
-
-    reason = board_refusal(pynq)
-    if reason:
-        pytest.skip(reason)
-
-
-@pytest.mark.fpga
-def test_board_is_found_and_reports_its_rails():
-    _board_or_skip()
-    PynqBackend.check_device("fpga")
-
-
-@pytest.mark.fpga
-def test_overlay_on_the_board_runs_the_held_out_split(held_out):
-    _board_or_skip()
-    overlay = os.environ.get(OVERLAY_ENV)
-    if not overlay:
-        pytest.skip(f"no overlay to test: set {OVERLAY_ENV} to a FINN MLP overlay's .bit (overlay.json beside it)")
-    x, y = held_out
-    backend = PynqBackend()
-    backend.load(Path(overlay), DeploymentOptions(device="fpga", max_batch=100))
-    labels = np.concatenate([backend.infer(x[i:i + 100]).argmax(1) for i in range(0, len(x), 100)])
-    desc = backend.describe()
-    assert desc.device.startswith("fpga (") and not desc.notes
-    assert float((labels == y).mean()) > 0.5  # a trained MNIST model, far above chance
-    onnx_name = desc.settings["implements"].get("onnx")
-    onnx_path = Path(overlay).parent / onnx_name if onnx_name else None
-    if onnx_path is not None and onnx_path.is_file():
-        np.testing.assert_array_equal(labels, ort_logits(onnx_path, x).argmax(1))
-    step = backend.compute_step(x[:100])
-    assert step() > 0
-    backend.close()
+    root = _deployment(tmp_path)
+    point = RunPoint(model=str(root / "bitfile" / "finn-accel.bit"), dataset="mnist", backend="pynq", device="fpga",
+                     scenario="Offline")
+    with pytest.raises(BackendUnavailable, match=r"mlperf-ext\[pynq\]"):
+        PointValidator().plan(point)
 
 
 def test_mlp_accelerator_reads_both_zoo_formats(zoo_models):
     int2, int4 = MlpAccelerator.from_onnx(zoo_models["int2"]), MlpAccelerator.from_onnx(zoo_models["int4"])
     assert int2.precision() == "int2" and int4.precision() == "int4"
     assert int2.in_features == int4.in_features == 784 and int2.classes == int4.classes == 10
-
-
-def test_the_validator_reads_an_overlay_with_the_backends_own_inspector(tmp_path):
-    """A .bit is no ONNX model: validation must reach the backend's refusal (pynq missing), not an ONNX error."""
-    import importlib.util
-
-    from mlperf_ext.config import RunPoint
-    from mlperf_ext.errors import BackendUnavailable
-    from tiers.runner.validate import PointValidator
-
-    if importlib.util.find_spec("pynq") is not None:
-        pytest.skip("pynq is installed: the refusal under test is for hosts without it")
-    bit = tmp_path / "overlay.bit"
-    bit.write_bytes(b"\0")
-    point = RunPoint(model=str(bit), dataset="mnist", backend="pynq", device="fpga", scenario="Offline")
-    with pytest.raises(BackendUnavailable, match=r"mlperf-ext\[pynq\]"):
-        PointValidator().plan(point)

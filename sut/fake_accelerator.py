@@ -1,18 +1,7 @@
-"""`FakeOverlay`: a stand-in for a PYNQ board running a FINN-style MLP accelerator, for machines without one.
+"""The accelerator inside `sut.fake_pynq_board.FakePynqBoard`: a numpy model of a FINN-style MLP and the stream codec.
 
-It offers what `sut.finn_driver.FinnDriver` uses of a real overlay, with the same interfaces as PYNQ's
-objects (`pynq/lib/dma.py`, `pynq/buffer.py`, github.com/Xilinx/PYNQ): an AXI DMA `axi_dma_0` whose
-`sendchannel`/`recvchannel` have `transfer(buffer, start=0, nbytes=0)`, `wait()` and `idle`; a register
-block `finn_accel_0` with `write(offset, value)` where the driver writes the job's sample count; and
-`allocate(shape=..., dtype=...)` buffers with `flush()`/`invalidate()`. The buffers keep a separate
-"device memory" that only `flush()` updates and only `invalidate()` reads back, as a cacheable buffer
-behaves on a Zynq, so a driver that skips its cache maintenance reads stale data here too. Like PYNQ's
-channels, a send flushes its buffer inside `transfer()` and a receive invalidates its buffer inside
-`wait()`. A transfer the hardware would hang on (a receive armed for the wrong length, a wait with nothing
-sent) raises instead. Every call is appended to `events`, so tests can see what ran where.
-
-**The accelerator inside** is `MlpAccelerator`, this project's numpy model of the zoo's quantized MLPs,
-read from the ONNX variant's own initializers:
+**The network** is `MlpAccelerator`, this project's numpy model of the zoo's quantized MLPs, read from the ONNX
+variant's own initializers:
 - INT2 (`mlperf_ext.zoo.quantize.to_int2_qdq`): INT2 weight codes {-1, 0, 1} -> DequantizeLinear with a
   per-output-channel float32 scale -> Gemm(transB=1) + float32 bias -> Relu;
 - INT4 (`to_int4_matmulnbits`): `com.microsoft.MatMulNBits` (4-bit codes q with the default zero point 8,
@@ -32,29 +21,96 @@ ONNX Runtime's top-1 on every sample. The logits are not bit-identical to ORT's:
 in MLAS's order, this model sums exactly and rounds once per layer, so they differ by float32 rounding
 (`MlpAccelerator.logits` exposes them to measure it).
 
-**Timing is simulated**: the model runs on the host CPU inside the receive channel's `wait()`, so a
-compute interval measured through this fake is numpy's time, never FPGA performance.
+**The stream codec** (`pack_bits`/`unpack_bits`) is how the hardware side reads FINN's packed stream: along
+the innermost (SIMD) axis, element i occupies bits [i*b, (i+1)*b) of one little-endian word padded up to whole
+bytes; signed values are b-bit two's complement. It is this project's own code, written from the layout FINN's
+driver produces (`finnpy_to_packed_bytearray(..., reverse_inner=True, reverse_endian=True)`), and the tests
+check it against FINN's own packing function byte for byte. The board decodes with it; the host side packs
+with FINN's driver, never with this.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from mlperf_ext.errors import ModelError, UnsupportedVariant
-from sut.finn_driver import DataType, OverlayMetadata, pack_bits, unpack_bits
+from mlperf_ext.errors import ConfigError, ModelError, UnsupportedVariant
 
 #: MNIST pixels 0..255 scaled by 1/255 on the host (mlperf_ext.datasets.mnist.mlp_input)
 PIXEL_SCALE = 1.0 / 255.0
-#: the largest DMA job the fake declares in its metadata (a real overlay's metadata says its own)
-FAKE_MAX_BATCH = 1024
-FAKE_BATCH_REGISTER = {"ip": "finn_accel_0", "offset": 0x1C}
-#: stream words the fake folds its input into: the widest of these that divides the input
-SIMD_CHOICES = (64, 32, 16, 8, 4, 2, 1)
 _SIGNED_WEIGHT_TYPES = {"int2": 2, "int4": 4, "int8": 8}
+_DTYPE_RE = re.compile(r"^(UINT|INT)(\d+)$")
+
+
+@dataclass(frozen=True)
+class DataType:
+    """An accelerator stream element type: FINN's UINT<n>, INT<n> and BINARY (= UINT1) names."""
+
+    name: str
+    bits: int
+    signed: bool
+
+    @classmethod
+    def parse(cls, name: str) -> DataType:
+        text = str(name).upper()
+        if text == "BINARY":
+            return cls("BINARY", 1, False)
+        m = _DTYPE_RE.match(text)
+        if not m or not 1 <= int(m.group(2)) <= 32 or (m.group(1) == "INT" and int(m.group(2)) < 2):
+            raise ConfigError(f"unknown accelerator datatype '{name}'; fix: use UINT1..UINT32, INT2..INT32 or "
+                              "BINARY in the overlay metadata")
+        return cls(text, int(m.group(2)), m.group(1) == "INT")
+
+    @property
+    def min(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+
+def packed_bytes(elements: int, bits: int) -> int:
+    """Bytes one innermost vector of `elements` b-bit values takes once packed (padded to whole bytes)."""
+    return (elements * bits + 7) // 8
+
+
+def pack_bits(values: np.ndarray, dtype: DataType) -> np.ndarray:
+    """Pack the innermost axis of integer `values` to `dtype.bits` per element: element i at bits
+    [i*b, (i+1)*b) of a little-endian word, padded to whole bytes. Out: uint8 (..., packed_bytes(n, b))."""
+    values = np.asarray(values)
+    if values.size and (values.min() < dtype.min or values.max() > dtype.max):
+        raise ValueError(f"values outside {dtype.name} ({dtype.min}..{dtype.max}) cannot be packed")
+    n, b = values.shape[-1], dtype.bits
+    if b == 8:  # a byte per element: the two's-complement bytes as they are
+        return np.ascontiguousarray(values.astype(np.int16 if dtype.signed else np.uint16).astype(np.uint8))
+    codes = values.astype(np.int64) & ((1 << b) - 1)
+    shifts = np.arange(b, dtype=np.int64)
+    bits = ((codes[..., None] >> shifts) & 1).astype(np.uint8).reshape(*values.shape[:-1], n * b)
+    pad = packed_bytes(n, b) * 8 - n * b
+    if pad:
+        bits = np.concatenate([bits, np.zeros((*bits.shape[:-1], pad), np.uint8)], axis=-1)
+    return np.packbits(bits, axis=-1, bitorder="little")
+
+
+def unpack_bits(packed: np.ndarray, dtype: DataType, elements: int) -> np.ndarray:
+    """Inverse of `pack_bits`: uint8 (..., packed_bytes(elements, b)) -> int64 (..., elements)."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    b = dtype.bits
+    if packed.shape[-1] != packed_bytes(elements, b):
+        raise ValueError(f"{packed.shape[-1]} bytes per vector cannot hold {elements} x {b}-bit values "
+                         f"(expected {packed_bytes(elements, b)})")
+    if b == 8:
+        return packed.view(np.int8).astype(np.int64) if dtype.signed else packed.astype(np.int64)
+    bits = np.unpackbits(packed, axis=-1, bitorder="little")[..., : elements * b]
+    bits = bits.reshape(*packed.shape[:-1], elements, b).astype(np.int64)
+    codes = (bits << np.arange(b, dtype=np.int64)).sum(axis=-1)
+    if dtype.signed:
+        codes = np.where(codes >= 1 << (b - 1), codes - (1 << b), codes)
+    return codes
 
 
 @dataclass(frozen=True)
@@ -114,7 +170,7 @@ class _Graph:
                 self.consumers.setdefault(name, []).append(node)
         inputs = [i for i in g.input if i.name not in self.inits]
         if len(inputs) != 1 or len(g.output) != 1:
-            raise UnsupportedVariant(f"the fake overlay models single-input, single-output MLPs; this graph has "
+            raise UnsupportedVariant(f"the fake accelerator models single-input, single-output MLPs; this graph has "
                                      f"{len(inputs)} inputs and {len(g.output)} outputs")
         self.input, self.output = inputs[0].name, g.output[0].name
 
@@ -144,7 +200,7 @@ def _int2_gemm(g: _Graph, gemm) -> tuple[np.ndarray, np.ndarray, np.ndarray, int
     """(codes (out, in), scales (out, 1), bias, weight bits) of Gemm(x, DequantizeLinear(q, s), b)."""
     attrs = g.attrs(gemm)
     if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
-        raise UnsupportedVariant(f"Gemm {gemm.name} has transA/alpha/beta the fake overlay does not model")
+        raise UnsupportedVariant(f"Gemm {gemm.name} has transA/alpha/beta the fake accelerator does not model")
     dq = g.producer.get(gemm.input[1])
     if dq is None or dq.op_type != "DequantizeLinear":
         raise UnsupportedVariant(f"Gemm {gemm.name}'s weight is not an integer initializer through DequantizeLinear "
@@ -187,14 +243,14 @@ def _matmulnbits(g: _Graph, node) -> tuple[np.ndarray, np.ndarray, int, int]:
     k, n, bits, block = attrs.get("K"), attrs.get("N"), attrs.get("bits", 4), attrs.get("block_size")
     if bits not in (2, 4, 8) or not k or not n or not block:
         raise UnsupportedVariant(f"MatMulNBits {node.name}: bits={bits}, K={k}, N={n}, block_size={block} is not "
-                                 "a layout the fake overlay decodes")
+                                 "a layout the fake accelerator decodes")
     if attrs.get("accuracy_level", 0) not in (0, 1):
         raise UnsupportedVariant(f"MatMulNBits {node.name} has accuracy_level {attrs['accuracy_level']} (ORT "
                                  "quantizes its activations then); the fake models fp32 activations only")
     extra = [name for name in node.input[3:] if name]
     if extra:
         raise UnsupportedVariant(f"MatMulNBits {node.name} has zero points, g_idx or bias inputs the zoo's symmetric "
-                                 "INT4 does not; the fake overlay does not model them")
+                                 "INT4 does not; the fake accelerator does not model them")
     blocks = -(-k // block)
     blob = g.array(node.input[1], "packed weight").astype(np.uint8).reshape(n, blocks, -1)
     if blob.shape[2] * 8 != block * bits:
@@ -237,7 +293,7 @@ def read_quantized_mlp(path: Path | str) -> list[QuantLayer]:
                 cur = add.output[0]
         else:
             raise UnsupportedVariant(f"node {node.name or node.op_type} ({node.op_type}) is not part of a quantized "
-                                     "fully connected layer the fake overlay models (INT2 DequantizeLinear + Gemm, "
+                                     "fully connected layer the fake accelerator models (INT2 DequantizeLinear + Gemm, "
                                      "or MatMulNBits + Add)")
         relu = False
         nxt = g.only_consumer(cur)
@@ -255,11 +311,11 @@ def read_quantized_mlp(path: Path | str) -> list[QuantLayer]:
 
 
 def mlp_refusal(path: Path | str) -> str | None:
-    """Why the fake overlay cannot model this ONNX file, or None."""
+    """Why the fake accelerator cannot model this ONNX file, or None."""
     try:
         read_quantized_mlp(path)
     except (UnsupportedVariant, ModelError) as exc:
-        return f"the fake overlay cannot model {Path(path).name}: {exc}"
+        return f"the fake accelerator cannot model {Path(path).name}: {exc}"
     return None
 
 
@@ -300,187 +356,3 @@ class MlpAccelerator:
     def precision(self) -> str:
         bits = sorted({layer.weight_bits for layer in self.layers})
         return "/".join(f"int{b}" for b in bits)
-
-
-# ---------------------------------------------------------------------------------------------- fake hardware
-
-class FakeBuffer(np.ndarray):
-    """A buffer from `FakeOverlay.allocate`: host view (this array) and device memory kept apart."""
-
-    def __array_finalize__(self, obj):
-        # views and slices share the host memory but are not allocations of their own
-        self.device_memory = None
-        self.events = getattr(obj, "events", None)
-        self.label = getattr(obj, "label", "view")
-        self.physical_address = getattr(obj, "physical_address", 0)
-
-    def _host_bytes(self) -> np.ndarray:
-        return np.asarray(self).reshape(-1).view(np.uint8)
-
-    def flush(self) -> None:
-        """Write the host view back to device memory (what the DMA reads)."""
-        if self.device_memory is None:
-            raise RuntimeError("flush() on a view: flush the buffer allocate() returned")
-        self.device_memory[:] = self._host_bytes()
-        self.events.append(f"{self.label}.flush")
-
-    def invalidate(self) -> None:
-        """Reload the host view from device memory (what the DMA wrote)."""
-        if self.device_memory is None:
-            raise RuntimeError("invalidate() on a view: invalidate the buffer allocate() returned")
-        self._host_bytes()[:] = self.device_memory
-        self.events.append(f"{self.label}.invalidate")
-
-    def freebuffer(self) -> None:
-        if self.device_memory is not None:
-            self.events.append(f"{self.label}.free")
-            self.device_memory = None
-
-
-class FakeChannel:
-    """One direction of the fake AXI DMA, with PYNQ's `_SDMAChannel` interface (simple mode)."""
-
-    def __init__(self, overlay: FakeOverlay, direction: str, max_size: int = (1 << 26) - 1):
-        self._overlay = overlay
-        self.direction = direction
-        self._max_size = max_size  # the AXI DMA's 26-bit length register (PYNQ's buffer_max_size default)
-        self._active: tuple[FakeBuffer, int, int] | None = None
-        self.running = True
-        self.transferred = 0
-
-    @property
-    def idle(self) -> bool:
-        return self._active is None
-
-    def transfer(self, array: Any, start: int = 0, nbytes: int = 0) -> None:
-        if not self.idle:
-            raise RuntimeError("DMA channel not idle")
-        if not isinstance(array, FakeBuffer) or array.device_memory is None:
-            raise RuntimeError("the DMA can only move buffers from allocate() (physically contiguous memory)")
-        nbytes = nbytes or array.nbytes - start
-        if nbytes > self._max_size or start + nbytes > array.nbytes:
-            raise ValueError(f"transfer of {nbytes} bytes from offset {start} exceeds the buffer or the DMA's maximum")
-        ov = self._overlay
-        if self.direction == "send":
-            array.flush()  # PYNQ's send channel flushes before it starts (pynq/lib/dma.py, _flush_before)
-            ov.events.append(f"dma.send.transfer({nbytes})")
-            ov.stream_in(bytes(array.device_memory[start:start + nbytes]))
-        else:
-            ov.events.append(f"dma.recv.transfer({nbytes})")
-        self._active = (array, start, nbytes)
-
-    def wait(self) -> None:
-        if self._active is None:
-            raise RuntimeError(f"wait() on the {self.direction} channel with no transfer started: a board would hang")
-        array, start, nbytes = self._active
-        ov = self._overlay
-        if self.direction == "recv":
-            out = ov.stream_out(nbytes)
-            array.device_memory[start:start + nbytes] = np.frombuffer(out, np.uint8)
-            array.invalidate()  # PYNQ's receive channel invalidates after the transfer (pynq/lib/dma.py)
-        ov.events.append(f"dma.{self.direction}.wait")
-        self.transferred = nbytes
-        self._active = None
-
-
-class FakeDma:
-    """`overlay.axi_dma_0`: a send (MM2S) and a receive (S2MM) channel."""
-
-    def __init__(self, overlay: FakeOverlay):
-        self.sendchannel = FakeChannel(overlay, "send")
-        self.recvchannel = FakeChannel(overlay, "recv")
-
-
-class FakeRegisters:
-    """The accelerator's control registers (PYNQ's DefaultIP `write`/`read`)."""
-
-    def __init__(self, overlay: FakeOverlay):
-        self._overlay = overlay
-        self.values: dict[int, int] = {}
-
-    def write(self, offset: int, value: int) -> None:
-        self.values[offset] = int(value)
-        self._overlay.events.append(f"accel.write({offset:#x}, {int(value)})")
-
-    def read(self, offset: int) -> int:
-        return self.values.get(offset, 0)
-
-
-def _simd(in_features: int) -> int:
-    return next(s for s in SIMD_CHOICES if in_features % s == 0)
-
-
-class FakeOverlay:
-    """A FINN-style MLP accelerator behind one AXI DMA, simulated on the host by `MlpAccelerator`.
-
-    `metadata` is what the overlay declares (the same schema a real overlay's overlay.json has): UINT8
-    input folded into stream words of `_simd` pixels, a UINT<n> top-1 label out, at most FAKE_MAX_BATCH
-    samples per job, the batch count at `finn_accel_0` offset 0x1C.
-    """
-
-    name = "fake-overlay"
-
-    def __init__(self, model_path: Path | str, max_batch: int = FAKE_MAX_BATCH):
-        self.model_path = Path(model_path)
-        self.accelerator = MlpAccelerator.from_onnx(self.model_path)
-        acc = self.accelerator
-        simd = _simd(acc.in_features)
-        odt = f"UINT{max(1, (acc.classes - 1).bit_length())}"  # as FINN sizes a label select's output
-        self.metadata = OverlayMetadata(
-            name=self.name, idt="UINT8", odt=odt, ishape_normal=(acc.in_features,),
-            ishape_folded=(acc.in_features // simd, simd), oshape_normal=(1,), oshape_folded=(1, 1),
-            max_batch=max_batch, input_scale=PIXEL_SCALE, classes=acc.classes,
-            batch_register=dict(FAKE_BATCH_REGISTER),
-            implements={"model": self.model_path.stem, "onnx": self.model_path.name,
-                        "weights": acc.precision(), "layers": [layer.source for layer in acc.layers],
-                        "activations": "float32 (as the ONNX graph)"})
-        self.events: list[str] = []
-        self.axi_dma_0 = FakeDma(self)
-        self.finn_accel_0 = FakeRegisters(self)
-        self.ip_dict = {"axi_dma_0": {"type": "xilinx.com:ip:axi_dma:7.1 (fake)"},
-                        "finn_accel_0": {"type": "fake FINN MLP accelerator"}}
-        self._pending: list[bytes] = []
-        self._addresses = 0x4000_0000
-        self._allocations = 0
-        self.jobs = 0  # accelerator jobs completed
-
-    # -- memory ---------------------------------------------------------------------------------
-    def allocate(self, shape, dtype=np.uint32, **_kwargs) -> FakeBuffer:
-        """A zeroed buffer with its own device memory (pynq.allocate's signature)."""
-        host = np.zeros(shape, dtype=dtype)
-        buf = host.view(FakeBuffer)
-        buf.device_memory = np.zeros(host.nbytes, np.uint8)
-        buf.events = self.events
-        buf.label = f"buf{self._allocations}"
-        self._allocations += 1
-        buf.physical_address = self._addresses
-        self._addresses += (host.nbytes + 0xFFF) & ~0xFFF
-        self.events.append(f"{buf.label}.allocate({host.nbytes})")
-        return buf
-
-    # -- the accelerator's streams ----------------------------------------------------------------
-    def stream_in(self, data: bytes) -> None:
-        self._pending.append(data)
-
-    def stream_out(self, nbytes: int) -> bytes:
-        """Run the job on what was sent and return its output stream (nbytes armed by the receive)."""
-        meta = self.metadata
-        data = b"".join(self._pending)
-        self._pending = []
-        reg = meta.batch_register
-        n = self.finn_accel_0.read(reg["offset"]) if reg else len(data) // meta.input_bytes
-        if not data:
-            raise RuntimeError("receive wait() with nothing sent: the accelerator produces no output, a board would hang")
-        if len(data) != n * meta.input_bytes or nbytes != n * meta.output_bytes:
-            raise RuntimeError(f"the job is {n} samples ({n * meta.input_bytes} input, {n * meta.output_bytes} output "
-                               f"bytes) but {len(data)} bytes were sent and {nbytes} armed to receive: the DMA would "
-                               "hang on a board")
-        words = np.frombuffer(data, np.uint8).reshape(n, *meta.ishape_packed)
-        codes = unpack_bits(words, DataType.parse(meta.idt), meta.ishape_folded[-1]).reshape(n, *meta.ishape_normal)
-        labels = self.accelerator.labels(codes).reshape(n, *meta.oshape_folded)
-        self.jobs += 1
-        self.events.append(f"accel.job({n})")
-        return pack_bits(labels, DataType.parse(meta.odt)).tobytes()
-
-    def free(self) -> None:
-        self.events.append("overlay.free")
