@@ -146,6 +146,9 @@ class RuntimeInfo:
     precision: str | None = None  # what executed, e.g. "int8", "fp32 (fp16 weights upcast)"
     compute_dtype: str | None = None  # the datatype level 0 predicts against (fp32, bf16, int8 ...)
     notes: list[str] = column(factory=list)
+    #: timings from a stand-in for hardware (FakePynqBoard): left out of Pareto frontiers and the QuTiBench
+    #: export unless asked for (--include-simulated), and marked where shown
+    simulated: bool = False
 
 
 @dataclass

@@ -67,6 +67,7 @@ class BackendDescription:
     precision: str = ""  # what executed, read back from the runtime (e.g. "int8", "fp32 (fp16 weights upcast)")
     compute_dtype: str = ""  # the datatype the heavy ops ran in, for level 0 ("" when unknown)
     notes: list[str] = field(default_factory=list)  # where the runtime did something other than asked
+    simulated: bool = False  # the timings come from a stand-in for hardware this host lacks (a Fake... device)
 
     def to_dict(self) -> dict:
         return asdict(self)

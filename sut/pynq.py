@@ -298,7 +298,7 @@ class PynqBackend:
         return BackendDescription(runtime="finn-plus-driver", version=package_version("finn-plus-driver") or "unknown",
                                   device=device, providers=[f"{DRIVER} on {package.platform}"], settings=settings,
                                   precision=precision, compute_dtype=compute_dtype,
-                                  notes=[SIMULATED_NOTE] if fake else [])
+                                  notes=[SIMULATED_NOTE] if fake else [], simulated=fake)
 
     def input_spec(self) -> TensorSpec:
         self._require()

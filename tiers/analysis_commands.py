@@ -22,6 +22,12 @@ def _add_level0(parser: argparse.ArgumentParser) -> None:
                         help="platform mode level 0 uses for rows that name none (e.g. 'measured' for host)")
 
 
+def _add_include_simulated(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--include-simulated", action="store_true",
+                        help="place rows whose timings come from a stand-in for hardware (--device fake on pynq); "
+                             "they are left out by default and marked simulated when placed")
+
+
 def _results(workdir: Path, scenarios: list[str] | None):
     """The latest row of each point in the workdir's store (the scenario names asked for are checked here;
     the callers filter, so that an accuracy can come from a row of another scenario)."""
@@ -48,7 +54,7 @@ def cmd_pareto(args) -> int:
     report = pareto_of_results(results, args.objective or DEFAULT_OBJECTIVES, by_backend=args.by_backend,
                                catalog=catalog, default_mode=args.platform_mode,
                                borrow_accuracy=args.borrow_accuracy, scenarios=args.scenario or (),
-                               platforms=args.platform or ())
+                               platforms=args.platform or (), include_simulated=args.include_simulated)
     if not report.frontiers:
         print(f"no ok rows to place in {args.workdir} ({report.candidates} candidates); fix: run points first, "
               "or widen --scenario/--platform", file=sys.stderr)
@@ -76,10 +82,12 @@ def _export(args) -> int:
         raise ConfigError("'qutibench export' needs a file to write; fix: mlperf-ext qutibench export OUT.csv")
     results = _results(args.workdir, args.scenario)
     catalog = load_catalog(args.platforms_file, args.workdir)
-    export = records_from_results(results, catalog, args.platform_mode, scenarios=tuple(args.scenario or ()))
+    export = records_from_results(results, catalog, args.platform_mode, scenarios=tuple(args.scenario or ()),
+                                  include_simulated=args.include_simulated)
     settings = {"workdir": str(args.workdir.resolve()), "scenarios": args.scenario or "all",
                 "platform_mode": args.platform_mode, "platforms_files": [str(p) for p in args.platforms_file],
-                "rows": "the latest row per point, status ok"}
+                "rows": "the latest row per point, status ok" + (", simulated included" if args.include_simulated
+                                                                   else ", simulated left out")}
     meta = write_export(export, args.file, settings)
     print(f"wrote {len(export.records)} rows to {args.file} (QuTiBench measured-data schema) and {meta}")
     if export.skipped:
@@ -165,6 +173,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="give a row without accuracy the accuracy of its variant's scored runs (same model bytes, "
                         "backend, device, execution precision, options, dataset) when they agree; marked †")
     p.add_argument("--no-level0", action="store_true", help="leave out the level-0 (roofline) overlay")
+    _add_include_simulated(p)
     p.add_argument("--all", action="store_true", help="list dominated points too")
     p.add_argument("--csv", type=Path, default=None, metavar="FILE",
                    help="write every placed and left-out point (long format) to this CSV")
@@ -181,6 +190,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("file", nargs="?", type=Path, default=None, help="the CSV to write (export) or read")
     q.add_argument("--scenario", action="append", default=None, help="export: only these scenarios (repeatable)")
     q.add_argument("--force", action="store_true", help="import: replace an imported file of the same name")
+    _add_include_simulated(q)
     q.add_argument("--rows", action="store_true", help="import/show: print every row")
     q.add_argument("--no-pareto", action="store_true", help="import/show: no frontier (top1 vs fps-comp per HWType)")
     q.add_argument("--objective", action="append", choices=("throughput", "compute_throughput", "power"),

@@ -153,7 +153,17 @@ def _deployment(result: PointResult) -> str:
     if p is None:
         return ""
     text = f"{p.batch}/{p.threads or 'auto'}/{p.streams}"
-    return text + (f" exec {p.exec_precision}" if p.exec_precision != "model" else "")
+    text += f" exec {p.exec_precision}" if p.exec_precision != "model" else ""
+    return text + (" [simulated]" if is_simulated(result) else "")
+
+
+#: why a simulated row is not placed, and how to place it
+SIMULATED_SKIP = "simulated timing (--include-simulated places it)"
+
+
+def is_simulated(result: PointResult) -> bool:
+    """Its timings come from a stand-in for hardware (FakePynqBoard), not from a device."""
+    return bool(result.runtime and result.runtime.simulated)
 
 
 # -- level 0 ---------------------------------------------------------------------------------------
@@ -308,9 +318,11 @@ def borrowed_accuracies(results: Sequence[PointResult]) -> dict[str, tuple[float
 
 def candidates_from_results(results: Iterable[PointResult], catalog=None, default_mode: str | None = None,
                             analyse: Callable | None = None, borrow_accuracy: bool = False,
-                            borrowed: dict[str, tuple[float, str]] | None = None) -> tuple[list[Candidate], Counter]:
-    """Candidates of every ok row with a point, and the count of rows left out by status. Accuracy is
-    borrowed from `borrowed` when given, else among these rows when `borrow_accuracy`."""
+                            borrowed: dict[str, tuple[float, str]] | None = None,
+                            include_simulated: bool = False) -> tuple[list[Candidate], Counter]:
+    """Candidates of every ok row with a point, and the count of rows left out by status (and simulated rows,
+    unless `include_simulated`: they are then marked). Accuracy is borrowed from `borrowed` when given, else
+    among these rows when `borrow_accuracy`."""
     results = list(results)
     if borrowed is None:
         borrowed = borrowed_accuracies(results) if borrow_accuracy else {}
@@ -320,6 +332,9 @@ def candidates_from_results(results: Iterable[PointResult], catalog=None, defaul
     for r in results:
         if r.status != "ok" or r.point is None:
             skipped[f"status {r.status}" if r.point is not None else "no point stored"] += 1
+            continue
+        if is_simulated(r) and not include_simulated:
+            skipped[SIMULATED_SKIP] += 1
             continue
         acc, source = accuracy_of(r), ""
         if acc is None and (r.run_id or "") in borrowed:
@@ -488,7 +503,8 @@ def pareto(candidates: Sequence[Candidate], objectives: Sequence[str] = DEFAULT_
 def pareto_of_results(results: Iterable[PointResult], objectives: Sequence[str] = DEFAULT_OBJECTIVES,
                       by_backend: bool = False, catalog=None, default_mode: str | None = None,
                       borrow_accuracy: bool = False, analyse: Callable | None = None,
-                      scenarios: Sequence[str] = (), platforms: Sequence[str] = ()) -> ParetoReport:
+                      scenarios: Sequence[str] = (), platforms: Sequence[str] = (),
+                      include_simulated: bool = False) -> ParetoReport:
     """Frontiers of stored results (of the scenarios and platforms given, all by default); the level-0
     overlay when a platform catalog is given. Accuracy is borrowed across every row, so a SingleStream
     frontier can use its variant's Offline accuracy run."""
@@ -500,7 +516,7 @@ def pareto_of_results(results: Iterable[PointResult], objectives: Sequence[str] 
 
     borrowed = borrowed_accuracies(results) if borrow_accuracy else None
     cands, skipped = candidates_from_results([r for r in results if wanted(r)], catalog, default_mode, analyse,
-                                             borrowed=borrowed)
+                                             borrowed=borrowed, include_simulated=include_simulated)
     return pareto(cands, objectives, by_backend, level0=catalog is not None, skipped=skipped)
 
 

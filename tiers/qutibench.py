@@ -48,7 +48,15 @@ from typing import Any
 from mlperf_ext.errors import ConfigError, MlperfExtError
 from mlperf_ext.files import write_atomic
 from mlperf_ext.result import PointResult
-from tiers.pareto import Candidate, cached_analyser, finite, level0_estimate, write_csv_atomic
+from tiers.pareto import (
+    SIMULATED_SKIP,
+    Candidate,
+    cached_analyser,
+    finite,
+    is_simulated,
+    level0_estimate,
+    write_csv_atomic,
+)
 
 SCHEMA_SOURCE = ("https://github.com/RCL-lab/QutibenchWeb/blob/66c3aaa/_notebooks/data/cleaned_csv/"
                  "experimental_data.csv")
@@ -247,7 +255,7 @@ def hw_type(result: PointResult) -> str:
         parts.append(p.device)
     if p.operating_mode:
         parts.append(p.operating_mode)
-    return "-".join(parts)
+    return "-".join(parts) + (" (simulated)" if is_simulated(result) else "")
 
 
 def _level(result: PointResult) -> str:
@@ -321,13 +329,15 @@ def record_of(result: PointResult, catalog=None, default_mode: str | None = None
         "accuracy_line": result.accuracy.line if result.accuracy else None,
         "level0": {"mode": est.mode, "carrier": est.carrier, "note": est.note} if est else None,
         "versions": result.versions, "started_at": result.started_at, "flags": result.flags,
+        "simulated": is_simulated(result),
     }
     return record, entry
 
 
 def records_from_results(results, catalog=None, default_mode: str | None = None, analyse=None,
-                         scenarios: tuple[str, ...] = ()) -> Export:
-    """Every ok row (of the given scenarios) as a QuTiBench record; the others are listed as skipped."""
+                         scenarios: tuple[str, ...] = (), include_simulated: bool = False) -> Export:
+    """Every ok row (of the given scenarios) as a QuTiBench record; the others are listed as skipped, and so are
+    simulated rows unless `include_simulated` (their HWType then says so)."""
     analyse = analyse or cached_analyser()
     records, rows, skipped, hosts, platforms = [], [], [], {}, {}
     for r in results:
@@ -338,6 +348,9 @@ def records_from_results(results, catalog=None, default_mode: str | None = None,
             skipped.append({"run_id": r.run_id, "status": r.status,
                             "reason": (f"status {r.status}" + (f": {why}" if why else "")) if r.point is not None
                             else "no point stored"})
+            continue
+        if is_simulated(r) and not include_simulated:
+            skipped.append({"run_id": r.run_id, "status": r.status, "reason": SIMULATED_SKIP})
             continue
         record, entry = record_of(r, catalog, default_mode, analyse)
         entry["host_id"] = _host_id(r.host, hosts)

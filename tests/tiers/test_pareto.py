@@ -44,7 +44,7 @@ def row(run: str, acc: float | None = 0.9, thr: float | None = None, *, scenario
         platform: str = "host", backend: str = "onnxruntime", dataset: str = "mnist", model: str = "m.onnx",
         p90: float | None = None, p99: float | None = None, power: PowerFigures | None = None, status: str = "ok",
         precision: str = "fp32", executed: str | None = None, batch: int = 1, sha: str | None = None,
-        mode: str = "performance", comp: float | None = None) -> PointResult:
+        mode: str = "performance", comp: float | None = None, simulated: bool = False) -> PointResult:
     """A stored result as the runner would write it, with only the figures a test needs."""
     point = RunPoint(model=str(model), model_name=f"m-{run}", dataset=dataset, backend=backend, scenario=scenario,
                      batch=batch, platform=platform, mode=mode)
@@ -54,7 +54,7 @@ def row(run: str, acc: float | None = 0.9, thr: float | None = None, *, scenario
         system=SystemFigures(valid=status == "ok", throughput=thr, lat_p90_ms=p90, lat_p99_ms=p99),
         compute=ComputeFigures(batch=batch, throughput=comp),
         accuracy=AccuracyFigures(value=acc) if acc is not None else None,
-        runtime=RuntimeInfo(name=backend, compute_dtype=executed), power=power)
+        runtime=RuntimeInfo(name=backend, compute_dtype=executed, simulated=simulated), power=power)
 
 
 def frontier_of(report, objective="throughput", kind=MEASURED, scenario="Offline", platform="host",
@@ -146,6 +146,16 @@ def test_backends_share_a_frontier_unless_split():
     split = pareto_of_results(rows, ["throughput"], by_backend=True)
     assert on(frontier_of(split, backend="onnxruntime")) == {"ort"}
     assert on(frontier_of(split, backend="openvino")) == {"ov"}
+
+
+def test_simulated_rows_are_left_out_unless_asked_for_and_then_marked():
+    rows = [row("real", 0.9, 100.0), row("sim", 0.95, 1000.0, backend="pynq", simulated=True)]
+    report = pareto_of_results(rows, ("throughput",))
+    assert on(frontier_of(report)) == {"real"}
+    assert report.skipped["simulated timing (--include-simulated places it)"] == 1
+    placed = pareto_of_results(rows, ("throughput",), include_simulated=True)
+    (sim,) = [p for p in frontier_of(placed).points if p.run_id == "sim"]
+    assert sim.deployment.endswith("[simulated]") and on(frontier_of(placed)) == {"sim"}
 
 
 def test_rows_that_are_not_ok_are_counted_not_placed():

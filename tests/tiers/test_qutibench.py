@@ -4,6 +4,7 @@ export's mapping, the CSV + JSON round trip, and the `qutibench` commands."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import onnx
 import pytest
@@ -212,6 +213,16 @@ def test_export_maps_each_field_as_documented(results):
     assert [r["scenario"] for r in export.rows] == ["Offline", "SingleStream", "Offline"]
     only_ss = records_from_results(results, catalog, scenarios=("SingleStream",))
     assert [r["run_id"] for r in only_ss.rows] == ["ss"] and only_ss.skipped == []
+
+
+def test_simulated_rows_are_left_out_of_the_export_unless_asked_for(results):
+    sim = stored("sim", "Offline", model=Path(results[0].point.model))
+    sim.runtime.simulated = True
+    export = records_from_results([*results, sim], load_catalog())
+    assert len(export.records) == 3 and {"run_id": "sim", "status": "ok",
+                                         "reason": "simulated timing (--include-simulated places it)"} in export.skipped
+    placed = records_from_results([*results, sim], load_catalog(), include_simulated=True)
+    assert placed.records[-1].hw_type.endswith("(simulated)") and placed.rows[-1]["simulated"] is True
 
 
 def test_export_round_trips_through_csv_and_json(results, tmp_path):

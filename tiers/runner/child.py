@@ -248,7 +248,7 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
         compute=compute_figures(timings),
         runtime=RuntimeInfo(name=desc.runtime, version=desc.version, device=desc.device,
                             providers=list(desc.providers), settings=desc.settings, precision=desc.precision,
-                            compute_dtype=desc.compute_dtype, notes=list(desc.notes)),
+                            compute_dtype=desc.compute_dtype, notes=list(desc.notes), simulated=desc.simulated),
         dispatch=DispatchFigures(batches=adapter.batches, samples=adapter.samples,
                                  batch_sizes={str(k): v for k, v in sorted(adapter.batch_sizes.items())},
                                  impl=dispatcher.impl, impl_note=dispatcher.impl_note))
