@@ -218,6 +218,8 @@ def level0_estimate(result: PointResult, catalog, default_mode: str | None = Non
     point = result.point
     if point is None:
         return none("no point stored")
+    if is_simulated(result):
+        return none("simulated timing (a stand-in for hardware): no device to predict for")
     try:  # the platform first: a row of a platform the catalog lacks needs no graph analysis
         pt, mode_note = platform_point(catalog, result, default_mode)
     except MlperfExtError as exc:

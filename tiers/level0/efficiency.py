@@ -79,6 +79,9 @@ def row_efficiencies(rows: Iterable[dict], catalog: Catalog, default_mode: str |
     for i, row in enumerate(rows):
         try:
             path = row.get("model")
+            if row.get("runtime_simulated"):
+                skipped.append(Skipped(i, "simulated timing (a stand-in for hardware): no device to predict for"))
+                continue
             if not path or not Path(path).is_file():
                 skipped.append(Skipped(i, f"model file {path!r} not found"))
                 continue
