@@ -18,7 +18,7 @@ $(VENV)/.stamp-%: pyproject.toml
 $(FINN_VENV)/.stamp: pyproject.toml
 	test -x $(FINN_VENV)/bin/python || $(PYTHON) -m venv $(FINN_VENV)
 	$(FINN_VENV)/bin/python -m pip install -q --upgrade pip
-	$(FINN_VENV)/bin/python -m pip install -q -e ".[pynq]" "pytest>=8"
+	$(FINN_VENV)/bin/python -m pip install -q -e ".[pynq,brevitas]" "pytest>=8"
 	touch $@
 
 finn-env: $(FINN_VENV)/.stamp

@@ -311,9 +311,9 @@ def read_quantized_mlp(path: Path | str) -> list[QuantLayer]:
 
 
 def mlp_refusal(path: Path | str) -> str | None:
-    """Why the fake accelerator cannot model this ONNX file, or None."""
+    """Why the stand-in cannot be programmed with this ONNX file (a QONNX network or a zoo INT2/INT4 MLP), or None."""
     try:
-        read_quantized_mlp(path)
+        load_accelerator(path)
     except (UnsupportedVariant, ModelError) as exc:
         return f"the fake accelerator cannot model {Path(path).name}: {exc}"
     return None
@@ -356,3 +356,159 @@ class MlpAccelerator:
     def precision(self) -> str:
         bits = sorted({layer.weight_bits for layer in self.layers})
         return "/".join(f"int{b}" for b in bits)
+
+
+# ---------------------------------------------------------------------------------------------- QONNX networks
+
+QONNX_DOMAIN = "qonnx.custom_op.general"
+_PRODUCTS = ("MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """An activation as the hardware holds it: integer codes and the scale one code stands for."""
+
+    codes: np.ndarray  # int64
+    scale: np.ndarray  # float64, scalar or per channel
+
+
+class QonnxAccelerator:
+    """A FINN-style dataflow network read from a QONNX model (Brevitas' export): the stand-in's second network.
+
+    The chain it runs: MatMul by a quantized weight (`Quant`/`BipolarQuant` of an initializer: integer codes and a
+    scale), BatchNormalization, Relu, and activation quantizers (`Quant`, `BipolarQuant`) that turn values back into
+    integer codes; Flatten/Reshape/Identity pass through. A MatMul of integer activation codes by integer weight
+    codes is accumulated exactly in int64, as the hardware's MVAU does, then scaled; BatchNorm and the quantizer's
+    comparison run in float64 (FINN folds them into integer thresholds; float64 holds those decisions to well
+    below float32 rounding). The input is the UINT8 pixel code stream (scale `input_scale`), the output the top-1.
+    """
+
+    def __init__(self, model, input_scale: float):
+        from onnx import numpy_helper
+
+        self.input_scale = float(input_scale)
+        g = model.graph
+        self._inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        self._nodes = list(g.node)
+        self._input, self._output = g.input[0].name, g.output[0].name
+        self.weight_bits: set[int] = set()
+        self.act_bits: set[int] = set()
+        self._weights: dict[str, Quantized] = {}
+        for node in self._nodes:
+            if node.domain == QONNX_DOMAIN and node.input[0] in self._inits:
+                self._weights[node.output[0]] = self._quantize(node, self._inits[node.input[0]], weight=True)
+            elif node.domain == QONNX_DOMAIN:  # an activation quantizer: its width, read from the graph
+                self.act_bits.add(1 if node.op_type == "BipolarQuant" else int(self._inits[node.input[3]]))
+            elif node.op_type not in (*_PRODUCTS, "BatchNormalization", "Relu", "Flatten", "Reshape", "Identity") \
+                    and node.domain != QONNX_DOMAIN:
+                raise UnsupportedVariant(f"QONNX node {node.name or node.op_type} ({node.op_type}) is not part of a "
+                                         "FINN-style MLP the stand-in models (MatMul, BatchNormalization, Relu, "
+                                         "Quant, BipolarQuant)")
+        if not self._weights:
+            raise UnsupportedVariant("the QONNX graph quantizes no weight: not a quantized network")
+
+    @classmethod
+    def from_onnx(cls, path: Path | str, input_scale: float = PIXEL_SCALE) -> QonnxAccelerator:
+        import onnx
+
+        return cls(onnx.load(str(path)), input_scale)
+
+    def _quantize(self, node, x: np.ndarray, weight: bool = False) -> Quantized:
+        from onnx import helper
+
+        scale = np.asarray(self._inits[node.input[1]], np.float64)
+        if node.op_type == "BipolarQuant":
+            if weight:
+                self.weight_bits.add(1)
+            return Quantized(np.where(x >= 0, 1, -1).astype(np.int64), scale)
+        if node.op_type != "Quant":
+            raise UnsupportedVariant(f"QONNX op {node.op_type} is not modelled by the stand-in")
+        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
+        zero = np.asarray(self._inits[node.input[2]], np.float64)
+        bits = float(self._inits[node.input[3]])
+        if np.any(zero != 0) or _text(a.get("rounding_mode", "ROUND")) != "ROUND" or bits != int(bits):
+            raise UnsupportedVariant(f"QONNX Quant {node.name}: zero point, rounding or fractional bit width the "
+                                     "stand-in does not model")
+        signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+        lo = -(2 ** (int(bits) - 1)) + int(narrow) if signed else 0
+        hi = 2 ** (int(bits) - 1) - 1 if signed else 2 ** int(bits) - 1 - int(narrow)
+        if weight:
+            self.weight_bits.add(int(bits))
+        return Quantized(np.clip(np.round(np.asarray(x, np.float64) / scale), lo, hi).astype(np.int64), scale)
+
+    def _weight(self, node) -> Quantized:
+        """A product's weight as (in, out) codes: Gemm(transB=1) stores (out, in), as Brevitas exports it."""
+        w = self._weights.get(node.input[1])
+        if w is None:
+            raise UnsupportedVariant(f"{node.op_type} {node.name}'s weight is not a quantized initializer")
+        if node.op_type == "Gemm":
+            a = {at.name: at for at in node.attribute}
+            if len(node.input) > 2 or (a.get("transA") and a["transA"].i) or any(
+                    k in a and a[k].f != 1.0 for k in ("alpha", "beta")):
+                raise UnsupportedVariant(f"Gemm {node.name} has a bias, transA or alpha/beta the stand-in does not model")
+            if a.get("transB") and a["transB"].i:
+                return Quantized(w.codes.T, w.scale.T if w.scale.ndim == 2 else w.scale)
+        return w
+
+    @property
+    def in_features(self) -> int:
+        return int(self._weight(next(n for n in self._nodes if n.op_type in _PRODUCTS)).codes.shape[0])
+
+    @property
+    def classes(self) -> int:
+        return int(self._weight([n for n in self._nodes if n.op_type in _PRODUCTS][-1]).codes.shape[1])
+
+    def logits(self, codes: np.ndarray) -> np.ndarray:
+        vals: dict[str, object] = {self._input: Quantized(np.asarray(codes, np.int64), np.float64(self.input_scale))}
+
+        def value(name: str) -> np.ndarray:
+            v = vals[name]
+            return v.codes * v.scale if isinstance(v, Quantized) else v
+
+        for node in self._nodes:
+            out = node.output[0]
+            if out in self._weights:
+                continue
+            if node.op_type in _PRODUCTS:
+                a, w = vals[node.input[0]], self._weight(node)
+                if isinstance(a, Quantized):  # integer codes by integer codes: exact, then scaled
+                    vals[out] = (a.codes @ w.codes).astype(np.float64) * (a.scale * w.scale)
+                else:
+                    vals[out] = np.asarray(a, np.float64) @ (w.codes * w.scale)
+            elif node.op_type == "BatchNormalization":
+                gamma, beta, mean, var = (np.asarray(self._inits[i], np.float64) for i in node.input[1:5])
+                eps = next((at.f for at in node.attribute if at.name == "epsilon"), 1e-5)
+                vals[out] = (value(node.input[0]) - mean) / np.sqrt(var + eps) * gamma + beta
+            elif node.op_type == "Relu":
+                vals[out] = np.maximum(value(node.input[0]), 0.0)
+            elif node.domain == QONNX_DOMAIN:
+                vals[out] = self._quantize(node, value(node.input[0]))
+            else:  # Flatten, Reshape, Identity on (n, features): the values pass through
+                vals[out] = vals[node.input[0]]
+        return np.asarray(value(self._output), np.float64)
+
+    def labels(self, codes: np.ndarray) -> np.ndarray:
+        return self.logits(codes).argmax(axis=1)
+
+    def precision(self) -> str:
+        return f"w{max(self.weight_bits)}a{max(self.act_bits) if self.act_bits else 32}"
+
+
+def is_qonnx(path: Path | str) -> bool:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - protobuf errors come in many types: not an ONNX file
+        return False
+    return any(n.domain == QONNX_DOMAIN for n in model.graph.node)
+
+
+def load_accelerator(path: Path | str, input_scale: float = PIXEL_SCALE):
+    """The network the stand-in is programmed with: a QONNX model, else a zoo INT2/INT4 MLP."""
+    return (QonnxAccelerator if is_qonnx(path) else MlpAccelerator).from_onnx(path, input_scale)
+
+
+def _text(value) -> str:
+    """An ONNX string attribute as str (onnx returns bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

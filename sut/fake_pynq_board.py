@@ -25,8 +25,8 @@ What the board implements:
   `FINNDMAOverlay.execute_on_buffers` writes them): 0x10/0x14 buffer address low/high, 0x1C sample count, 0x00
   control: bit 0 ap_start (write 1), bit 1 ap_done (cleared when read), bit 2 ap_idle. Once both the output and
   the input DMA are started, the accelerator reads `count` packed samples from the input buffer's device memory,
-  runs the network bit-exactly on them (`sut.fake_accelerator.MlpAccelerator`, decoding the packed stream with
-  its own codec) and writes the packed labels to the output buffer's device memory, then both cores report done
+  runs the network bit-exactly on them (`sut.fake_accelerator`: a QONNX network, or a zoo INT2/INT4 MLP; integer
+  accumulations exact, the packed stream decoded with its own codec) and writes the packed labels to the output buffer's device memory, then both cores report done
   and idle. A job real hardware would hang on (a poll with nothing started, counts that disagree) raises instead.
 - **the bitstream** this board "programs" is a stand-in `.bit`: JSON naming the ONNX network it implements (and
   its sha256) and the stream types; `build_stand_in` writes it with a FINN-shaped `.hwh` and `io_shape_dict.json`.
@@ -49,7 +49,7 @@ import numpy as np
 from pynq.buffer import PynqBuffer
 from pynq.pl_server.device import Device
 
-from sut.fake_accelerator import DataType, MlpAccelerator, pack_bits, packed_bytes, unpack_bits
+from sut.fake_accelerator import DataType, load_accelerator, pack_bits, packed_bytes, unpack_bits
 
 BITSTREAM_FORMAT = "mlperf-ext-fake-pynq-bitstream/1"
 #: DMA-able memory of the stand-in (a setting of this fake, not a board's CMA figure)
@@ -106,7 +106,7 @@ class FakePynqBoard(Device):
         self.events: list[tuple] = []
         self.registers: dict[int, int] = dict(POWER_ON_REGISTERS)
         self.cores: dict[int, IodmaCore] = {}
-        self.accelerator: MlpAccelerator | None = None
+        self.accelerator: Any = None  # sut.fake_accelerator: MlpAccelerator or QonnxAccelerator
         self.stream: dict = {}
         self._memory: dict[int, np.ndarray] = {}  # base address -> device bytes
         self._next = DDR_BASE
@@ -156,7 +156,7 @@ class FakePynqBoard(Device):
         digest = hashlib.sha256(network.read_bytes()).hexdigest()
         if digest != spec["sha256"]:
             raise RuntimeError(f"the network {network} changed since {path} was built (sha256 differs)")
-        self.accelerator = MlpAccelerator.from_onnx(network, spec.get("pixel_scale", 1.0))
+        self.accelerator = load_accelerator(network, spec.get("pixel_scale", 1.0))
         self.stream = spec["stream"]
         self.cores = {}
         for name, ip in (parser.ip_dict if parser is not None else {}).items():
@@ -275,12 +275,13 @@ def _fold(features: int) -> int:
 
 
 def build_stand_in(onnx_path: Path | str, out_dir: Path | str, pixel_scale: float) -> Path:
-    """Write a FINN-shaped deployment for a zoo INT2/INT4 MLP: bitfile/finn-accel.{bit,hwh}, io_shape_dict.json.
+    """Write a FINN-shaped deployment for a QONNX network or a zoo INT2/INT4 MLP: bitfile/finn-accel.{bit,hwh},
+    io_shape_dict.json.
 
     Returns the `.bit`. The io_shape_dict is what FINN would generate for a UINT8 image in and a UINT8 label out.
     """
     onnx_path, out = Path(onnx_path), Path(out_dir)
-    accelerator = MlpAccelerator.from_onnx(onnx_path, pixel_scale)
+    accelerator = load_accelerator(onnx_path, pixel_scale)
     features, simd = accelerator.in_features, _fold(accelerator.in_features)
     odt = "UINT8" if accelerator.classes <= 256 else "UINT16"
     io = {"idt": ["UINT8"], "odt": [odt],

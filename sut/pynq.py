@@ -12,7 +12,8 @@ Devices (nothing falls back from one to the other):
 - `fpga`: a board PYNQ finds. The model is a FINN deployment (`sut.finn_package`: its folder, its `.bit`, or
   its io_shape_dict file); the `.hwh` sits beside the `.bit`.
 - `fake`: `sut.fake_pynq_board.FakePynqBoard`, a pynq Device standing in for the board under the same pynq and
-  the same FINN driver, on a zoo INT2/INT4 MLP ONNX file it is "programmed" with (a FINN-shaped deployment is
+  the same FINN driver, on the network it is "programmed" with: a QONNX model (the zoo's Brevitas TFC,
+  `tfc-w1a1-qonnx.onnx`) or a zoo INT2/INT4 MLP (a FINN-shaped deployment is
   written for it, `build_stand_in`). Its timing is the host running numpy, labelled simulated in the row.
 
 Paths (docs/architecture.md, "Definitions"):
@@ -33,6 +34,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +82,13 @@ def inspect_overlay(path: Path | str) -> ModelInfo:
     deployment's input (host float32, as the glue quantizes it) from its io_shape_dict."""
     p = Path(path)
     if p.suffix == ".onnx":
+        from sut.fake_accelerator import is_qonnx
         from sut.model_file import inspect_model
 
-        return inspect_model(p)
+        info = inspect_model(p)
+        if is_qonnx(p):  # FINN's models are traced at batch 1; the stand-in streams any number of samples
+            info = replace(info, input=replace(info.input, shape=(None, *info.input.shape[1:])))
+        return info
     package = FinnPackage.read(p)
     return ModelInfo(path=p, input=TensorSpec("input", (None, *package.sample_shape), "float32"),
                      output_names=("label",), float_precision="fp32", weight_types=())
@@ -175,12 +181,13 @@ class PynqBackend:
         path = Path(model.path)
         if device == "fake":
             if not _is_onnx(path):
-                return (f"--device fake programs its stand-in board with a zoo INT2/INT4 MLP ONNX file, not "
+                return (f"--device fake programs its stand-in board with a QONNX network or a zoo INT2/INT4 MLP, not "
                         f"{path.name}; fix: pass the .onnx variant, or --device fpga for a FINN deployment")
             from sut.fake_accelerator import mlp_refusal
 
             refusal = mlp_refusal(path)
-            return f"{refusal}; fix: use a zoo INT2 or INT4 MLP variant (e.g. mlp-w256-int2)" if refusal else None
+            return (f"{refusal}; fix: pass a QONNX network (e.g. tfc-w1a1-qonnx.onnx) or a zoo INT2/INT4 MLP "
+                    "(e.g. mlp-w256-int2)") if refusal else None
         if _is_onnx(path):
             return (f"--device fpga runs a FINN deployment, not the ONNX file {path.name}; fix: pass the deployment "
                     "folder (bitfile/ and driver/), or --device fake to simulate this variant")

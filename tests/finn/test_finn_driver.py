@@ -4,8 +4,9 @@ What runs here for real: `finn_plus_driver.overlays.dma.FINNDMAOverlay` 1.6.1 (u
 (`Overlay` parsing the stand-in's `.hwh` with pynqmetadata, `MMIO`, `allocate`/`PynqBuffer`, `ps.Clocks`), with
 only the device stood in for (`FakePynqBoard`: memory, registers, the accelerator). Checked: the board decodes
 FINN's own packing byte for byte; every accelerator run happens inside FINN's `execute_on_buffers`; top-1 equals
-ONNX Runtime's on all 1000 held-out samples for the INT2 and INT4 variants; the compute step times the DMA run
-only; the board fails where hardware would hang; the CLI in all four scenarios with `--device fake`.
+ONNX Runtime's on all 1000 held-out samples for the INT2 and INT4 variants, and equals qonnx's execution of the
+Brevitas TFC (w1a1, w2a2) QONNX models on all of them; the compute step times the DMA run only; the board fails
+where hardware would hang; the CLI in all four scenarios with `--device fake` on TFC-w1a1.
 Tests marked `fpga` need a PYNQ board and skip with the reason found on this host.
 """
 
@@ -56,6 +57,15 @@ def zoo_models(tmp_path_factory) -> dict[str, Path]:
         return {"int2": int2, "int4": int4}
     finally:
         registry.unregister_family(PREFIX)
+
+
+@pytest.fixture(scope="module")
+def tfc(tmp_path_factory) -> dict[str, Path]:
+    """The zoo's Brevitas TFC variants as QONNX (what FINN compiles), trained here (about 15 s for both)."""
+    from mlperf_ext.zoo.mlp_brevitas import qonnx_path
+
+    twins = registry.build(["tfc-w1a1", "tfc-w2a2"], tmp_path_factory.mktemp("tfc"))
+    return {v: qonnx_path(t) for v, t in zip(("w1a1", "w2a2"), twins, strict=True)}
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +122,24 @@ def test_finns_driver_on_the_stand_in_equals_ort_on_the_whole_held_out_split(loa
     np.testing.assert_array_equal(labels, ref)
     assert float((labels == y).mean()) == read_metadata(zoo_models[precision])["accuracy"]
     assert [e for e in backend._board.events if e[0] == "execute"] == [("execute", 250)] * 4
+
+
+@pytest.mark.parametrize("variant", ["w1a1", "w2a2"])
+def test_a_brevitas_tfc_through_finns_driver_equals_qonnx_on_the_whole_held_out_split(tfc, held_out, variant):
+    from mlperf_ext.zoo.mlp_brevitas import qonnx_logits
+
+    x, y = held_out
+    backend = PynqBackend()
+    backend.load(tfc[variant], DeploymentOptions(device="fake", max_batch=200))
+    try:
+        labels = np.concatenate([backend.infer(x[i:i + 200]).argmax(1) for i in range(0, len(x), 200)])
+        assert backend.describe().precision.startswith(f"{variant} weights")
+    finally:
+        backend.close()
+    reference = qonnx_logits(tfc[variant].read_bytes(), x).argmax(1)
+    print(f"tfc-{variant}: stand-in via FINN's driver top-1 {(labels == y).mean():.3f}, QONNX {(reference == y).mean():.3f}")
+    np.testing.assert_array_equal(labels, reference)
+    assert float((labels == y).mean()) == read_metadata(tfc[variant])["accuracy"]
 
 
 def test_every_accelerator_run_happens_inside_finns_execute_on_buffers(loaded, held_out, monkeypatch):
@@ -273,12 +301,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, cwd=PROJECT_ROOT)
 
 
-def test_cli_four_scenarios_on_the_stand_in(zoo_models, tmp_path):
+def test_cli_four_scenarios_on_the_stand_in(tfc, tmp_path):
     from mlperf_ext.store import ResultsStore
     from tiers.runner import layout
 
     work = tmp_path / "work"
-    common = ["--model", str(zoo_models["int2"]), "--dataset", "mnist", "--backend", REF, "--device", "fake",
+    common = ["--model", str(tfc["w1a1"]), "--dataset", "mnist", "--backend", REF, "--device", "fake",
               "--setting", "min_duration_ms=200", "--workdir", str(work)]
     for extra in (["--scenario", "Offline", "--batch", "32", "--mode", "submission"],
                   ["--scenario", "SingleStream", "--mode", "submission"],
@@ -299,10 +327,10 @@ def test_cli_four_scenarios_on_the_stand_in(zoo_models, tmp_path):
         assert row["runtime_device"] == SIMULATED_DEVICE and row["runtime_name"] == "finn-plus-driver"
         assert "simulated" in row["runtime_notes"]
         assert row["sys_throughput"] > 0 and row["compute_throughput"] > 0
-    accuracy = read_metadata(zoo_models["int2"])["accuracy"]
+    accuracy = read_metadata(tfc["w1a1"])["accuracy"]
     for scenario in ("Offline", "SingleStream"):
         assert rows[scenario]["accuracy_total"] == 1000
-        assert rows[scenario]["accuracy"] == accuracy  # labels equal ORT's top-1
+        assert rows[scenario]["accuracy"] == accuracy  # labels equal qonnx's execution of the QONNX model
 
 
 # ---- a real board (skipped without one) -----------------------------------------------------------------
