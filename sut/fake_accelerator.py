@@ -366,21 +366,40 @@ _PRODUCTS = ("MatMul", "Gemm")
 
 @dataclass(frozen=True)
 class Quantized:
-    """An activation as the hardware holds it: integer codes and the scale one code stands for."""
+    """A tensor as the hardware holds it: integer codes (stored as integer-valued float64, so BLAS sums them
+    exactly: every partial sum here is an integer far below 2**53) and the scale one code stands for."""
 
-    codes: np.ndarray  # int64
-    scale: np.ndarray  # float64, scalar or per channel
+    codes: np.ndarray
+    scale: np.ndarray  # float64, a scalar (per tensor)
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.codes * self.scale
+
+
+_LAYOUT_OPS = ("Flatten", "Reshape", "Identity")
+_SUPPORTED = (*_PRODUCTS, "Conv", "MaxPool", "BatchNormalization", "Relu", *_LAYOUT_OPS)
+#: samples per pass of `logits` (bounds the im2col buffers of the convolutions)
+CHUNK = 64
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 class QonnxAccelerator:
     """A FINN-style dataflow network read from a QONNX model (Brevitas' export): the stand-in's second network.
 
-    The chain it runs: MatMul by a quantized weight (`Quant`/`BipolarQuant` of an initializer: integer codes and a
-    scale), BatchNormalization, Relu, and activation quantizers (`Quant`, `BipolarQuant`) that turn values back into
-    integer codes; Flatten/Reshape/Identity pass through. A MatMul of integer activation codes by integer weight
-    codes is accumulated exactly in int64, as the hardware's MVAU does, then scaled; BatchNorm and the quantizer's
-    comparison run in float64 (FINN folds them into integer thresholds; float64 holds those decisions to well
-    below float32 rounding). The input is the UINT8 pixel code stream (scale `input_scale`), the output the top-1.
+    What it runs: products by a quantized weight (`Quant`/`BipolarQuant` of an initializer: integer codes and a
+    per-tensor scale) as Gemm/MatMul or as a 2-D convolution (stride 1, no padding or groups: FINN's CNV),
+    BatchNormalization, Relu, MaxPool, activation quantizers (`Quant`, `BipolarQuant`) that turn values back into
+    integer codes, and Flatten/Reshape/Identity. A product of integer activation codes by integer weight codes is
+    accumulated exactly (FINN's MVAU/SWU: the convolution as im2col, sliding windows times the weight matrix),
+    then scaled; max-pooling compares codes (the scale is positive); BatchNorm and the quantizers' rounding run in
+    float64 (FINN folds them into integer thresholds; float64 holds those decisions well below float32 rounding).
+    The input is the UINT8 pixel code stream (scale `input_scale`), the output the top-1 label.
     """
 
     def __init__(self, model, input_scale: float):
@@ -391,6 +410,10 @@ class QonnxAccelerator:
         self._inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         self._nodes = list(g.node)
         self._input, self._output = g.input[0].name, g.output[0].name
+        dims = g.input[0].type.tensor_type.shape.dim
+        self.input_shape = tuple(int(d.dim_value) for d in dims[1:])  # per sample, as the graph declares it
+        if not self.input_shape or not all(self.input_shape):
+            raise UnsupportedVariant("the QONNX graph's input has no fixed per-sample shape")
         self.weight_bits: set[int] = set()
         self.act_bits: set[int] = set()
         self._weights: dict[str, Quantized] = {}
@@ -399,11 +422,11 @@ class QonnxAccelerator:
                 self._weights[node.output[0]] = self._quantize(node, self._inits[node.input[0]], weight=True)
             elif node.domain == QONNX_DOMAIN:  # an activation quantizer: its width, read from the graph
                 self.act_bits.add(1 if node.op_type == "BipolarQuant" else int(self._inits[node.input[3]]))
-            elif node.op_type not in (*_PRODUCTS, "BatchNormalization", "Relu", "Flatten", "Reshape", "Identity") \
-                    and node.domain != QONNX_DOMAIN:
+            elif node.op_type not in _SUPPORTED:
                 raise UnsupportedVariant(f"QONNX node {node.name or node.op_type} ({node.op_type}) is not part of a "
-                                         "FINN-style MLP the stand-in models (MatMul, BatchNormalization, Relu, "
-                                         "Quant, BipolarQuant)")
+                                         "FINN-style network the stand-in models (Gemm/MatMul, Conv, MaxPool, "
+                                         "BatchNormalization, Relu, Quant, BipolarQuant)")
+            self._check(node)
         if not self._weights:
             raise UnsupportedVariant("the QONNX graph quantizes no weight: not a quantized network")
 
@@ -413,17 +436,34 @@ class QonnxAccelerator:
 
         return cls(onnx.load(str(path)), input_scale)
 
-    def _quantize(self, node, x: np.ndarray, weight: bool = False) -> Quantized:
-        from onnx import helper
+    def _check(self, node) -> None:
+        a = _attrs(node)
+        if node.op_type == "Conv":
+            if (len(node.input) > 2 or any(v != 1 for v in a.get("strides", [1, 1]) + a.get("dilations", [1, 1]))
+                    or any(a.get("pads", [0, 0, 0, 0])) or a.get("group", 1) != 1):
+                raise UnsupportedVariant(f"Conv {node.name}: bias, stride, dilation, padding or groups the stand-in "
+                                         "does not model (FINN's CNV: 3x3, stride 1, no padding)")
+        elif node.op_type == "MaxPool":
+            k = a.get("kernel_shape")
+            if a.get("strides", k) != k or any(a.get("pads", [0, 0, 0, 0])) or len(k) != 2:
+                raise UnsupportedVariant(f"MaxPool {node.name}: only non-overlapping 2-D windows are modelled")
+        elif node.op_type == "Gemm":
+            if len(node.input) > 2 or a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+                raise UnsupportedVariant(f"Gemm {node.name} has a bias, transA or alpha/beta the stand-in does not model")
 
+    def _quantize(self, node, x: np.ndarray, weight: bool = False) -> Quantized:
         scale = np.asarray(self._inits[node.input[1]], np.float64)
+        if scale.size != 1:
+            raise UnsupportedVariant(f"QONNX {node.op_type} {node.name}: a per-channel scale is not modelled")
+        scale = scale.reshape(())
+        x = np.asarray(x, np.float64)
         if node.op_type == "BipolarQuant":
             if weight:
                 self.weight_bits.add(1)
-            return Quantized(np.where(x >= 0, 1, -1).astype(np.int64), scale)
+            return Quantized(np.where(x >= 0, 1.0, -1.0), scale)
         if node.op_type != "Quant":
             raise UnsupportedVariant(f"QONNX op {node.op_type} is not modelled by the stand-in")
-        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
+        a = _attrs(node)
         zero = np.asarray(self._inits[node.input[2]], np.float64)
         bits = float(self._inits[node.input[3]])
         if np.any(zero != 0) or _text(a.get("rounding_mode", "ROUND")) != "ROUND" or bits != int(bits):
@@ -434,57 +474,80 @@ class QonnxAccelerator:
         hi = 2 ** (int(bits) - 1) - 1 if signed else 2 ** int(bits) - 1 - int(narrow)
         if weight:
             self.weight_bits.add(int(bits))
-        return Quantized(np.clip(np.round(np.asarray(x, np.float64) / scale), lo, hi).astype(np.int64), scale)
+        return Quantized(np.clip(np.round(x / scale), lo, hi), scale)
 
-    def _weight(self, node) -> Quantized:
-        """A product's weight as (in, out) codes: Gemm(transB=1) stores (out, in), as Brevitas exports it."""
+    def _matrix(self, node) -> Quantized:
+        """A product's weight as an (in, out) code matrix: Gemm(transB=1) and Conv store (out, in...)."""
         w = self._weights.get(node.input[1])
         if w is None:
             raise UnsupportedVariant(f"{node.op_type} {node.name}'s weight is not a quantized initializer")
-        if node.op_type == "Gemm":
-            a = {at.name: at for at in node.attribute}
-            if len(node.input) > 2 or (a.get("transA") and a["transA"].i) or any(
-                    k in a and a[k].f != 1.0 for k in ("alpha", "beta")):
-                raise UnsupportedVariant(f"Gemm {node.name} has a bias, transA or alpha/beta the stand-in does not model")
-            if a.get("transB") and a["transB"].i:
-                return Quantized(w.codes.T, w.scale.T if w.scale.ndim == 2 else w.scale)
+        if node.op_type == "Conv" or (node.op_type == "Gemm" and _attrs(node).get("transB", 0)):
+            return Quantized(w.codes.reshape(w.codes.shape[0], -1).T, w.scale)
         return w
+
+    def _products(self) -> list:
+        return [n for n in self._nodes if n.op_type in (*_PRODUCTS, "Conv")]
 
     @property
     def in_features(self) -> int:
-        return int(self._weight(next(n for n in self._nodes if n.op_type in _PRODUCTS)).codes.shape[0])
+        return int(np.prod(self.input_shape))
 
     @property
     def classes(self) -> int:
-        return int(self._weight([n for n in self._nodes if n.op_type in _PRODUCTS][-1]).codes.shape[1])
+        return int(self._matrix(self._products()[-1]).codes.shape[1])
 
     def logits(self, codes: np.ndarray) -> np.ndarray:
-        vals: dict[str, object] = {self._input: Quantized(np.asarray(codes, np.int64), np.float64(self.input_scale))}
+        codes = np.asarray(codes, np.float64).reshape(-1, *self.input_shape)
+        return np.concatenate([self._run(codes[i:i + CHUNK]) for i in range(0, len(codes), CHUNK)]
+                              or [np.zeros((0, self.classes))])
+
+    def _run(self, codes: np.ndarray) -> np.ndarray:
+        vals: dict[str, object] = {self._input: Quantized(codes, np.float64(self.input_scale))}
 
         def value(name: str) -> np.ndarray:
             v = vals[name]
-            return v.codes * v.scale if isinstance(v, Quantized) else v
+            return v.value if isinstance(v, Quantized) else v
 
         for node in self._nodes:
             out = node.output[0]
             if out in self._weights:
                 continue
-            if node.op_type in _PRODUCTS:
-                a, w = vals[node.input[0]], self._weight(node)
-                if isinstance(a, Quantized):  # integer codes by integer codes: exact, then scaled
-                    vals[out] = (a.codes @ w.codes).astype(np.float64) * (a.scale * w.scale)
+            x = vals[node.input[0]]
+            if node.op_type in (*_PRODUCTS, "Conv"):
+                w = self._matrix(node)
+                a = x if isinstance(x, Quantized) else Quantized(np.asarray(x, np.float64), np.float64(1.0))
+                if node.op_type == "Conv":
+                    kh, kw = self._weights[node.input[1]].codes.shape[2:]
+                    win = np.lib.stride_tricks.sliding_window_view(a.codes, (kh, kw), axis=(2, 3))
+                    n, c, h, wd = win.shape[:4]
+                    patches = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * wd, c * kh * kw)
+                    acc = (patches @ w.codes).reshape(n, h, wd, -1).transpose(0, 3, 1, 2)
                 else:
-                    vals[out] = np.asarray(a, np.float64) @ (w.codes * w.scale)
+                    acc = a.codes @ w.codes
+                vals[out] = acc * (a.scale * w.scale)  # the exact integer sums, then scaled
             elif node.op_type == "BatchNormalization":
                 gamma, beta, mean, var = (np.asarray(self._inits[i], np.float64) for i in node.input[1:5])
-                eps = next((at.f for at in node.attribute if at.name == "epsilon"), 1e-5)
-                vals[out] = (value(node.input[0]) - mean) / np.sqrt(var + eps) * gamma + beta
+                eps = _attrs(node).get("epsilon", 1e-5)
+                v = value(node.input[0])
+                shape = (1, -1) + (1,) * (v.ndim - 2)
+                vals[out] = ((v - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * gamma.reshape(shape)
+                             + beta.reshape(shape))
             elif node.op_type == "Relu":
                 vals[out] = np.maximum(value(node.input[0]), 0.0)
+            elif node.op_type == "MaxPool":
+                k = _attrs(node)["kernel_shape"]
+                arr = x.codes if isinstance(x, Quantized) else np.asarray(x)
+                n, c, h, wd = arr.shape
+                pooled = arr[:, :, :h // k[0] * k[0], :wd // k[1] * k[1]].reshape(
+                    n, c, h // k[0], k[0], wd // k[1], k[1]).max(axis=(3, 5))
+                vals[out] = Quantized(pooled, x.scale) if isinstance(x, Quantized) else pooled
             elif node.domain == QONNX_DOMAIN:
                 vals[out] = self._quantize(node, value(node.input[0]))
-            else:  # Flatten, Reshape, Identity on (n, features): the values pass through
-                vals[out] = vals[node.input[0]]
+            elif node.op_type in ("Flatten", "Reshape"):  # to (n, features): FINN's CNV flattens a 1x1 map
+                vals[out] = (Quantized(x.codes.reshape(len(x.codes), -1), x.scale) if isinstance(x, Quantized)
+                             else np.asarray(x).reshape(len(x), -1))
+            else:  # Identity
+                vals[out] = x
         return np.asarray(value(self._output), np.float64)
 
     def labels(self, codes: np.ndarray) -> np.ndarray:

@@ -284,8 +284,9 @@ def build_stand_in(onnx_path: Path | str, out_dir: Path | str, pixel_scale: floa
     accelerator = load_accelerator(onnx_path, pixel_scale)
     features, simd = accelerator.in_features, _fold(accelerator.in_features)
     odt = "UINT8" if accelerator.classes <= 256 else "UINT16"
+    normal = [1, *getattr(accelerator, "input_shape", (features,))]  # a QONNX network's own input layout
     io = {"idt": ["UINT8"], "odt": [odt],
-          "ishape_normal": [[1, features]], "ishape_folded": [[1, features // simd, simd]],
+          "ishape_normal": [normal], "ishape_folded": [[1, features // simd, simd]],
           "ishape_packed": [[1, features // simd, simd]],
           "oshape_normal": [[1, 1]], "oshape_folded": [[1, 1, 1]],
           "oshape_packed": [[1, 1, packed_bytes(1, DataType.parse(odt).bits)]],

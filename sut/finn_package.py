@@ -32,6 +32,19 @@ STREAM_KEYS = ("idt", "odt", "ishape_normal", "oshape_normal", "ishape_folded", 
                "oshape_packed")
 IO_FILES = ("io_shape_dict.json", "io_shape_dict.yaml", "io_shape_dict.yml", "driver/driver.py", "driver.py")
 PLATFORMS = ("zynq-iodma", "alveo")
+#: the io_shape_dicts of finn-examples' prebuilt accelerators, by the bitfile name finn-examples gives them
+#: (`<model>.bit`): `_mnist_fc_io_shape_dict` and `_cifar10_cnv_io_shape_dict` in finn_examples/models.py
+#: (github.com/Xilinx/finn-examples at 0546562). Their accelerators take raw pixels; this project's MNIST and CIFAR
+#: datasets give pixels / 255, hence the input_scale. The CNVs take NHWC (32, 32, 3) images.
+_MNIST_TFC = {"idt": ["UINT8"], "odt": ["UINT8"], "ishape_normal": [[1, 784]], "oshape_normal": [[1, 1]],
+              "ishape_folded": [[1, 16, 49]], "oshape_folded": [[1, 1, 1]], "ishape_packed": [[1, 16, 49]],
+              "oshape_packed": [[1, 1, 1]], "input_scale": 1 / 255, "classes": 10}
+_CIFAR_CNV = {"idt": ["UINT8"], "odt": ["UINT8"], "ishape_normal": [[1, 32, 32, 3]], "oshape_normal": [[1, 1]],
+              "ishape_folded": [[1, 32, 32, 3, 1]], "oshape_folded": [[1, 1, 1]],
+              "ishape_packed": [[1, 32, 32, 3, 1]], "oshape_packed": [[1, 1, 1]], "input_scale": 1 / 255,
+              "classes": 10}
+FINN_EXAMPLES = {**{f"tfc-{v}": _MNIST_TFC for v in ("w1a1", "w1a2", "w2a2")},
+                 **{f"cnv-{v}": _CIFAR_CNV for v in ("w1a1", "w1a2", "w2a2")}}
 _DATATYPE_RE = re.compile(r"""^(?:DataType\[\s*['"]?)?([A-Za-z0-9_]+)['"]?\]?$""")
 _FIX_LAYOUT = ("fix: pass the FINN deployment folder (bitfile/finn-accel.bit with its .hwh, driver/driver.py), its "
                ".bit, or an io_shape_dict .json/.yaml beside the .bit")
@@ -120,6 +133,8 @@ class FinnPackage:
     @classmethod
     def read(cls, path: Path | str) -> FinnPackage:
         bit, io_path = _locate(Path(path))
+        if io_path is None:  # a finn-examples bitfile, known by its name
+            return cls.from_dict(dict(FINN_EXAMPLES[bit.stem]), bit, Path(f"finn-examples:{bit.stem}"))
         return cls.from_dict(_read_io_file(io_path), bit, io_path)
 
     @classmethod
@@ -182,8 +197,11 @@ class FinnPackage:
 
     @property
     def runtime_weight_dir(self) -> Path:
-        """Where FINN's deployment keeps runtime-writable weights (the driver skips a folder that is absent)."""
-        return self.io_source.parent / "runtime_weights"
+        """Where the deployment keeps runtime-writable weights (FINN's driver skips a folder that is absent): beside
+        the io_shape_dict file, or finn-examples' `<model>_runtime_weights` beside its bitfile."""
+        if self.io_source.is_file():
+            return self.io_source.parent / "runtime_weights"
+        return self.bitfile.parent / f"{self.bitfile.stem}_runtime_weights"
 
     def driver_dict(self) -> dict:
         """The io_shape_dict as FINN's driver takes it: qonnx DataTypes, shapes as lists."""
@@ -200,8 +218,9 @@ class FinnPackage:
                 "max_batch": self.max_batch}
 
 
-def _locate(path: Path) -> tuple[Path, Path]:
-    """(bitfile, io_shape_dict file) from a package folder, a .bit, or the io_shape_dict file itself."""
+def _locate(path: Path) -> tuple[Path, Path | None]:
+    """(bitfile, io_shape_dict file) from a package folder, a .bit, or the io_shape_dict file itself; the file is
+    None for a bitfile named as one of finn-examples' accelerators with no io_shape_dict beside it."""
     if not path.exists():
         raise ModelError(f"{path} does not exist; {_FIX_LAYOUT}")
     if path.is_dir():
@@ -222,9 +241,10 @@ def _locate(path: Path) -> tuple[Path, Path]:
     else:
         raise ModelError(f"{path} is not a FINN deployment (a folder, a .bit, or an io_shape_dict file); {_FIX_LAYOUT}")
     io = next((root / name for name in IO_FILES if (root / name).is_file()), None)
-    if io is None:
-        raise ModelError(f"no io_shape_dict for {bit.name}: none of {', '.join(IO_FILES)} under {root}; fix: copy "
-                         "FINN's generated driver/ folder next to bitfile/, or write io_shape_dict.json")
+    if io is None and bit.stem not in FINN_EXAMPLES:
+        raise ModelError(f"no io_shape_dict for {bit.name}: none of {', '.join(IO_FILES)} under {root}, and not a "
+                         f"finn-examples bitfile ({', '.join(sorted(FINN_EXAMPLES))}); fix: copy FINN's generated "
+                         "driver/ folder next to bitfile/, or write io_shape_dict.json")
     return _checked_bit(bit), io
 
 

@@ -1,8 +1,14 @@
-"""The TFC family: FINN's tiny fully connected network, quantization-aware trained with Brevitas, exported to QONNX.
+"""FINN's own networks, quantization-aware trained with Brevitas and exported to QONNX: TFC and CNV.
 
-TFC is FINN's MNIST MLP: 784-64-64-64-10, bias-free quantized Linear layers, each hidden one followed by
-BatchNorm1d and a quantized activation (Umuroglu et al., "FINN", FPGA 2017; the topology of Brevitas'
-`bnn_pynq` FC model, `src/brevitas_examples/bnn_pynq/models/FC.py`, github.com/Xilinx/brevitas). Variants:
+- **TFC** is FINN's MNIST MLP: 784-64-64-64-10, bias-free quantized Linear layers, each hidden one followed by
+  BatchNorm1d and a quantized activation (Umuroglu et al., "FINN", FPGA 2017; the topology of Brevitas'
+  `bnn_pynq` FC model, `src/brevitas_examples/bnn_pynq/models/FC.py`, github.com/Xilinx/brevitas).
+- **CNV** is FINN's convolutional network (`bnn_pynq/models/CNV.py`): six bias-free 3x3 valid convolutions of
+  C, C, 2C, 2C, 4C, 4C channels with a 2x2 max-pool after the second and fourth, each followed by BatchNorm2d and
+  a quantized activation, then FC 8C, FC 8C (BatchNorm1d + activation) and FC 10. Here C = 16 (FINN uses 64) on
+  MNIST zero-padded to 1x32x32 (`mnist32`): no CIFAR-10 can be had offline (see `mlperf_ext.zoo.cnv`).
+
+Variants of each (`tfc-w1a1`, `cnv-w2a2`, ...):
 - `tfc-w1a1`: binary weights and activations (Brevitas `SignedBinaryWeightPerTensorConst`/`...ActPerTensorConst`,
   exported as QONNX `BipolarQuant`: +-1);
 - `tfc-w2a2`: 2-bit weights {-1, 0, 1} and 2-bit activations {-1, -0.5, 0, 0.5}, both at constant power-of-two
@@ -32,17 +38,18 @@ from mlperf_ext.errors import BackendUnavailable, ModelError
 from mlperf_ext.zoo.metadata import ModelInfo, is_current, onnx_facts, versions, write_artifact
 from mlperf_ext.zoo.registry import Progress, register_family
 
-FAMILY = "tfc"
 VARIANTS = {"w1a1": (1, 1), "w2a2": (2, 2)}
 #: bump when training, export or the twin change an artifact's bytes or accuracy
 ARTIFACT_CODE_VERSION = 1
 
 
 @dataclass(frozen=True)
-class TfcRecipe:
-    width: int = 64
-    hidden_layers: int = 3
-    epochs: int = 20
+class BrevitasRecipe:
+    """Everything that determines a trained network; its key names the build."""
+
+    topology: str  # "tfc" or "cnv"
+    width: int  # TFC: hidden neurons; CNV: C
+    epochs: int
     batch_size: int = 100
     lr: float = 0.02
     seed: int = 0
@@ -54,7 +61,10 @@ class TfcRecipe:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
-RECIPE = TfcRecipe()
+RECIPES = {"tfc": BrevitasRecipe("tfc", width=64, epochs=20), "cnv": BrevitasRecipe("cnv", width=16, epochs=6)}
+DATASETS = {"tfc": "mnist", "cnv": "mnist32"}
+INPUT_SHAPES = {"tfc": (784,), "cnv": (1, 32, 32)}
+ARCHITECTURES = {"tfc": "tfc-3x64", "cnv": "cnv-c16"}
 
 
 def qonnx_path(twin: Path) -> Path:
@@ -62,11 +72,11 @@ def qonnx_path(twin: Path) -> Path:
     return twin.with_name(f"{twin.stem}-qonnx.onnx")
 
 
-def list_models() -> list[ModelInfo]:
-    return [ModelInfo(name=f"{FAMILY}-{v}", family=FAMILY, architecture=f"tfc-{RECIPE.hidden_layers}x{RECIPE.width}",
-                      pruning=None, precision=v, dataset="mnist",
-                      description=f"FINN's TFC at {v}, Brevitas QAT; the float twin of {FAMILY}-{v}-qonnx.onnx "
-                                  "(QONNX, for FakePynqBoard and FINN)")
+def list_models(topology: str) -> list[ModelInfo]:
+    return [ModelInfo(name=f"{topology}-{v}", family=f"{topology}-brevitas", architecture=ARCHITECTURES[topology],
+                      pruning=None, precision=v, dataset=DATASETS[topology],
+                      description=f"FINN's {topology.upper()} at {v}, Brevitas QAT; the float twin of "
+                                  f"{topology}-{v}-qonnx.onnx (QONNX, for FakePynqBoard and FINN)")
             for v in VARIANTS]
 
 
@@ -80,7 +90,7 @@ def _import_training():
     return torch, export_qonnx, cleanup_model
 
 
-def _network(torch, weight_bits: int, act_bits: int, recipe: TfcRecipe):
+def _network(torch, weight_bits: int, act_bits: int, recipe: BrevitasRecipe):
     import brevitas.nn as qnn
     from brevitas.inject.enum import ScalingImplType
     from brevitas.quant import (
@@ -102,35 +112,57 @@ def _network(torch, weight_bits: int, act_bits: int, recipe: TfcRecipe):
         min_val = -1.0
         max_val = 1.0
 
+    weight = ({"weight_quant": SignedBinaryWeightPerTensorConst} if weight_bits == 1
+              else {"weight_quant": ConstWeight, "weight_bit_width": weight_bits})
+
     def linear(n_in: int, n_out: int):
-        if weight_bits == 1:
-            return qnn.QuantLinear(n_in, n_out, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
-        return qnn.QuantLinear(n_in, n_out, bias=False, weight_quant=ConstWeight, weight_bit_width=weight_bits)
+        return qnn.QuantLinear(n_in, n_out, bias=False, **weight)
+
+    def conv(n_in: int, n_out: int):
+        return qnn.QuantConv2d(n_in, n_out, 3, bias=False, **weight)
 
     def act():
         if act_bits == 1:
             return qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
         return qnn.QuantIdentity(act_quant=ConstAct, bit_width=act_bits)
 
-    layers, n_in = [], 784
-    for _ in range(recipe.hidden_layers):
-        layers += [linear(n_in, recipe.width), torch.nn.BatchNorm1d(recipe.width), act()]
-        n_in = recipe.width
+    layers: list = []
+    if recipe.topology == "tfc":
+        n_in, hidden = 784, [recipe.width] * 3
+    else:
+        c = recipe.width
+        for item in ((1, c), (c, c), "pool", (c, 2 * c), (2 * c, 2 * c), "pool", (2 * c, 4 * c), (4 * c, 4 * c)):
+            if item == "pool":
+                layers.append(torch.nn.MaxPool2d(2))
+            else:
+                layers += [conv(*item), torch.nn.BatchNorm2d(item[1]), act()]
+        layers.append(torch.nn.Flatten())
+        n_in, hidden = 4 * c, [8 * c] * 2
+    for width in hidden:
+        layers += [linear(n_in, width), torch.nn.BatchNorm1d(width), act()]
+        n_in = width
     layers.append(linear(n_in, 10))
     for layer in layers:
-        if isinstance(layer, qnn.QuantLinear):  # codes at a constant scale of 1: start the weights on their grid
+        if isinstance(layer, qnn.QuantLinear | qnn.QuantConv2d):  # codes at a constant scale of 1: start on the grid
             torch.nn.init.uniform_(layer.weight, -1.0, 1.0)
     return torch.nn.Sequential(*layers)
 
 
-def train(variant: str, recipe: TfcRecipe = RECIPE, progress: Progress | None = None):
-    """The QAT-trained torch module (eval mode) for one variant."""
-    from mlperf_ext.zoo.mlp import _data
+def held_out_data(topology: str, recipe: BrevitasRecipe) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The MNIST-5k split in the topology's input layout (flat 784, or 1x32x32 zero-padded)."""
+    from mlperf_ext.datasets.mnist import cnv_input, mlp_input, mnist_split
 
+    layout = mlp_input if topology == "tfc" else cnv_input
+    x_train, y_train, x_test, y_test = mnist_split(seed=recipe.split_seed, test_fraction=recipe.test_fraction)
+    return layout(x_train), y_train, layout(x_test), y_test
+
+
+def train(variant: str, recipe: BrevitasRecipe, progress: Progress | None = None):
+    """The QAT-trained torch module (eval mode) for one variant."""
     torch, _, _ = _import_training()
     weight_bits, act_bits = VARIANTS[variant]
     torch.manual_seed(recipe.seed)
-    x_train, y_train, _, _ = _data(recipe.split_seed, recipe.test_fraction)
+    x_train, y_train, _, _ = held_out_data(recipe.topology, recipe)
     model = _network(torch, weight_bits, act_bits, recipe)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs)
@@ -147,7 +179,7 @@ def train(variant: str, recipe: TfcRecipe = RECIPE, progress: Progress | None = 
             opt.step()
         sched.step()
         if progress:
-            progress(f"{FAMILY}-{variant}: epoch {epoch + 1}/{recipe.epochs}, loss {float(loss.detach()):.3f}")
+            progress(f"{recipe.topology}-{variant}: epoch {epoch + 1}/{recipe.epochs}, loss {float(loss.detach()):.3f}")
     return model.eval()
 
 
@@ -185,12 +217,12 @@ def build_model(info: ModelInfo, models_dir: Path, progress: Progress | None = N
     import onnx
 
     from mlperf_ext.zoo.evaluate import ort_logits
-    from mlperf_ext.zoo.mlp import _data
     from mlperf_ext.zoo.qonnx_twin import float_twin
 
-    variant = info.precision
+    variant, topology = info.precision, info.name.split("-")[0]
+    spec = RECIPES[topology]
     path = Path(models_dir) / f"{info.name}.onnx"
-    recipe = f"{FAMILY}/{info.name}/{RECIPE.key(variant)}"
+    recipe = f"{info.family}/{info.name}/{spec.key(variant)}"
     say = progress or (lambda _m: None)
     qpath = qonnx_path(path)
     if not force and is_current(path, recipe) and is_current(qpath, recipe):
@@ -198,11 +230,11 @@ def build_model(info: ModelInfo, models_dir: Path, progress: Progress | None = N
         return path
     torch, export_qonnx, cleanup_model = _import_training()
     start = time.perf_counter()
-    module = train(variant, RECIPE, say)
+    module = train(variant, spec, say)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = qpath.with_suffix(".export.onnx")
     with torch.no_grad():
-        export_qonnx(module, input_t=torch.zeros(1, 784), export_path=str(raw))
+        export_qonnx(module, input_t=torch.zeros(1, *INPUT_SHAPES[topology]), export_path=str(raw))
     from qonnx.core.modelwrapper import ModelWrapper
 
     cleaned = cleanup_model(ModelWrapper(str(raw)))
@@ -210,7 +242,7 @@ def build_model(info: ModelInfo, models_dir: Path, progress: Progress | None = N
     qmodel = cleaned.model  # batch 1, as FINN takes it
     qbytes = qmodel.SerializeToString()
     twin = with_batch(float_twin(qmodel), "N")
-    _, _, x_test, y_test = _data(RECIPE.split_seed, RECIPE.test_fraction)
+    _, _, x_test, y_test = held_out_data(topology, spec)
     with torch.no_grad():
         torch_top1 = module(torch.from_numpy(x_test)).numpy().argmax(1)
     q_top1 = qonnx_logits(qbytes, x_test).argmax(1)
@@ -225,14 +257,14 @@ def build_model(info: ModelInfo, models_dir: Path, progress: Progress | None = N
         "accuracy_runtime": "qonnx execute_onnx", "format": "QONNX (Brevitas export_qonnx, qonnx cleanup)",
         "twin": path.name, "weight_bits": weight_bits, "act_bits": act_bits, "onnx": onnx_facts(qmodel),
         "description": f"FINN's TFC at {variant} as QONNX: what FINN compiles; run by --backend pynq --device fake"})
-    meta = {**info.to_dict(), "recipe": recipe, "recipe_fields": asdict(RECIPE),
+    meta = {**info.to_dict(), "recipe": recipe, "recipe_fields": asdict(spec),
             "accuracy": float((twin_top1 == y_test).mean()), "accuracy_runtime": "onnxruntime (the float twin)",
             "qonnx": {"file": qpath.name,
                       "accuracy": float((q_top1 == y_test).mean()), "accuracy_runtime": "qonnx execute_onnx",
                       "twin_agreement": agreement, "weight_bits": weight_bits, "act_bits": act_bits,
                       "onnx": onnx_facts(qmodel)},
-            "held_out": {"dataset": "mnist", "samples": int(len(y_test))},
-            "input": {"name": twin.graph.input[0].name, "shape": ["N", 784], "dtype": "float32",
+            "held_out": {"dataset": info.dataset, "samples": int(len(y_test))},
+            "input": {"name": twin.graph.input[0].name, "shape": ["N", *INPUT_SHAPES[topology]], "dtype": "float32",
                       "scale": "pixel / 255 (UINT8 codes, scale 1/255)"},
             "onnx": onnx_facts(twin), "versions": {**versions(), "torch": torch.__version__,
                                                    "brevitas": _version("brevitas"), "qonnx": _version("qonnx")},
@@ -253,4 +285,5 @@ def _version(package: str) -> str | None:
         return None
 
 
-register_family(FAMILY, list_models, build_model)
+for _topology in RECIPES:
+    register_family(f"{_topology}-brevitas", lambda t=_topology: list_models(t), build_model)

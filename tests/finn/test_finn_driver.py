@@ -5,8 +5,9 @@ What runs here for real: `finn_plus_driver.overlays.dma.FINNDMAOverlay` 1.6.1 (u
 only the device stood in for (`FakePynqBoard`: memory, registers, the accelerator). Checked: the board decodes
 FINN's own packing byte for byte; every accelerator run happens inside FINN's `execute_on_buffers`; top-1 equals
 ONNX Runtime's on all 1000 held-out samples for the INT2 and INT4 variants, and equals qonnx's execution of the
-Brevitas TFC (w1a1, w2a2) QONNX models on all of them; the compute step times the DMA run only; the board fails
-where hardware would hang; the CLI in all four scenarios with `--device fake` on TFC-w1a1.
+Brevitas TFC and CNV (w1a1, w2a2) QONNX models on all of them; the compute step times the DMA run only; the board
+fails where hardware would hang; the CLI in all four scenarios with `--device fake` on TFC-w1a1, and CNV-w2a2 in
+Offline.
 Tests marked `fpga` need a PYNQ board and skip with the reason found on this host.
 """
 
@@ -60,12 +61,11 @@ def zoo_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def tfc(tmp_path_factory) -> dict[str, Path]:
-    """The zoo's Brevitas TFC variants as QONNX (what FINN compiles), trained here (about 15 s for both)."""
-    from mlperf_ext.zoo.mlp_brevitas import qonnx_path
+def brevitas() -> dict[str, Path]:
+    """The zoo's Brevitas TFC and CNV as QONNX (what FINN compiles), shared with the main suite's build."""
+    from tests.zoo.brevitas_models import qonnx_models
 
-    twins = registry.build(["tfc-w1a1", "tfc-w2a2"], tmp_path_factory.mktemp("tfc"))
-    return {v: qonnx_path(t) for v, t in zip(("w1a1", "w2a2"), twins, strict=True)}
+    return qonnx_models()
 
 
 @pytest.fixture(scope="module")
@@ -124,22 +124,24 @@ def test_finns_driver_on_the_stand_in_equals_ort_on_the_whole_held_out_split(loa
     assert [e for e in backend._board.events if e[0] == "execute"] == [("execute", 250)] * 4
 
 
-@pytest.mark.parametrize("variant", ["w1a1", "w2a2"])
-def test_a_brevitas_tfc_through_finns_driver_equals_qonnx_on_the_whole_held_out_split(tfc, held_out, variant):
-    from mlperf_ext.zoo.mlp_brevitas import qonnx_logits
+@pytest.mark.parametrize("name", ["tfc-w1a1", "tfc-w2a2", "cnv-w1a1", "cnv-w2a2"])
+def test_a_brevitas_network_through_finns_driver_equals_qonnx_on_the_whole_held_out_split(brevitas, name):
+    from mlperf_ext.zoo.mlp_brevitas import RECIPES, held_out_data, qonnx_logits
 
-    x, y = held_out
+    topology, variant = name.split("-")
+    _, _, x, y = held_out_data(topology, RECIPES[topology])
+    model = brevitas[name]
     backend = PynqBackend()
-    backend.load(tfc[variant], DeploymentOptions(device="fake", max_batch=200))
+    backend.load(model, DeploymentOptions(device="fake", max_batch=200))
     try:
         labels = np.concatenate([backend.infer(x[i:i + 200]).argmax(1) for i in range(0, len(x), 200)])
         assert backend.describe().precision.startswith(f"{variant} weights")
     finally:
         backend.close()
-    reference = qonnx_logits(tfc[variant].read_bytes(), x).argmax(1)
-    print(f"tfc-{variant}: stand-in via FINN's driver top-1 {(labels == y).mean():.3f}, QONNX {(reference == y).mean():.3f}")
+    reference = qonnx_logits(model.read_bytes(), x).argmax(1)
+    print(f"{name}: stand-in via FINN's driver top-1 {(labels == y).mean():.3f}, QONNX {(reference == y).mean():.3f}")
     np.testing.assert_array_equal(labels, reference)
-    assert float((labels == y).mean()) == read_metadata(tfc[variant])["accuracy"]
+    assert float((labels == y).mean()) == read_metadata(model)["accuracy"]
 
 
 def test_every_accelerator_run_happens_inside_finns_execute_on_buffers(loaded, held_out, monkeypatch):
@@ -301,12 +303,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, cwd=PROJECT_ROOT)
 
 
-def test_cli_four_scenarios_on_the_stand_in(tfc, tmp_path):
+def test_cli_four_scenarios_on_the_stand_in(brevitas, tmp_path):
     from mlperf_ext.store import ResultsStore
     from tiers.runner import layout
 
     work = tmp_path / "work"
-    common = ["--model", str(tfc["w1a1"]), "--dataset", "mnist", "--backend", REF, "--device", "fake",
+    common = ["--model", str(brevitas["tfc-w1a1"]), "--dataset", "mnist", "--backend", REF, "--device", "fake",
               "--setting", "min_duration_ms=200", "--workdir", str(work)]
     for extra in (["--scenario", "Offline", "--batch", "32", "--mode", "submission"],
                   ["--scenario", "SingleStream", "--mode", "submission"],
@@ -327,10 +329,19 @@ def test_cli_four_scenarios_on_the_stand_in(tfc, tmp_path):
         assert row["runtime_device"] == SIMULATED_DEVICE and row["runtime_name"] == "finn-plus-driver"
         assert "simulated" in row["runtime_notes"]
         assert row["sys_throughput"] > 0 and row["compute_throughput"] > 0
-    accuracy = read_metadata(tfc["w1a1"])["accuracy"]
+    accuracy = read_metadata(brevitas["tfc-w1a1"])["accuracy"]
     for scenario in ("Offline", "SingleStream"):
         assert rows[scenario]["accuracy_total"] == 1000
         assert rows[scenario]["accuracy"] == accuracy  # labels equal qonnx's execution of the QONNX model
+    # the CNV too, on its 32x32 input, in Offline with accuracy
+    cnv = ["--model", str(brevitas["cnv-w2a2"]), "--dataset", "mnist32", "--backend", REF, "--device", "fake",
+           "--scenario", "Offline", "--batch", "32", "--mode", "submission", "--setting", "min_duration_ms=200",
+           "--workdir", str(tmp_path / "cnv")]
+    proc = _cli("run", *cnv)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = ResultsStore(layout.store_path(tmp_path / "cnv")).rows()
+    assert row["status"] == "ok" and row["accuracy"] == read_metadata(brevitas["cnv-w2a2"])["accuracy"]
+    assert row["runtime_precision"].startswith("w2a2 weights")
 
 
 # ---- a real board (skipped without one) -----------------------------------------------------------------

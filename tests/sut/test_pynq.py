@@ -191,6 +191,16 @@ def test_a_bad_io_shape_dict_is_one_line(tmp_path, change, needle):
     assert needle in assert_user_error(err.value)
 
 
+def test_a_finn_examples_bitfile_is_known_by_its_name(tmp_path):
+    root = _deployment(tmp_path, io=None)
+    bit = root / "bitfile" / "finn-accel.bit"
+    named = bit.rename(bit.with_name("tfc-w1a1.bit"))
+    bit.with_suffix(".hwh").rename(named.with_suffix(".hwh"))
+    pkg = FinnPackage.read(named)
+    assert str(pkg.io_source) == "finn-examples:tfc-w1a1" and pkg.shapes["ishape_folded"] == (1, 16, 49)
+    assert pkg.input_scale == pytest.approx(1 / 255) and pkg.label_count == 10
+
+
 def test_a_missing_bitfile_hwh_or_io_shape_dict_is_one_line(tmp_path):
     with pytest.raises(ModelError) as err:
         FinnPackage.read(tmp_path / "nowhere")
