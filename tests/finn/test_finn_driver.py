@@ -31,33 +31,23 @@ from qonnx.core.datatype import DataType as QonnxType  # noqa: E402
 
 from mlperf_ext.datasets import open_dataset  # noqa: E402
 from mlperf_ext.errors import ConfigError, DatasetError  # noqa: E402
-from mlperf_ext.zoo import registry  # noqa: E402
 from mlperf_ext.zoo.evaluate import ort_logits  # noqa: E402
 from mlperf_ext.zoo.metadata import read_metadata  # noqa: E402
-from mlperf_ext.zoo.mlp import MlpFamily, MlpRecipe, register  # noqa: E402
 from sut import fake_pynq_board  # noqa: E402
 from sut.base import DeploymentOptions  # noqa: E402
 from sut.fake_accelerator import PIXEL_SCALE, DataType, pack_bits, unpack_bits  # noqa: E402
 from sut.fake_pynq_board import FakePynqBoard, build_stand_in  # noqa: E402
 from sut.pynq import SIMULATED_DEVICE, PynqBackend  # noqa: E402
-from tests.sut.conftest import assert_user_error  # noqa: E402
+from tests.sut.conftest import assert_user_error, tiny_quantized_mlps  # noqa: E402
 
 REF = "sut.pynq:PynqBackend"
 PREFIX = "mlpfinn"
-TINY = MlpRecipe(widths=(64, 32), epochs=2, batch_size=64, finetune_epochs=1, qat_epochs=1)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def zoo_models(tmp_path_factory) -> dict[str, Path]:
-    """The tiny MLP family's INT2 and INT4 variants, built by the zoo's own recipes (a few seconds)."""
-    register(MlpFamily(TINY, prefix=PREFIX))
-    try:
-        out = tmp_path_factory.mktemp("finn_models")
-        int2, int4 = registry.build([f"{PREFIX}-w64-int2", f"{PREFIX}-w64-int4"], out)
-        return {"int2": int2, "int4": int4}
-    finally:
-        registry.unregister_family(PREFIX)
+    return tiny_quantized_mlps(tmp_path_factory.mktemp("finn_models"), PREFIX)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from mlperf_ext.zoo import registry as zoo_registry
+from mlperf_ext.zoo.mlp import MlpFamily, MlpRecipe
+from mlperf_ext.zoo.mlp import register as register_mlp_family
+
 OPSET = 17
 
 
@@ -256,3 +260,17 @@ def assert_four_scenarios_valid(proc: subprocess.CompletedProcess, rows: dict, r
         assert r.system.lat_p50_ms <= r.system.lat_p90_ms <= r.system.lat_p99_ms
         assert r.callback_errors == 0
         assert r.runtime.name == runtime and r.runtime.device.lower() == "cpu"  # OpenVINO says CPU
+
+
+#: a tiny MLP family (widths 64 and 32, an epoch or two): the quantized MLPs the PYNQ stand-in is programmed with
+TINY_MLP = MlpRecipe(widths=(64, 32), epochs=2, batch_size=64, finetune_epochs=1, qat_epochs=1)
+
+
+def tiny_quantized_mlps(out: Path, prefix: str) -> dict[str, Path]:
+    """The tiny family's INT2 and INT4 variants, built by the zoo's own recipes into `out` (a few seconds)."""
+    register_mlp_family(MlpFamily(TINY_MLP, prefix=prefix))
+    try:
+        int2, int4 = zoo_registry.build([f"{prefix}-w64-int2", f"{prefix}-w64-int4"], out)
+        return {"int2": int2, "int4": int4}
+    finally:
+        zoo_registry.unregister_family(prefix)

@@ -21,8 +21,6 @@ import pytest
 from onnx import TensorProto, helper
 
 from mlperf_ext.errors import BackendUnavailable, ConfigError, ModelError
-from mlperf_ext.zoo import registry
-from mlperf_ext.zoo.mlp import MlpFamily, MlpRecipe, register
 from sut.base import Backend, DeploymentOptions
 from sut.fake_accelerator import (
     DataType,
@@ -36,27 +34,18 @@ from sut.fake_accelerator import (
 from sut.finn_package import FinnPackage
 from sut.pynq import PynqBackend, fclk_of
 from sut.registry import check_backend
-from tests.sut.conftest import assert_user_error, build_mlp
+from tests.sut.conftest import assert_user_error, build_mlp, tiny_quantized_mlps
 
 FINN_HERE = importlib.util.find_spec("finn_plus_driver") is not None
 
 REF = "sut.pynq:PynqBackend"
 PREFIX = "mlppynq"
-TINY = MlpRecipe(widths=(64, 32), epochs=2, batch_size=64, finetune_epochs=1, qat_epochs=1)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def zoo_models(tmp_path_factory) -> dict[str, Path]:
-    """The tiny MLP family's INT2 and INT4 variants, built by the zoo's own recipes (a few seconds)."""
-    register(MlpFamily(TINY, prefix=PREFIX))
-    try:
-        out = tmp_path_factory.mktemp("pynq_models")
-        names = [f"{PREFIX}-w64-int2", f"{PREFIX}-w64-int4"]
-        int2, int4 = registry.build(names, out)
-        return {"int2": int2, "int4": int4}
-    finally:
-        registry.unregister_family(PREFIX)
+    return tiny_quantized_mlps(tmp_path_factory.mktemp("pynq_models"), PREFIX)
 
 
 # ---- the stand-in accelerator's stream codec --------------------------------------------------------
