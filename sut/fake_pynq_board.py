@@ -106,7 +106,7 @@ class FakePynqBoard(Device):
         self.events: list[tuple] = []
         self.registers: dict[int, int] = dict(POWER_ON_REGISTERS)
         self.cores: dict[int, IodmaCore] = {}
-        self.accelerator: Any = None  # sut.fake_accelerator: MlpAccelerator or QonnxAccelerator
+        self.accelerator: Any = None  # sut.fake_accelerator.MlpAccelerator or sut.fake_qonnx.QonnxAccelerator
         self.stream: dict = {}
         self._memory: dict[int, np.ndarray] = {}  # base address -> device bytes
         self._next = DDR_BASE

@@ -73,7 +73,7 @@ def float_twin(model: onnx.ModelProto) -> onnx.ModelProto:
             zero, bits = inits[node.input[2]], float(inits[node.input[3]])
             signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
             if x in inits:
-                codes = quant_codes(inits[x], scale, zero, bits, signed, narrow, _text(a.get("rounding_mode", "ROUND")))
+                codes = quant_codes(inits[x], scale, zero, bits, signed, narrow, text_attr(a.get("rounding_mode", "ROUND")))
                 new_inits.append(numpy_helper.from_array((codes * scale).astype(np.float32), out))
                 folded.add(x)
                 continue
@@ -108,6 +108,6 @@ def float_twin(model: onnx.ModelProto) -> onnx.ModelProto:
     return twin
 
 
-def _text(value) -> str:
+def text_attr(value) -> str:
     """An ONNX string attribute as str (onnx returns bytes)."""
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -16,7 +16,8 @@ from mlperf_ext.zoo.evaluate import openvino_logits, ort_logits
 from mlperf_ext.zoo.metadata import read_metadata
 from mlperf_ext.zoo.mlp_brevitas import RECIPES, held_out_data, qonnx_logits, qonnx_path
 from mlperf_ext.zoo.qonnx_twin import QONNX_DOMAIN
-from sut.fake_accelerator import PIXEL_SCALE, QonnxAccelerator, load_accelerator, mlp_refusal
+from sut.fake_accelerator import PIXEL_SCALE, load_accelerator, mlp_refusal
+from sut.fake_qonnx import QonnxAccelerator
 from tests.zoo.brevitas_models import float_twins
 
 pytest.importorskip("brevitas", reason="the TFC family needs the brevitas extra (pip install 'mlperf-ext[brevitas]')")
