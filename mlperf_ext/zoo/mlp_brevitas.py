@@ -183,6 +183,22 @@ def train(variant: str, recipe: BrevitasRecipe, progress: Progress | None = None
     return model.eval()
 
 
+def batch_free_reshapes(model):
+    """Reshape targets with the traced batch of 1 in front ((1, 64): CNV's flatten) made (-1, 64), so the graph
+    runs at any batch; at batch 1 nothing changes."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        target = inits.get(node.input[1]) if node.op_type == "Reshape" and len(node.input) > 1 else None
+        if target is not None:
+            shape = numpy_helper.to_array(target).copy()
+            if shape.size and shape[0] == 1:
+                shape[0] = -1
+                target.CopyFrom(numpy_helper.from_array(shape, target.name))
+    return model
+
+
 def with_batch(model, batch: int | str):
     """A copy of the graph with this batch dimension on its input and output, intermediate shapes dropped
     (Brevitas traced it at batch 1)."""
@@ -239,7 +255,7 @@ def build_model(info: ModelInfo, models_dir: Path, progress: Progress | None = N
 
     cleaned = cleanup_model(ModelWrapper(str(raw)))
     raw.unlink()
-    qmodel = cleaned.model  # batch 1, as FINN takes it
+    qmodel = batch_free_reshapes(cleaned.model)  # batch 1, as FINN takes it
     qbytes = qmodel.SerializeToString()
     twin = with_batch(float_twin(qmodel), "N")
     _, _, x_test, y_test = held_out_data(topology, spec)
