@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -248,13 +249,13 @@ def build_model(info: ModelInfo, models_dir: Path, progress: Progress | None = N
     start = time.perf_counter()
     module = train(variant, spec, say)
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = qpath.with_suffix(".export.onnx")
-    with torch.no_grad():
-        export_qonnx(module, input_t=torch.zeros(1, *INPUT_SHAPES[topology]), export_path=str(raw))
     from qonnx.core.modelwrapper import ModelWrapper
 
-    cleaned = cleanup_model(ModelWrapper(str(raw)))
-    raw.unlink()
+    with tempfile.TemporaryDirectory() as tmp:  # the exporter may write external data beside its file
+        raw = Path(tmp) / "export.onnx"
+        with torch.no_grad():
+            export_qonnx(module, input_t=torch.zeros(1, *INPUT_SHAPES[topology]), export_path=str(raw))
+        cleaned = cleanup_model(ModelWrapper(str(raw)))
     qmodel = batch_free_reshapes(cleaned.model)  # batch 1, as FINN takes it
     qbytes = qmodel.SerializeToString()
     twin = with_batch(float_twin(qmodel), "N")
