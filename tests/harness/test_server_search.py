@@ -102,6 +102,24 @@ def test_a_valid_probe_too_close_to_the_bound_is_not_accepted(plan, tmp_path, mo
     assert found.target_qps <= 3_000
 
 
+def test_a_device_too_slow_for_the_duration_stops_the_search_instead_of_bisecting_to_nothing(plan, tmp_path,
+                                                                                           monkeypatch):
+    asked: list = []
+
+    def slow(plan, search_dir, task):  # within the bound everywhere, but too few queries below 200 QPS
+        target = task.hints.get("server_target_qps", 400.0)
+        asked.append(target)
+        reasons = ["early-stopping condition not met"] + (["minimum query/sample count not met"] if target < 200 else [])
+        system = SystemFigures(valid=False, throughput=target, lat_p99_ms=7.0, invalid_reasons=reasons)
+        settings = LoadGenSettings(requested={"server_target_qps": target, "server_target_latency_ns": BOUND_NS})
+        return PointResult(status="invalid", system=system, settings=settings)
+
+    monkeypatch.setattr(server_search, "launch", slow)
+    found = search_target(plan, tmp_path)
+    assert found.target_qps is None and "min_duration_ms" in found.note
+    assert min(asked) >= 100  # stopped at the first count shortfall, not bisected towards 0 QPS
+
+
 def test_a_search_without_a_target_fails_the_point_and_runs_no_main_child(plan, tmp_path, monkeypatch):
     def broken(plan, search_dir, task):  # the probe's child died before LoadGen ran
         return PointResult(status="crashed", error="child crashed (killed by signal SIGSEGV)")

@@ -23,6 +23,11 @@ agree), so the headroom costs a few percent of target, and the repeat of the cho
 that holds. The point then
 runs at the highest accepted target. Every probe (target, LoadGen's verdict, reasons, p99, whether the
 search accepted it) is kept in the row (`search_trace`) and its logs under `runs/<id>/search/`.
+
+A slow device can fail a probe for a reason no lower target mends: it met the latency bound but issued fewer
+queries than LoadGen's minimum in the profile's duration (`too_few_queries`). Lowering the target only issues
+fewer, so before any probe is accepted such a probe ends the search without a target, and the point fails with
+the fix (a longer min_duration_ms), instead of bisecting towards 0 QPS.
 """
 
 from __future__ import annotations
@@ -66,6 +71,18 @@ def _trace_entry(result: PointResult, asked: float | None) -> dict:
             "p99_ms": p99, "bound_ms": None if not bound_ns else bound_ns / 1e6,
             "completed_qps": None if system is None else system.throughput, "run_dir": result.run_dir,
             **({"ttft_p99_ms": tokens.ttft_p99_ms, "tpot_p99_ms": tokens.tpot_p99_ms} if tokens is not None else {})}
+
+
+#: LoadGen's reasons (logs.py's wording) that a run issued too few queries in its duration: a lower target only
+#: issues fewer
+_TOO_FEW = ("minimum query/sample count not met", "The test exited early")
+
+
+def too_few_queries(entry: dict) -> bool:
+    """The probe fell short of LoadGen's minimum query count within the bound: the duration, not the target, failed."""
+    bound, p99 = entry.get("bound_ms"), entry.get("p99_ms")
+    return (any(why in reason for reason in entry["reasons"] for why in _TOO_FEW)
+            and bound is not None and p99 is not None and p99 <= bound)
 
 
 def upper_bound(high: float, entry: dict) -> float:
@@ -126,6 +143,11 @@ def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
         entry = probe(target)
         if entry["accepted"]:
             low = float(entry["target_qps"])
+        elif low == 0.0 and too_few_queries(entry):
+            return ServerSearch(target_qps=None, trace=trace,
+                                note=f"at {target:,.0f} QPS the probe met the latency bound but issued fewer queries "
+                                     "than LoadGen's minimum in its duration, and a lower target issues fewer still; "
+                                     "raise min_duration_ms (or use the submission profile)")
         else:
             high = upper_bound(min(high, float(entry["target_qps"])), entry)
     if low == 0.0:
