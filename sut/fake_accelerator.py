@@ -357,6 +357,10 @@ class MlpAccelerator:
         bits = sorted({layer.weight_bits for layer in self.layers})
         return "/".join(f"int{b}" for b in bits)
 
+    def executed(self) -> str:
+        """What the network computes in, for the row."""
+        return f"{self.precision()} weights, float32 activations"
+
 
 def is_qonnx(path: Path | str) -> bool:
     """Whether an ONNX file holds QONNX quantizers (a network for `sut.fake_qonnx.QonnxAccelerator`)."""

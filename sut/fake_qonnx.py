@@ -205,3 +205,8 @@ class QonnxAccelerator:
 
     def precision(self) -> str:
         return f"w{max(self.weight_bits)}a{max(self.act_bits) if self.act_bits else 32}"
+
+    def executed(self) -> str:
+        """What the network computes in, for the row: its quantizers' widths, read from the graph."""
+        acts = f"{max(self.act_bits)}-bit activations" if self.act_bits else "float activations"
+        return f"{self.precision()} ({max(self.weight_bits)}-bit weights, {acts}; QONNX)"

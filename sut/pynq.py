@@ -296,7 +296,7 @@ class PynqBackend:
         if fake:
             settings["stand_in"] = FAKE_LAYERS
             acc = self._board.accelerator
-            precision = f"{acc.precision()} weights, float32 activations; stream {streams} (numpy model; simulated)"
+            precision = f"{acc.executed()}; stream {streams} (numpy model; simulated)"
             compute_dtype = ""  # the host's numpy, not an accelerator datatype level 0 could predict against
         else:
             precision = f"stream {streams}; weights and activations as the bitstream was built"

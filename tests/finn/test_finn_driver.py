@@ -125,7 +125,7 @@ def test_a_brevitas_network_through_finns_driver_equals_qonnx_on_the_whole_held_
     backend.load(model, DeploymentOptions(device="fake", max_batch=200))
     try:
         labels = np.concatenate([backend.infer(x[i:i + 200]).argmax(1) for i in range(0, len(x), 200)])
-        assert backend.describe().precision.startswith(f"{variant} weights")
+        assert backend.describe().precision.startswith(f"{variant} ({variant[1]}-bit weights, {variant[3]}-bit act")
     finally:
         backend.close()
     reference = qonnx_logits(model.read_bytes(), x).argmax(1)
@@ -331,7 +331,7 @@ def test_cli_four_scenarios_on_the_stand_in(brevitas, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (row,) = ResultsStore(layout.store_path(tmp_path / "cnv")).rows()
     assert row["status"] == "ok" and row["accuracy"] == read_metadata(brevitas["cnv-w2a2"])["accuracy"]
-    assert row["runtime_precision"].startswith("w2a2 weights")
+    assert row["runtime_precision"].startswith("w2a2 (2-bit weights, 2-bit activations; QONNX)")
 
 
 # ---- a real board (skipped without one) -----------------------------------------------------------------
