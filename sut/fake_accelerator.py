@@ -41,6 +41,14 @@ from mlperf_ext.errors import ConfigError, ModelError, UnsupportedVariant
 
 #: MNIST pixels 0..255 scaled by 1/255 on the host (mlperf_ext.datasets.mnist.mlp_input)
 PIXEL_SCALE = 1.0 / 255.0
+#: DMA-able memory of the stand-in board (a setting of this fake, not a board's CMA figure)
+CMA_BYTES = 128 << 20
+
+
+def stand_in_max_batch(features: int) -> int:
+    """The most samples the stand-in board's memory holds for a network of `features` UINT8 inputs: FINN's driver
+    allocates its packed input and output buffers, and keeps an unpacked copy beside them."""
+    return CMA_BYTES // (2 * (features + 2))
 _SIGNED_WEIGHT_TYPES = {"int2": 2, "int4": 4, "int8": 8}
 _DTYPE_RE = re.compile(r"^(UINT|INT)(\d+)$")
 

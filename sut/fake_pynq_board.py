@@ -49,11 +49,17 @@ import numpy as np
 from pynq.buffer import PynqBuffer
 from pynq.pl_server.device import Device
 
-from sut.fake_accelerator import DataType, load_accelerator, pack_bits, packed_bytes, unpack_bits
+from sut.fake_accelerator import (
+    CMA_BYTES,
+    DataType,
+    load_accelerator,
+    pack_bits,
+    packed_bytes,
+    stand_in_max_batch,
+    unpack_bits,
+)
 
 BITSTREAM_FORMAT = "mlperf-ext-fake-pynq-bitstream/1"
-#: DMA-able memory of the stand-in (a setting of this fake, not a board's CMA figure)
-CMA_BYTES = 128 << 20
 DDR_BASE = 0x1000_0000
 IODMA_BASES = {"idma0": 0xA000_0000, "odma0": 0xA001_0000}
 IODMA_SPAN = 0x1_0000
@@ -291,7 +297,7 @@ def build_stand_in(onnx_path: Path | str, out_dir: Path | str, pixel_scale: floa
           "oshape_normal": [[1, 1]], "oshape_folded": [[1, 1, 1]],
           "oshape_packed": [[1, 1, packed_bytes(1, DataType.parse(odt).bits)]],
           "platform": "zynq-iodma", "input_scale": pixel_scale, "classes": accelerator.classes,
-          "max_batch": CMA_BYTES // (2 * (features + 2))}
+          "max_batch": stand_in_max_batch(features)}
     bitdir = out / "bitfile"
     bitdir.mkdir(parents=True, exist_ok=True)
     network = bitdir / "network.onnx"

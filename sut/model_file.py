@@ -41,6 +41,7 @@ class ModelInfo:
     weight_types: tuple[str, ...]  # distinct initializer element types, e.g. ("float32", "int2")
     op_counts: tuple[tuple[str, int], ...] = ()  # (op type, nodes) in the graph as stored
     inputs: tuple[TensorSpec, ...] = ()  # every input, in the graph's order (the one `input` when left empty)
+    max_batch: int | None = None  # the most samples one execution may take (an accelerator's DMA buffers), if any
 
     def __post_init__(self):
         if not self.inputs:
@@ -223,6 +224,9 @@ def refuse_batch(info: ModelInfo, max_batch: int) -> None:
     if fixed is not None and fixed != max_batch:
         raise ModelError(f"model {info.path} takes batch {fixed} only; fix: use --batch {fixed} or export the model "
                          f"with a dynamic batch dimension")
+    if info.max_batch is not None and max_batch > info.max_batch:
+        raise ModelError(f"batch {max_batch} exceeds the {info.max_batch} samples {info.path}'s buffers may hold "
+                         f"(max_batch); fix: use --batch {info.max_batch} or less")
 
 
 def batch_rows(batch: np.ndarray | dict) -> int:

@@ -82,16 +82,23 @@ def inspect_overlay(path: Path | str) -> ModelInfo:
     deployment's input (host float32, as the glue quantizes it) from its io_shape_dict."""
     p = Path(path)
     if p.suffix == ".onnx":
-        from sut.fake_accelerator import is_qonnx
+        from sut.fake_accelerator import is_qonnx, stand_in_max_batch
         from sut.model_file import inspect_model
 
         info = inspect_model(p)
         if is_qonnx(p):  # FINN's models are traced at batch 1; the stand-in streams any number of samples
             info = replace(info, input=replace(info.input, shape=(None, *info.input.shape[1:])))
-        return info
+        return replace(info, max_batch=stand_in_max_batch(_features(info.input.shape[1:])))
     package = FinnPackage.read(p)
     return ModelInfo(path=p, input=TensorSpec("input", (None, *package.sample_shape), "float32"),
-                     output_names=("label",), float_precision="fp32", weight_types=())
+                     output_names=("label",), float_precision="fp32", weight_types=(), max_batch=package.max_batch)
+
+
+def _features(shape: tuple) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d or 1)
+    return n
 
 
 def import_finn() -> tuple[Any, Any]:
@@ -213,9 +220,6 @@ class PynqBackend:
         else:
             self.check_device(device)
             package = FinnPackage.read(model_path)
-        if package.max_batch is not None and options.max_batch > package.max_batch:
-            raise ConfigError(f"batch {options.max_batch} exceeds the {package.max_batch} samples the DMA buffers of "
-                              f"{package.io_source} may hold (max_batch); fix: use --batch {package.max_batch} or less")
         try:
             overlay = overlay_cls(str(package.bitfile), package.platform, package.driver_dict(),
                                   batch_size=options.max_batch, device=board,

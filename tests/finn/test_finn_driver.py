@@ -30,7 +30,7 @@ from pynq.ps import Clocks  # noqa: E402
 from qonnx.core.datatype import DataType as QonnxType  # noqa: E402
 
 from mlperf_ext.datasets import open_dataset  # noqa: E402
-from mlperf_ext.errors import ConfigError, DatasetError  # noqa: E402
+from mlperf_ext.errors import DatasetError, ModelError  # noqa: E402
 from mlperf_ext.zoo.evaluate import ort_logits  # noqa: E402
 from mlperf_ext.zoo.metadata import read_metadata  # noqa: E402
 from sut import fake_pynq_board  # noqa: E402
@@ -256,10 +256,10 @@ def test_the_row_names_the_driver_its_io_shape_dict_and_simulated_timing(loaded,
 
 
 def test_a_batch_beyond_the_buffers_and_input_off_the_grid_are_refused(loaded, zoo_models, held_out):
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ModelError) as err:
         PynqBackend().load(zoo_models["int2"], DeploymentOptions(device="fake", max_batch=1_000_000))
     assert "max_batch" in assert_user_error(err.value)
-    assert pynq.Device.active_device is not None
+    assert not isinstance(getattr(pynq.Device, "_active_device", None), FakePynqBoard)  # refused before any board
     backend = loaded(max_batch=2)
     with pytest.raises(DatasetError) as err:
         backend.infer(held_out[0][:2] * 0.5 + 0.001)
@@ -291,6 +291,16 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     return subprocess.run([sys.executable, "-m", "mlperf_ext.cli", *args], capture_output=True, text=True, env=env,
                           timeout=300, cwd=PROJECT_ROOT)
+
+
+def test_a_batch_beyond_the_buffers_is_refused_before_anything_runs(zoo_models, tmp_path):
+    work = tmp_path / "work"
+    proc = _cli("run", "--model", str(zoo_models["int2"]), "--dataset", "mnist", "--backend", REF, "--device", "fake",
+                "--scenario", "Offline", "--batch", "1000000", "--workdir", str(work))
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "max_batch" in lines[0] and "fix:" in lines[0]
+    assert not (work / "runs").exists() or not any((work / "runs").iterdir())  # nothing half-written
 
 
 def test_cli_four_scenarios_on_the_stand_in(brevitas, tmp_path):
