@@ -40,7 +40,6 @@ FINN_HERE = importlib.util.find_spec("finn_plus_driver") is not None
 
 REF = "sut.pynq:PynqBackend"
 PREFIX = "mlppynq"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
