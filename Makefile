@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 WORK   ?= work
 
-FINN_VENV := .venv-finn
+FINN_VENV := .venv/finn
 
 .PHONY: demo test lint clean finn-env
 
@@ -14,7 +14,8 @@ $(VENV)/.stamp-%: pyproject.toml
 	$(PY) -m pip install -q -e ".[$*]"
 	touch $@
 
-# pynq 4.0 and FINN's driver pin numpy<2: the pynq extra lives in its own environment, installed once
+# pynq 4.0 and FINN's driver pin numpy<2: the pynq extra lives in its own environment, installed once, inside
+# .venv (one clean removes both)
 $(FINN_VENV)/.stamp: pyproject.toml
 	test -x $(FINN_VENV)/bin/python || $(PYTHON) -m venv $(FINN_VENV)
 	$(FINN_VENV)/bin/python -m pip install -q --upgrade pip
@@ -36,4 +37,4 @@ test: $(VENV)/.stamp-test $(FINN_VENV)/.stamp lint
 	$(FINN_VENV)/bin/python -m pytest -q tests/finn
 
 clean:
-	rm -rf $(VENV) $(FINN_VENV) $(WORK)
+	rm -rf $(VENV) $(WORK)

@@ -6,7 +6,7 @@ accelerator's IODMA cores and polls them, and unpacks the result. `finn-plus-dri
 `finn-examples` because `finn-examples` (0.0.7.post0, 2024) downloads its bitstreams while it installs and does
 not install off a board, and it is unmaintained; `finn-plus-driver` installs anywhere and carries the same
 `zynq-iodma` protocol. Both it and `pynq` 4.0 pin numpy < 2, so the extra `pynq` lives in its own environment
-(`make finn-env`: `.venv-finn`), as the report's Chromium does; `mlperf-ext` runs whole there.
+(`make finn-env`: `.venv/finn`), as the report's Chromium does; `mlperf-ext` runs whole there.
 
 Devices (nothing falls back from one to the other):
 - `fpga`: a board PYNQ finds. The model is a FINN deployment (`sut.finn_package`: its folder, its `.bit`, or
@@ -70,7 +70,7 @@ _FCLK_RE = re.compile(r"^fclk-(\d+(?:\.\d+)?)$")
 _BOARD_FIX = ("run on a PYNQ board (e.g. ZCU104, Ultra96, PYNQ-Z2) with its PYNQ image, or use --device fake for the "
               "simulated board")
 _ENV_FIX = ("pynq 4.0 and finn-plus-driver pin numpy<2: install them in their own environment (make finn-env, then "
-            "run .venv-finn/bin/mlperf-ext)")
+            "run .venv/finn/bin/mlperf-ext)")
 
 
 def _is_onnx(path: Path) -> bool:

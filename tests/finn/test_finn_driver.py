@@ -1,4 +1,4 @@
-"""FINN's own runtime driver and the real `pynq`, on `FakePynqBoard` (runs in `.venv-finn`; make test runs it).
+"""FINN's own runtime driver and the real `pynq`, on `FakePynqBoard` (runs in `.venv/finn`; make test runs it).
 
 What runs here for real: `finn_plus_driver.overlays.dma.FINNDMAOverlay` 1.6.1 (unmodified) over `pynq` 4.0.0
 (`Overlay` parsing the stand-in's `.hwh` with pynqmetadata, `MMIO`, `allocate`/`PynqBuffer`, `ps.Clocks`), with
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 finn_dma = pytest.importorskip("finn_plus_driver.overlays.dma",
-                               reason="FINN's driver lives in .venv-finn (numpy<2): make test runs tests/finn there")
+                               reason="FINN's driver lives in .venv/finn (numpy<2): make test runs tests/finn there")
 
 import pynq  # noqa: E402
 from finn_plus_driver.packing import finnpy_to_packed_bytearray, packed_bytearray_to_finnpy  # noqa: E402

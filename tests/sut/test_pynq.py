@@ -5,7 +5,7 @@ independent per-element bit manipulation, reading FINN deployments (`io_shape_di
 `driver.py`, JSON or YAML; the folder, `.bit` and io-file layouts) with one line per bad input, the accelerator
 model's weights decoded bit for bit as ONNX Runtime dequantizes them, the backend's refusals, and the one-line
 error that names the FINN environment where pynq and FINN's driver are absent. The driver itself, the real
-`pynq` and `FakePynqBoard` run in `tests/finn/` inside `.venv-finn` (make test runs both).
+`pynq` and `FakePynqBoard` run in `tests/finn/` inside `.venv/finn` (make test runs both).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Brevitas networks the suites share, built once per checkout.
 
 Training them takes a while on two cores, and two environments test them (the main one: QONNX, the float twin on
-ONNX Runtime and OpenVINO; `.venv-finn`: FINN's driver on the stand-in board), so both build into one folder the
+ONNX Runtime and OpenVINO; `.venv/finn`: FINN's driver on the stand-in board), so both build into one folder the
 checkout ignores; the zoo's cache check (recipe and sha256 in the metadata) decides whether a build is current.
 """
 
