@@ -69,7 +69,7 @@ class DataType:
         m = _DTYPE_RE.match(text)
         if not m or not 1 <= int(m.group(2)) <= 32 or (m.group(1) == "INT" and int(m.group(2)) < 2):
             raise ConfigError(f"unknown accelerator datatype '{name}'; fix: use UINT1..UINT32, INT2..INT32 or "
-                              "BINARY in the overlay metadata")
+                              "BINARY in the io_shape_dict")
         return cls(text, int(m.group(2)), m.group(1) == "INT")
 
     @property
@@ -318,7 +318,7 @@ def read_quantized_mlp(path: Path | str) -> list[QuantLayer]:
     return layers
 
 
-def mlp_refusal(path: Path | str) -> str | None:
+def accelerator_refusal(path: Path | str) -> str | None:
     """Why the stand-in cannot be programmed with this ONNX file (a QONNX network or a zoo INT2/INT4 MLP), or None."""
     try:
         load_accelerator(path)

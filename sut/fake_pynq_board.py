@@ -363,7 +363,7 @@ def finn_hwh(cores: list[tuple[str, int]]) -> str:
         <PARAMETER NAME="PSU__CRL_APB__PL{i}_REF_CTRL__SRCSEL" VALUE="IOPLL"/>
         <PARAMETER NAME="PSU__CRL_APB__PL{i}_REF_CTRL__DIVISOR0" VALUE="15"/>
         <PARAMETER NAME="PSU__CRL_APB__PL{i}_REF_CTRL__DIVISOR1" VALUE="1"/>
-        <PARAMETER NAME="PSU__CRL_APB__PL{i}_REF_CTRL__ACT_FREQMHZ" VALUE="{100 if i == 0 else 100}"/>"""
+        <PARAMETER NAME="PSU__CRL_APB__PL{i}_REF_CTRL__ACT_FREQMHZ" VALUE="100"/>"""
         for i in range(4))
     ranges = "".join(
         f"""

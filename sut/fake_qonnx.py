@@ -81,6 +81,8 @@ class QonnxAccelerator:
             self._check(node)
         if not self._weights:
             raise UnsupportedVariant("the QONNX graph quantizes no weight: not a quantized network")
+        # each product's weight as an (in, out) code matrix, once: the hardware's weights are fixed at build time
+        self._matrices = {n.output[0]: self._matrix(n) for n in self._nodes if n.op_type in (*_PRODUCTS, "Conv")}
 
     @classmethod
     def from_onnx(cls, path: Path | str, input_scale: float = PIXEL_SCALE) -> QonnxAccelerator:
@@ -135,16 +137,13 @@ class QonnxAccelerator:
             return Quantized(w.codes.reshape(w.codes.shape[0], -1).T, w.scale)
         return w
 
-    def _products(self) -> list:
-        return [n for n in self._nodes if n.op_type in (*_PRODUCTS, "Conv")]
-
     @property
     def in_features(self) -> int:
         return int(np.prod(self.input_shape))
 
     @property
     def classes(self) -> int:
-        return int(self._matrix(self._products()[-1]).codes.shape[1])
+        return int(list(self._matrices.values())[-1].codes.shape[1])
 
     def logits(self, codes: np.ndarray) -> np.ndarray:
         codes = np.asarray(codes, np.float64).reshape(-1, *self.input_shape)
@@ -164,7 +163,7 @@ class QonnxAccelerator:
                 continue
             x = vals[node.input[0]]
             if node.op_type in (*_PRODUCTS, "Conv"):
-                w = self._matrix(node)
+                w = self._matrices[out]
                 a = x if isinstance(x, Quantized) else Quantized(np.asarray(x, np.float64), np.float64(1.0))
                 if node.op_type == "Conv":
                     kh, kw = self._weights[node.input[1]].codes.shape[2:]

@@ -31,6 +31,7 @@ back. Power: the row says which PMBus rails PYNQ sees (`mlperf_ext.power.pynq_pm
 
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 import time
@@ -88,17 +89,10 @@ def inspect_overlay(path: Path | str) -> ModelInfo:
         info = inspect_model(p)
         if is_qonnx(p):  # FINN's models are traced at batch 1; the stand-in streams any number of samples
             info = replace(info, input=replace(info.input, shape=(None, *info.input.shape[1:])))
-        return replace(info, max_batch=stand_in_max_batch(_features(info.input.shape[1:])))
+        return replace(info, max_batch=stand_in_max_batch(math.prod(int(d or 1) for d in info.input.shape[1:])))
     package = FinnPackage.read(p)
     return ModelInfo(path=p, input=TensorSpec("input", (None, *package.sample_shape), "float32"),
                      output_names=("label",), float_precision="fp32", weight_types=(), max_batch=package.max_batch)
-
-
-def _features(shape: tuple) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d or 1)
-    return n
 
 
 def import_finn() -> tuple[Any, Any]:
@@ -156,7 +150,8 @@ class PynqBackend:
         self._info: ModelInfo | None = None
         self._state: dict = {}
         self._workdir: tempfile.TemporaryDirectory | None = None
-        self._codes_dtype: Any = np.int64
+        self._idt: DataType | None = None
+        self._full: np.ndarray | None = None
 
     # -- facts ---------------------------------------------------------------------------------
     @staticmethod
@@ -190,9 +185,9 @@ class PynqBackend:
             if not _is_onnx(path):
                 return (f"--device fake programs its stand-in board with a QONNX network or a zoo INT2/INT4 MLP, not "
                         f"{path.name}; fix: pass the .onnx variant, or --device fpga for a FINN deployment")
-            from sut.fake_accelerator import mlp_refusal
+            from sut.fake_accelerator import accelerator_refusal
 
-            refusal = mlp_refusal(path)
+            refusal = accelerator_refusal(path)
             return (f"{refusal}; fix: pass a QONNX network (e.g. tfc-w1a1-qonnx.onnx) or a zoo INT2/INT4 MLP "
                     "(e.g. mlp-w256-int2)") if refusal else None
         if _is_onnx(path):
@@ -229,7 +224,9 @@ class PynqBackend:
             raise ModelError(f"FINN's driver cannot load {package.bitfile} ({type(exc).__name__}: {exc}); fix: check "
                              "the .bit, .hwh and io_shape_dict come from one FINN build for this board") from None
         self._overlay, self._package, self._board, self._device, self._info = overlay, package, board, device, info
-        self._codes_dtype = _codes_dtype(DataType.parse(package.idt))
+        self._idt = DataType.parse(package.idt)
+        # the codes of one DMA batch, reused: FINN's driver folds and packs the whole buffer on every call
+        self._full = np.zeros(overlay.ishape_normal(), _codes_dtype(self._idt))
         self._state = self._read_board(pynq, fclk_of(options.operating_mode), board)
 
     def _release(self, board: Any) -> None:
@@ -301,14 +298,13 @@ class PynqBackend:
             settings["stand_in"] = FAKE_LAYERS
             acc = self._board.accelerator
             precision = f"{acc.executed()}; stream {streams} (numpy model; simulated)"
-            compute_dtype = ""  # the host's numpy, not an accelerator datatype level 0 could predict against
         else:
             precision = f"stream {streams}; weights and activations as the bitstream was built"
-            compute_dtype = ""
         device = SIMULATED_DEVICE if fake else f"fpga ({self._state.get('board', 'unknown')})"
         return BackendDescription(runtime="finn-plus-driver", version=package_version("finn-plus-driver") or "unknown",
                                   device=device, providers=[f"{DRIVER} on {package.platform}"], settings=settings,
-                                  precision=precision, compute_dtype=compute_dtype,
+                                  # fake: the host's numpy; fpga: the io_shape_dict names no compute datatype
+                                  precision=precision, compute_dtype="",
                                   notes=[SIMULATED_NOTE] if fake else [], simulated=fake)
 
     def input_spec(self) -> TensorSpec:
@@ -324,13 +320,13 @@ class PynqBackend:
             raise ConfigError(f"a batch of {n} exceeds the driver's buffers of {overlay.batch_size}; fix: raise --batch")
         x = np.asarray(batch, np.float64).reshape(n, *package.sample_shape) / package.input_scale
         codes = np.rint(x)
-        dtype = DataType.parse(package.idt)
+        dtype = self._idt
         if n and (np.abs(x - codes).max() > INPUT_GRID_TOLERANCE or codes.min() < dtype.min or codes.max() > dtype.max):
             raise DatasetError(f"input is off the accelerator's {package.idt} grid (x / {package.input_scale:g} must "
                                f"be an integer in {dtype.min}..{dtype.max}); fix: feed the dataset the accelerator was "
                                "built for, or set input_scale in its io_shape_dict")
-        full = np.zeros(overlay.ishape_normal(), self._codes_dtype)
-        full[:n] = codes.astype(self._codes_dtype)
+        full = self._full
+        full[:n] = codes  # rows past n keep older codes: the run covers n samples only
         return full
 
     def _stage(self, batch: np.ndarray) -> int:
