@@ -35,10 +35,16 @@ from mlperf_ext.zoo.evaluate import ort_logits  # noqa: E402
 from mlperf_ext.zoo.metadata import read_metadata  # noqa: E402
 from sut import fake_pynq_board  # noqa: E402
 from sut.base import DeploymentOptions  # noqa: E402
-from sut.fake_accelerator import PIXEL_SCALE, DataType, pack_bits, unpack_bits  # noqa: E402
+from sut.fake_accelerator import PIXEL_SCALE, pack_bits, unpack_bits  # noqa: E402
 from sut.fake_pynq_board import FakePynqBoard, build_stand_in  # noqa: E402
 from sut.pynq import SIMULATED_DEVICE, PynqBackend  # noqa: E402
-from tests.sut.conftest import assert_user_error, tiny_quantized_mlps  # noqa: E402
+from tests.sut.conftest import (  # noqa: E402
+    INNER_WIDTHS,
+    STREAM_TYPES,
+    assert_user_error,
+    codec_sample,
+    tiny_quantized_mlps,
+)
 
 REF = "sut.pynq:PynqBackend"
 PREFIX = "mlpfinn"
@@ -82,12 +88,10 @@ def loaded(zoo_models):
 
 # ---- the board reads FINN's stream as FINN's driver writes it ---------------------------------------------
 
-@pytest.mark.parametrize("name", ["BINARY", "UINT2", "UINT4", "UINT8", "INT2", "INT4", "INT8", "UINT3", "UINT12"])
-@pytest.mark.parametrize("inner", [1, 5, 16])
+@pytest.mark.parametrize("name", STREAM_TYPES)
+@pytest.mark.parametrize("inner", INNER_WIDTHS)
 def test_the_boards_codec_is_finns_packing_byte_for_byte(name, inner):
-    dtype = DataType.parse(name)
-    rng = np.random.default_rng(dtype.bits * 100 + inner)
-    values = rng.integers(dtype.min, dtype.max + 1, size=(3, 4, inner))
+    dtype, values = codec_sample(name, inner)
     finn = finnpy_to_packed_bytearray(values.astype(np.float32), QonnxType[name], reverse_endian=True,
                                       reverse_inner=True)
     np.testing.assert_array_equal(pack_bits(values, dtype), finn)

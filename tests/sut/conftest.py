@@ -274,3 +274,17 @@ def tiny_quantized_mlps(out: Path, prefix: str) -> dict[str, Path]:
         return {"int2": int2, "int4": int4}
     finally:
         zoo_registry.unregister_family(prefix)
+
+
+#: the stream types and innermost widths both codec tests (against a reference and against FINN's packer) cover
+STREAM_TYPES = ("BINARY", "UINT2", "UINT4", "UINT8", "INT2", "INT4", "INT8", "UINT3", "UINT12")
+INNER_WIDTHS = (1, 5, 16)
+
+
+def codec_sample(name: str, inner: int):
+    """(the stand-in's DataType, seeded integer values (3, 4, inner) spanning the type's whole range)."""
+    from sut.fake_accelerator import DataType
+
+    dtype = DataType.parse(name)
+    rng = np.random.default_rng(dtype.bits * 100 + inner)
+    return dtype, rng.integers(dtype.min, dtype.max + 1, size=(3, 4, inner))

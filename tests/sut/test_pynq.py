@@ -25,7 +25,7 @@ from sut.base import Backend, DeploymentOptions
 from sut.fake_accelerator import (
     DataType,
     MlpAccelerator,
-    mlp_refusal,
+    accelerator_refusal,
     pack_bits,
     packed_bytes,
     read_quantized_mlp,
@@ -34,7 +34,14 @@ from sut.fake_accelerator import (
 from sut.finn_package import FinnPackage
 from sut.pynq import PynqBackend, fclk_of
 from sut.registry import check_backend
-from tests.sut.conftest import assert_user_error, build_mlp, tiny_quantized_mlps
+from tests.sut.conftest import (
+    INNER_WIDTHS,
+    STREAM_TYPES,
+    assert_user_error,
+    build_mlp,
+    codec_sample,
+    tiny_quantized_mlps,
+)
 
 FINN_HERE = importlib.util.find_spec("finn_plus_driver") is not None
 
@@ -63,12 +70,10 @@ def reference_pack(values: np.ndarray, bits: int) -> np.ndarray:
     return np.array(rows, np.uint8).reshape(*values.shape[:-1], nbytes)
 
 
-@pytest.mark.parametrize("name", ["BINARY", "UINT2", "UINT4", "UINT8", "INT2", "INT4", "INT8", "UINT3", "UINT12"])
-@pytest.mark.parametrize("inner", [1, 5, 16])
+@pytest.mark.parametrize("name", STREAM_TYPES)
+@pytest.mark.parametrize("inner", INNER_WIDTHS)
 def test_packing_matches_bit_by_bit_reference_and_round_trips(name, inner):
-    dtype = DataType.parse(name)
-    rng = np.random.default_rng(dtype.bits * 100 + inner)
-    values = rng.integers(dtype.min, dtype.max + 1, size=(3, 4, inner))
+    dtype, values = codec_sample(name, inner)
     packed = pack_bits(values, dtype)
     assert packed.dtype == np.uint8 and packed.shape == (3, 4, packed_bytes(inner, dtype.bits))
     np.testing.assert_array_equal(packed, reference_pack(values, dtype.bits))
@@ -280,7 +285,7 @@ def test_supports_refuses_what_an_accelerator_cannot_do(zoo_models, options, nee
 def test_fake_refuses_a_float_model_and_unknown_devices(tmp_path):
     fp32 = build_mlp(tmp_path / "fp32.onnx", dims=(784, 16, 10)).path
     reason = PynqBackend.supports(_info(fp32), DeploymentOptions(device="fake"))
-    assert reason and "cannot model" in reason and mlp_refusal(fp32)
+    assert reason and "cannot model" in reason and accelerator_refusal(fp32)
     with pytest.raises(ConfigError) as err:
         PynqBackend.check_device("gpu")
     assert "fake" in assert_user_error(err.value)

@@ -16,7 +16,7 @@ from mlperf_ext.zoo.evaluate import openvino_logits, ort_logits
 from mlperf_ext.zoo.metadata import read_metadata
 from mlperf_ext.zoo.mlp_brevitas import RECIPES, held_out_data, qonnx_logits, qonnx_path
 from mlperf_ext.zoo.qonnx_twin import QONNX_DOMAIN
-from sut.fake_accelerator import PIXEL_SCALE, load_accelerator, mlp_refusal
+from sut.fake_accelerator import PIXEL_SCALE, accelerator_refusal, load_accelerator
 from sut.fake_qonnx import QonnxAccelerator
 from tests.zoo.brevitas_models import float_twins
 
@@ -60,11 +60,17 @@ def test_qonnx_model_twin_and_stand_in_agree_on_the_whole_held_out_split(twins, 
 
 
 def test_the_float_twin_is_refused_by_the_stand_in_and_the_qonnx_model_accepted(twins):
-    assert mlp_refusal(qonnx_path(twins["tfc-w1a1"])) is None
-    assert "cannot model" in (mlp_refusal(twins["tfc-w1a1"]) or "")
+    assert accelerator_refusal(qonnx_path(twins["tfc-w1a1"])) is None
+    assert "cannot model" in (accelerator_refusal(twins["tfc-w1a1"]) or "")
 
 
-def test_a_second_build_is_the_cache(twins):
+def test_a_second_build_is_the_cache(twins, monkeypatch):
+    from mlperf_ext.zoo import mlp_brevitas
+
+    def no_training(*_args, **_kwargs):
+        raise AssertionError("a current build must not train again")
+
+    monkeypatch.setattr(mlp_brevitas, "train", no_training)
     twin = twins["tfc-w1a1"]
     before = (twin.read_bytes(), qonnx_path(twin).read_bytes())
     assert registry.build(["tfc-w1a1"], twin.parent)[0] == twin
