@@ -15,11 +15,12 @@ $(VENV)/.stamp-%: pyproject.toml
 	touch $@
 
 # pynq 4.0 and FINN's driver pin numpy<2: the pynq extra lives in its own environment, installed once, inside
-# .venv (one clean removes both)
+# .venv (one clean removes both). Its tests run the Brevitas networks the main suite built (.test-models/), so it
+# needs no torch
 $(FINN_VENV)/.stamp: pyproject.toml
 	test -x $(FINN_VENV)/bin/python || $(PYTHON) -m venv $(FINN_VENV)
 	$(FINN_VENV)/bin/python -m pip install -q --upgrade pip
-	$(FINN_VENV)/bin/python -m pip install -q -e ".[pynq,brevitas]" "pytest>=8"
+	$(FINN_VENV)/bin/python -m pip install -q -e ".[pynq]" "pytest>=8"
 	touch $@
 
 finn-env: $(FINN_VENV)/.stamp
