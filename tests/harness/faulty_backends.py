@@ -88,15 +88,18 @@ BURNER = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.t
 
 class InjectsLoad:
     """A runtime with a competing load that starts mid-run: the first system-path batch (LoadGen is
-    running) starts one busy process per CPU, which outlive the run and the compute timing after it. The
-    load is real (other processes on the same cores); only its start is arranged."""
+    running) starts busy processes, three per CPU this process may use, so that the measured thread gets a
+    quarter of a core or less however many cores the host has. They outlive the run and the compute timing
+    after it and end when the backend closes (LOAD_S bounds them should it never close). The load is real
+    (other processes on the same cores); only its start is arranged."""
 
-    LOAD_S = 20.0
+    LOAD_S = 300.0
+    BURNERS_PER_CPU = 3
 
     def infer(self, batch, stream=0):
         if not getattr(self, "_burners", None):
             self._burners = [subprocess.Popen([sys.executable, "-c", BURNER, str(self.LOAD_S)])
-                             for _ in range(os.cpu_count() or 2)]
+                             for _ in range(self.BURNERS_PER_CPU * len(os.sched_getaffinity(0)))]
         return super().infer(batch, stream)
 
     def close(self) -> None:
