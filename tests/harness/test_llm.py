@@ -64,9 +64,12 @@ def test_server_and_offline_store_token_latencies_through_the_cli(decoder, tmp_p
     common = {"models": [str(decoder)], "dataset": "prompts", "backends": [runtime], "batch": 8, "threads": 1,
               "task": "llm"}
     proc, rows = run_spec([
-        # TTFT's early stopping at p99 wants several hundred queries
+        # TTFT's early stopping at p99 wants several hundred queries (0.99^n <= 0.01: n >= 459 with none late).
+        # 150/s is about half of what a 2-core host sustains (300/s saturated it: 279/s completed, TTFT p99
+        # 187 ms), and a 500 ms TTFT bound leaves room for the tail a busy 2-core host adds (p99.9 103 ms seen
+        # at 150/s, over the default 100 ms): this test is about the token figures, the search has its own
         {**common, "scenarios": ["Server"], "mode": "performance",
-         "settings": {"min_duration_ms": 2500, "server_target_qps": 300}},
+         "settings": {"min_duration_ms": 3500, "server_target_qps": 150, "ttft_latency": 500_000_000}},
         {**common, "scenarios": ["Offline"], "mode": "submission", "settings": {"min_duration_ms": 500}},
     ], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
