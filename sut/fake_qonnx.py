@@ -13,7 +13,6 @@ import numpy as np
 
 from mlperf_ext.errors import UnsupportedVariant
 from mlperf_ext.zoo.qonnx_twin import QONNX_DOMAIN, quant_range, text_attr
-from sut.fake_accelerator import PIXEL_SCALE
 
 _PRODUCTS = ("MatMul", "Gemm")
 @dataclass(frozen=True)
@@ -85,7 +84,8 @@ class QonnxAccelerator:
         self._matrices = {n.output[0]: self._matrix(n) for n in self._nodes if n.op_type in (*_PRODUCTS, "Conv")}
 
     @classmethod
-    def from_onnx(cls, path: Path | str, input_scale: float = PIXEL_SCALE) -> QonnxAccelerator:
+    def from_onnx(cls, path: Path | str, input_scale: float) -> QonnxAccelerator:
+        """`input_scale`: the host value of one input code (the deployment's, e.g. 1/255 for pixels)."""
         import onnx
 
         return cls(onnx.load(str(path)), input_scale)
