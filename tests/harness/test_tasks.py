@@ -135,9 +135,10 @@ def test_four_scenarios_through_the_cli_score_the_detector(detector, tmp_path, b
          "settings": {**short, "multi_stream_samples_per_query": 2}},
         {**common, "scenarios": ["Offline"], "mode": "submission", "streams": 2, "threads": 2, "settings": short},
         {**common, "scenarios": ["Server"], "mode": "performance",
-         # MLPerf's detection benchmarks bound Server latency at 100 ms (retinanet), not a classifier's 10-15 ms
-         # and early stopping wants some 460 queries for its p99 estimate
-         "settings": {"min_duration_ms": 3000, "server_target_qps": 200, "server_target_latency_ns": 100_000_000}},
+         # MLPerf's detection benchmarks bound Server latency at 100 ms (retinanet), not a classifier's 10-15 ms,
+         # and early stopping wants some 460 queries for its p99 estimate. 100/s is a fifth of this host's
+         # Offline figure: 200/s left p99 at 105 ms on a 2-core CI host (INVALID), while the test is about scoring
+         "settings": {"min_duration_ms": 5000, "server_target_qps": 100, "server_target_latency_ns": 100_000_000}},
     ], tmp_path)
     assert_four_scenarios_valid(proc, rows, backend)
     offline = rows["Offline"]
