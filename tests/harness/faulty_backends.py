@@ -89,9 +89,9 @@ BURNER = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.t
 class InjectsLoad:
     """A runtime with a competing load that starts mid-run: the first system-path batch (LoadGen is
     running) starts busy processes, three per CPU this process may use, so that the measured thread gets a
-    quarter of a core or less however many cores the host has. They outlive the run and the compute timing
-    after it and end when the backend closes (LOAD_S bounds them should it never close). The load is real
-    (other processes on the same cores); only its start is arranged."""
+    third of a core or less (N cores shared by 3N + 1 busy threads) however many cores the host has. They
+    outlive the run and the compute timing after it and end when the backend closes (LOAD_S bounds them
+    should it never close). The load is real (other processes on the same cores); only its start is arranged."""
 
     LOAD_S = 300.0
     BURNERS_PER_CPU = 3
