@@ -54,8 +54,8 @@ def _read(path: Path) -> Split | None:
     try:
         with np.load(path, allow_pickle=False) as stored:
             return tuple(stored[name] for name in PARTS)  # type: ignore[return-value]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent, truncated or not ours: compute it again
-        return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # absent, truncated or not ours: computed again (a bad fraction is refused there)
 
 
 def _write(path: Path, split: Split) -> None:
