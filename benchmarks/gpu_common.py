@@ -3,7 +3,10 @@ figures of a stored row (benchmarks/gpu_check.py and benchmarks/gpu_torch.py bot
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -53,14 +56,21 @@ class Budget:
 
 
 def run_cmd(cmd: list[str], timeout: float, env: dict | None = None) -> tuple[int, str]:
+    """(exit, stdout + stderr as text); at the timeout the command's whole process group is killed (a point's
+    own child too, so a hung run leaves nothing on the GPU) and the exit is 124 with what it had printed."""
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or "") + (exc.stderr or "")
-        return 124, out if isinstance(out, str) else out.decode(errors="replace")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                                start_new_session=True)
     except FileNotFoundError as exc:
         return 127, str(exc)
-    return proc.returncode, proc.stdout + proc.stderr
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return 124, f"{out}{err}\n(killed after {timeout:.0f} s)"
+    return proc.returncode, out + err
 
 
 def row_figures(result) -> dict:
