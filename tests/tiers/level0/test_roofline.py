@@ -107,7 +107,7 @@ def test_qutibench_published_prediction():
 def test_builtin_catalog_has_required_platforms():
     cat = load_catalog()
     for name in ("ultra96-dpu", "zcu104-dpu", "zcu102-dpu", "zcu104-finn", "jetson-tx2", "coral-edgetpu",
-                 "intel-ncs2", "cortex-a53x4", "jetson-agx-orin", "hailo-8", "h100-sxm", "a100-sxm", "l4",
+                 "intel-ncs2", "cortex-a53x4", "jetson-agx-orin", "hailo-8", "h100-sxm", "h200-sxm", "a100-sxm", "l4",
                  "xeon-8480plus"):
         assert cat.get(name).source
     assert set(cat.get("jetson-tx2").modes) == {"maxn", "maxp", "maxq"}
