@@ -513,6 +513,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [v for v in args.variants if v not in VARIANTS] + [s for s in args.scenarios if s not in SCENARIOS]
     if bad:
         parser.error(f"unknown variant or scenario: {', '.join(bad)}")
+    gpu_torch.check_arguments(parser, args)
     return args
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -41,24 +42,39 @@ from gpu_common import Budget, Report, _fmt, row_figures, run_cmd  # noqa: E402 
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 SCENARIOS = ("Offline", "SingleStream", "MultiStream", "Server")
+MODELS = ("mlp", "resnet50")
+#: the sections after the rows and their SUT/native, which --torch-skip can leave out (a short rerun, a CPU test)
+OPTIONAL_SECTIONS = ("power", "capacity", "efficiency")
 SEARCH_BATCH = 1024
-#: the catalog platform of a GPU, from the words of its name (nvidia-smi / torch.cuda.get_device_name)
-PLATFORM_OF_GPU = (("H100", "h100-sxm"), ("A100", "a100-sxm"), ("L4", "l4"))
+#: the catalog platform of a GPU, by the name its driver gives (torch.cuda.get_device_name, without "NVIDIA "). Exact
+#: names only: an H100 PCIe or NVL, an A100 40GB or PCIe, an L40S have other peaks or bandwidths than the entries
+MODEL_PLATFORMS = {"H100 80GB HBM3": "h100-sxm", "H200": "h200-sxm", "A100-SXM4-80GB": "a100-sxm", "L4": "l4"}
 
 
-def detect_platform(device: str) -> str:
-    """The catalog platform for the device: the GPU's by its name, 'host' for the CPU."""
+def platform_of_gpu(name: str) -> str | None:
+    """The catalog platform of the GPU with this name, or None where the catalog has no entry for that board."""
+    return MODEL_PLATFORMS.get(name.strip().removeprefix("NVIDIA").strip())
+
+
+def gpu_name(device: str) -> str | None:
+    """The name the driver gives the GPU (None for the CPU)."""
     if not device.startswith("cuda"):
-        return "host"
+        return None
     import torch
 
-    name = torch.cuda.get_device_name(0)
-    return next((platform for word, platform in PLATFORM_OF_GPU if word in name), "host")
+    return torch.cuda.get_device_name(torch.device(device).index or 0)
+
+
+def detect_platform(device: str) -> str | None:
+    """The catalog platform for the device: the GPU's by its name (None if the catalog lacks it), 'host' for the
+    CPU (whose ceilings are measured)."""
+    return "host" if not device.startswith("cuda") else platform_of_gpu(gpu_name(device))
 
 
 # -- models and data ---------------------------------------------------------------------------------
-def prepare(rep: Report, work: Path, samples: int) -> tuple[dict[str, Path], dict[str, str]]:
-    """(model name -> file, model name -> dataset): the MLP program, and ResNet-50's ONNX where onnx2torch imports."""
+def prepare(rep: Report, work: Path, samples: int, names: list[str]) -> tuple[dict[str, Path], dict[str, str]]:
+    """(model name -> file, model name -> dataset) for the names asked: the MLP program, and ResNet-50's ONNX where
+    onnx2torch imports."""
     import numpy as np
     import onnx
     from backend_overhead import _mlp, torch_program
@@ -70,8 +86,13 @@ def prepare(rep: Report, work: Path, samples: int) -> tuple[dict[str, Path], dic
     models_dir, data_dir = work / "models", work / "data"
     models_dir.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
-    models = {"mlp": torch_program(_mlp(models_dir / "mlp.onnx"))}
-    datasets = {"mlp": "mnist"}
+    models: dict[str, Path] = {}
+    datasets: dict[str, str] = {}
+    if "mlp" in names:
+        models["mlp"], datasets["mlp"] = torch_program(_mlp(models_dir / "mlp.onnx")), "mnist"
+    if "resnet50" not in names:
+        rep.put("torch", "models", {k: str(v) for k, v in models.items()})
+        return models, datasets
     try:
         onnx2torch_module()
         path = models_dir / "resnet50.onnx"
@@ -104,8 +125,9 @@ def run_spec(entries: list[dict], work: Path, timeout: float, env: dict) -> tupl
 
 def grid(model: Path, dataset: str, args, **extra) -> dict:
     entry = {"models": [str(model)], "dataset": dataset, "backends": ["torch"], "devices": [args.device],
-             "batch": args.batch, "streams": args.streams, "profile": "quick", "platform": args.platform,
-             "timeout_s": int(args.point_timeout)}
+             "batch": args.batch, "streams": args.streams, "profile": "quick", "timeout_s": int(args.point_timeout)}
+    if args.platform:
+        entry["platform"] = args.platform
     entry.update(extra)
     return entry
 
@@ -242,8 +264,8 @@ def power_section(rep: Report, budget: Budget, models: dict, datasets: dict, arg
 
 def capacity_section(rep: Report, budget: Budget, models: dict, datasets: dict, args, env: dict) -> None:
     rep.say(f"== harness capacity: the MLP in fp16 at batch {SEARCH_BATCH} in Offline, and Server at a searched target")
-    if not budget.allows(90):
-        rep.skip("torch capacity", f"about 90 s needed, {budget.left():.0f} s left")
+    if "mlp" not in models or not budget.allows(90):
+        rep.skip("torch capacity", f"needs the MLP and about 90 s ({budget.left():.0f} s left)")
         return
     model, dataset = models["mlp"], datasets["mlp"]
     code, text, rows = run_spec([grid(model, dataset, args, scenarios=["Offline"], exec_precisions=["fp16"],
@@ -263,12 +285,27 @@ def capacity_section(rep: Report, budget: Budget, models: dict, datasets: dict, 
                        label=f" b{SEARCH_BATCH}")
 
 
-def efficiency_section(rep: Report, args, env: dict) -> None:
+def efficiency_section(rep: Report, budget: Budget, args, env: dict) -> None:
+    from tiers.level0.platforms import HOST_PLATFORM_FILE
+
     rep.say(f"== level 0: efficiency of every torch row against platform '{args.platform}'")
+    if not args.platform:
+        rep.skip("torch efficiency", f"the catalog has no entry for this GPU ({args.gpu_name!r}): pass --platform "
+                                     "with a catalog name (mlperf-ext platforms list) that matches it")
+        return
+    measured: Path | None = None  # the host's ceilings, measured once and copied to each run directory
     for runs in sorted((args.work / "runs").iterdir()):
         if args.platform == "host":  # the host's ceilings are measured, not in the catalog
-            run_cmd([sys.executable, "-m", "mlperf_ext.cli", "platforms", "detect", "--quick", "--workdir", str(runs)],
-                    300, env)
+            if measured is None:
+                if not budget.allows(30):
+                    rep.skip("torch efficiency", f"measuring the host's ceilings needs about 30 s "
+                                                 f"({budget.left():.0f} s left)")
+                    return
+                run_cmd([sys.executable, "-m", "mlperf_ext.cli", "platforms", "detect", "--quick", "--workdir",
+                         str(runs)], 300, env)
+                measured = runs / HOST_PLATFORM_FILE
+            elif measured.is_file():
+                shutil.copyfile(measured, runs / HOST_PLATFORM_FILE)
         code, text = run_cmd([sys.executable, "-m", "mlperf_ext.cli", "efficiency", "--workdir", str(runs),
                               "--csv", str(runs / "efficiency.csv")], 120, env)
         lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -290,6 +327,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--torch-scenarios", default=",".join(SCENARIOS),
                         help="LoadGen scenarios for the torch rows (all four)")
     parser.add_argument("--torch-samples", type=int, default=256, help="random 3x224x224 images for ResNet-50")
+    parser.add_argument("--torch-models", default=",".join(MODELS),
+                        help="mlp,resnet50 (both); ResNet-50 on a CPU of few cores takes minutes a point")
+    parser.add_argument("--torch-skip", default="", help=f"sections to leave out, of {','.join(OPTIONAL_SECTIONS)}")
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Unknown names in the torch lists end the script at once (exit 2), before anything runs."""
+    for flag, given, known in (("--torch-precisions", args.torch_precisions, PRECISIONS),
+                               ("--torch-scenarios", args.torch_scenarios, SCENARIOS),
+                               ("--torch-models", args.torch_models, MODELS),
+                               ("--torch-skip", args.torch_skip, OPTIONAL_SECTIONS)):
+        bad = [k for k in given.split(",") if k and k not in known]
+        if bad:
+            parser.error(f"unknown {flag} {', '.join(bad)}; choose from {', '.join(known)}")
 
 
 def run(rep: Report, budget: Budget, args) -> None:
@@ -298,16 +349,25 @@ def run(rep: Report, budget: Budget, args) -> None:
     args = argparse.Namespace(**vars(args))
     args.precisions = [p for p in args.torch_precisions.split(",") if p]
     args.scenarios = [s for s in args.torch_scenarios.split(",") if s]
+    args.models = [m for m in args.torch_models.split(",") if m]
+    args.skip = [k for k in args.torch_skip.split(",") if k]
+    args.gpu_name = gpu_name(args.device)
     args.platform = args.platform or detect_platform(args.device)
-    rep.put("torch", "device", {"device": args.device, "platform": args.platform})
+    rep.put("torch", "device", {"device": args.device, "gpu": args.gpu_name, "platform": args.platform})
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    models, datasets = prepare(rep, args.work, args.torch_samples)
+    models, datasets = prepare(rep, args.work, args.torch_samples, args.models)
     for name, model in models.items():
         offline = scenario_section(rep, budget, name, model, datasets[name], args, env)
         native_section(rep, budget, name, model, datasets[name], offline, args)
-    power_section(rep, budget, models, datasets, args, env)
-    capacity_section(rep, budget, models, datasets, args, env)
-    efficiency_section(rep, args, env)
+    for name, section in (("power", power_section), ("capacity", capacity_section)):
+        if name in args.skip:
+            rep.skip(f"torch {name}", "--torch-skip")
+        else:
+            section(rep, budget, models, datasets, args, env)
+    if "efficiency" in args.skip:
+        rep.skip("torch efficiency", "--torch-skip")
+    else:
+        efficiency_section(rep, budget, args, env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--point-timeout", type=float, default=240.0)
     add_arguments(parser)
     args = parser.parse_args(argv)
+    check_arguments(parser, args)
     rep, budget = Report(args.out), Budget(args.budget_s)
     run(rep, budget, args)
     rep.say(f"== done; {budget.left():.0f} s of the budget left; figures {rep.json_path}")
