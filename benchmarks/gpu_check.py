@@ -23,7 +23,7 @@ signed-int8 QDQ variant this script quantizes from the zoo's FP32 model with ONN
 output).
 
 Install first (the script installs nothing):   pip install -e ".[tensorrt,gpu,test]"
-On a machine that reaches no package index, carry the missing wheels instead (the device notes say how).
+On a machine that reaches no package index, carry the missing wheels instead (docs/gpu.md says how).
 Run:   PYTHONUNBUFFERED=1 python benchmarks/gpu_check.py            (writes to $OUT, else ./gpu_check_out)
 Each section checks what it needs and says "skipped: ..." instead of failing the rest; a budget
 (--budget-s, default 540 s) stops starting new sections in time, and says what it did not run.
