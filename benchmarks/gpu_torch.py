@@ -193,6 +193,8 @@ def native_loop(model: Path, dataset: str, device: str, precision: str, batch: i
     dtype = getattr(torch, CAST_DTYPES[precision])
     target = torch.device(device)
     module = module.to(dtype).to(target)
+    if target.type == "cuda":  # the weights were copied on the current stream; the threads use streams of their own
+        torch.cuda.synchronize(target)
     data = open_dataset(dataset)
     x = data.load(np.arange(min(len(data), batch * 8)) % len(data))
     batches = [np.ascontiguousarray(x[i:i + batch]) for i in range(0, len(x) - batch + 1, batch)] or [x[:batch]]

@@ -300,6 +300,7 @@ class TorchBackend:
         """One CUDA graph of a forward at the static batch, on the lane's stream, with its own input buffer."""
         torch = self._torch
         lane.static_in = x.clone()
+        lane.stream.wait_stream(torch.cuda.current_stream(self._device))  # the clone ran on the current stream
         with torch.cuda.stream(lane.stream):
             for _ in range(3):  # warm-up on the capturing stream, as torch.cuda.graph asks
                 module(lane.static_in)
@@ -421,6 +422,10 @@ class TorchBackend:
         else:
             def forward():
                 run(x)
+        # x (and the graph's copy of it) were written on the current stream; PyTorch orders nothing across
+        # streams for us ("CUDA semantics": with non-default streams synchronisation is the user's), so the lane
+        # waits for them once, here, before any step is timed
+        lane.stream.wait_stream(torch.cuda.current_stream(self._device))
 
         def cuda_step() -> float:
             with torch.inference_mode(), torch.cuda.stream(lane.stream):
