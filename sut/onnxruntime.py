@@ -117,6 +117,16 @@ def provider_options(provider: str, device_id: int) -> dict:
     return options
 
 
+def preload_cuda_libraries(ort) -> None:
+    """Load CUDA and cuDNN from the nvidia-* wheels before a GPU session. On Linux the CUDA provider finds
+    libcublas/libcudart/libcudnn only on the loader's path, which pip-installed CUDA is not on
+    (onnxruntime-gpu >= 1.21: `preload_dlls`, "Preload DLLs" in ONNX Runtime's CUDA provider docs; a CPU wheel
+    returns at once). A provider that still cannot load is refused as a fallback at the session, as before."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        preload()
+
+
 def heavy_kernels_on_cpu(kernels: list[dict]) -> list[str]:
     """The compute-heavy kernels the profiler saw on the CPU provider (each event's `provider` and `op_name`):
     a GPU session hands nodes its provider cannot run to the CPU without saying so."""
@@ -302,6 +312,8 @@ class OnnxRuntimeBackend:
                 raise UnsupportedVariant(refusal)  # as TensorRT and OpenVINO refuse a graph they cannot run
         wanted, device_type = _DEVICES[kind]
         self.check_device(options.device)
+        if kind != "cpu":
+            preload_cuda_libraries(ort)
         providers: list = [(p, provider_options(p, device_id)) if p != "CPUExecutionProvider" else p for p in wanted]
         self._ort, self._info, self._options = ort, info, options
         self._single_input = info.input.name if len(info.inputs) == 1 else None
