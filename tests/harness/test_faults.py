@@ -28,6 +28,8 @@ def test_crash_and_hang_become_rows_and_the_spec_goes_on(tmp_path):
     assert "SIGABRT" in crashed.error and "simulated native crash" in crashed.error
     assert hung.status == "timeout"
     assert "timeout" in hung.error
+    # the watchdog asked the hung child for its threads' stacks before killing it: the row says where it hung
+    assert "faulty_backends.py" in hung.error and "in infer" in hung.error
     assert raised.status == "failed"
     assert raised.callback_errors > 0 and "simulated inference failure" in raised.error
     # LoadGen still finished: each batch of 8 raised once, and its samples were completed all the same

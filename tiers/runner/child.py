@@ -16,8 +16,10 @@ Usage: python -m tiers.runner.child RUN_DIR   (RUN_DIR/point.json holds the RunP
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import json
+import signal
 import statistics
 import sys
 import time
@@ -293,7 +295,13 @@ def execute_in_mode(point: RunPoint, task: ChildTask, run_dir: Path) -> PointRes
     return result
 
 
+#: the launcher sends this to a child past its timeout: faulthandler (registered in main) then writes every
+#: thread's Python stack to stderr.txt before the child is killed, so a hang says where it hung
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+
+
 def main(argv: list[str]) -> int:
+    faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
     run_dir = Path(argv[0])
     point = RunPoint.from_dict(json.loads((run_dir / layout.POINT_FILE).read_text()))
     task = ChildTask.read(run_dir)

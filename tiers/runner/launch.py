@@ -2,7 +2,8 @@
 
 One child per point because LoadGen runs one test per process; the watchdog because a sample that is
 never completed blocks LoadGen forever. A crash or a hang becomes a result carrying the tail of the
-child's stderr, and the caller goes on with the next point. The child dies with its parent: it asks
+child's stderr (for a hang: every thread's stack, dumped on the watchdog's request), and the caller goes on with
+the next point. The child dies with its parent: it asks
 the kernel for SIGKILL when the process that started it goes away (PR_SET_PDEATHSIG), so a killed
 driver never leaves an orphan timing points on the same machine.
 """
@@ -22,12 +23,13 @@ from mlperf_ext.config import RunPoint
 from mlperf_ext.host import host_metadata
 from mlperf_ext.result import PointResult
 from tiers.runner import layout
-from tiers.runner.child import ChildTask
+from tiers.runner.child import STACK_DUMP_SIGNAL, ChildTask
 from tiers.runner.validate import Plan
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STDERR_TAIL_CHARS = 2000
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+STACK_DUMP_WAIT_S = 1.0
 
 
 def _tail(path: Path, chars: int = STDERR_TAIL_CHARS) -> str:
@@ -50,6 +52,15 @@ def _die_with_parent(parent: int):
     return arm
 
 
+def _dump_stacks(child: subprocess.Popen) -> None:
+    """Ask a hung child for every thread's stack (it wrote them to stderr.txt, whose tail the row carries)."""
+    try:
+        os.kill(child.pid, STACK_DUMP_SIGNAL)
+        child.wait(timeout=STACK_DUMP_WAIT_S)  # faulthandler writes at once; the child does not exit on it
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+
+
 def run_child(point: RunPoint, run_dir: Path, task: ChildTask | None = None) -> tuple[PointResult | None, str, int | None]:
     """Start `python -m tiers.runner.child RUN_DIR`; returns (result or None, status if none, exit code)."""
     (run_dir / layout.POINT_FILE).write_text(json.dumps(point.to_dict(), indent=1, default=str))
@@ -63,6 +74,7 @@ def run_child(point: RunPoint, run_dir: Path, task: ChildTask | None = None) -> 
         try:
             rc = child.wait(timeout=point.timeout_s)
         except subprocess.TimeoutExpired:
+            _dump_stacks(child)
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
             return None, "timeout", None
