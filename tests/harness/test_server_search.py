@@ -132,3 +132,26 @@ def test_a_search_without_a_target_fails_the_point_and_runs_no_main_child(plan, 
     assert result.status == "failed"
     assert "Server target search found no target" in result.error and "fix:" in result.error
     assert result.search is not None and result.search.target_qps is None and len(result.search.trace) == 1
+
+
+@pytest.mark.parametrize(("first_s", "later_timeout"), [(2.0, 60.0), (30.0, 150.0), (200.0, 600.0)])
+def test_later_probes_are_timed_out_by_what_the_first_probe_took(tmp_path, monkeypatch, first_s, later_timeout):
+    """A hung probe costs a minute of the search (or 5x the first probe), not the point's whole timeout; the
+    first probe, with nothing to go by, has the point's."""
+    plan = PointValidator().plan(RunPoint(model="none.onnx", dataset="mnist", backend="null", scenario="Server",
+                                          batch=1, timeout_s=600))
+    asked: list = []
+    timeouts: list = []
+    inner = canned_launch(asked)
+
+    def timed(probe_plan, search_dir, task):
+        timeouts.append(probe_plan.point.timeout_s)
+        result = inner(probe_plan, search_dir, task)
+        result.elapsed_s = first_s if len(asked) == 1 else 1.0
+        return result
+
+    monkeypatch.setattr(server_search, "launch", timed)
+    found = search_target(plan, tmp_path)
+    assert timeouts[0] == 600 and set(timeouts[1:]) == {later_timeout} and len(timeouts) > 2
+    assert found.trace[0]["elapsed_s"] == first_s
+    assert plan.point.timeout_s == 600  # the point itself runs with its own timeout

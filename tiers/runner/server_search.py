@@ -22,7 +22,9 @@ when repeated (on 2 cores, two runs at the same target near the edge disagree ab
 agree), so the headroom costs a few percent of target, and the repeat of the chosen target buys a run
 that holds. The point then
 runs at the highest accepted target. Every probe (target, LoadGen's verdict, reasons, p99, whether the
-search accepted it) is kept in the row (`search_trace`) and its logs under `runs/<id>/search/`.
+search accepted it) is kept in the row (`search_trace`) and its logs under `runs/<id>/search/`. A probe after the
+first that runs `PROBE_TIMEOUT_FACTOR` times as long as the first (at least `PROBE_TIMEOUT_FLOOR_S`) is hung: it is
+stopped there, with its threads' stacks in its row, and counts as a rejected target.
 
 A slow device can fail a probe for a reason no lower target mends: it met the latency bound but issued fewer
 queries than LoadGen's minimum in the profile's duration (`too_few_queries`). Lowering the target only issues
@@ -32,6 +34,7 @@ the fix (a longer min_duration_ms), instead of bisecting towards 0 QPS.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +48,11 @@ TOLERANCE = 0.03  # stop when (upper bound - highest accepted) / upper bound is 
 OVERLOAD_MARGIN = 1.1  # an overloaded probe's completed rate, plus noise, bounds every VALID target
 OVERLOADED = 0.95  # a probe that completed less than this share of its target could not keep up
 LATENCY_HEADROOM = 0.8  # an accepted probe's target-percentile latency is at most this share of the bound
+#: a probe after the first is a hung one once it runs this many times as long as the first took (which ran at the
+#: compute rate, the most load the search offers), and never less than PROBE_TIMEOUT_FLOOR_S: a hung probe then
+#: costs a minute of the search, not the point's whole timeout (a demo run once lost 10 minutes to one)
+PROBE_TIMEOUT_FACTOR = 5.0
+PROBE_TIMEOUT_FLOOR_S = 60.0
 
 
 def needs_search(plan: Plan) -> bool:
@@ -70,6 +78,7 @@ def _trace_entry(result: PointResult, asked: float | None) -> dict:
             "reasons": [] if system is None else list(system.invalid_reasons) or ([result.error] if result.error else []),
             "p99_ms": p99, "bound_ms": None if not bound_ns else bound_ns / 1e6,
             "completed_qps": None if system is None else system.throughput, "run_dir": result.run_dir,
+            "elapsed_s": result.elapsed_s,
             **({"ttft_p99_ms": tokens.ttft_p99_ms, "tpot_p99_ms": tokens.tpot_p99_ms} if tokens is not None else {})}
 
 
@@ -93,16 +102,28 @@ def upper_bound(high: float, entry: dict) -> float:
     return high
 
 
+def bounded_probe_plan(plan: Plan, first_elapsed_s: float | None) -> Plan:
+    """The plan the later probes run: the point's timeout, bounded by the first probe's duration."""
+    if not first_elapsed_s:
+        return plan
+    bound = max(PROBE_TIMEOUT_FLOOR_S, PROBE_TIMEOUT_FACTOR * first_elapsed_s)
+    if bound >= plan.point.timeout_s:
+        return plan
+    return dataclasses.replace(plan, point=dataclasses.replace(plan.point, timeout_s=bound))
+
+
 def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
                   say: Callable[[str], None] | None = None) -> ServerSearch:
     """Probe targets under `search_dir` and return the highest VALID one with the trace."""
     say = say or (lambda _msg: None)
     trace: list[dict] = []
 
+    probe_plan = plan  # after the first probe, with the point's timeout bounded by what that probe took
+
     def probe(target: float | None) -> dict:
         hints = {} if target is None else {"server_target_qps": target}
-        result = launch(plan, search_dir, ChildTask(role="probe", hints=hints, force_limits=force_limits,
-                                                    mode=dict(plan.mode_actions)))
+        result = launch(probe_plan, search_dir, ChildTask(role="probe", hints=hints, force_limits=force_limits,
+                                                          mode=dict(plan.mode_actions)))
         entry = _trace_entry(result, target)
         trace.append(entry)
         verdict = {True: "VALID", False: "INVALID", None: result.status}[entry["valid"]]
@@ -121,6 +142,7 @@ def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
     if first["accepted"]:
         return ServerSearch(target_qps=first["target_qps"], trace=trace,
                             note="VALID at the compute throughput, the most a Server run can sustain")
+    probe_plan = bounded_probe_plan(plan, first.get("elapsed_s"))
     low, high = 0.0, upper_bound(float(first["target_qps"]), first)
     repeated = False  # whether `low` held when probed again
     edge_near = False  # a target failed its repeat: the edge lies just below it, not half-way down
