@@ -118,9 +118,7 @@ def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
     say = say or (lambda _msg: None)
     trace: list[dict] = []
 
-    probe_plan = plan  # after the first probe, with the point's timeout bounded by what that probe took
-
-    def probe(target: float | None) -> dict:
+    def probe(target: float | None, probe_plan: Plan) -> dict:
         hints = {} if target is None else {"server_target_qps": target}
         result = launch(probe_plan, search_dir, ChildTask(role="probe", hints=hints, force_limits=force_limits,
                                                           mode=dict(plan.mode_actions)))
@@ -135,21 +133,21 @@ def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
         say(f"  server target search: probe {len(trace)} at {shown} QPS -> {verdict}")
         return entry
 
-    first = probe(None)
+    first = probe(None, plan)
     if first["target_qps"] is None:  # the probe failed before LoadGen ran: nothing to search with
         return ServerSearch(target_qps=None, trace=trace,
                             note=f"the first probe {first['status']}: {'; '.join(first['reasons']) or 'no result'}")
     if first["accepted"]:
         return ServerSearch(target_qps=first["target_qps"], trace=trace,
                             note="VALID at the compute throughput, the most a Server run can sustain")
-    probe_plan = bounded_probe_plan(plan, first.get("elapsed_s"))
+    probe_plan = bounded_probe_plan(plan, first["elapsed_s"])  # the later probes: a hang costs a minute, not all
     low, high = 0.0, upper_bound(float(first["target_qps"]), first)
     repeated = False  # whether `low` held when probed again
     edge_near = False  # a target failed its repeat: the edge lies just below it, not half-way down
     while len(trace) < MAX_PROBES:
         if low > 0.0 and (high - low) / high <= TOLERANCE:
             # converged; near the edge a target passes by chance, so the one the run will use is probed again
-            entry = probe(low)
+            entry = probe(low, probe_plan)
             entry["repeat"] = True
             if entry["accepted"]:
                 repeated = True
@@ -162,7 +160,7 @@ def search_target(plan: Plan, search_dir: Path, force_limits: bool = False,
             target = (low + high) / 2
         else:
             target = 0.9 * high if edge_near else 0.8 * high if len(trace) == 1 else high / 2
-        entry = probe(target)
+        entry = probe(target, probe_plan)
         if entry["accepted"]:
             low = float(entry["target_qps"])
         elif low == 0.0 and too_few_queries(entry):
