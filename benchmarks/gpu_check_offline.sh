@@ -18,7 +18,7 @@ if [ ${#found[@]} -eq 0 ]; then
     exit 2
 fi
 cd "$(dirname "$0")/.."
-site=${MLPERF_EXT_WHEEL_SITE:-${TMPDIR:-/tmp}/mlperf-ext-site}
+site=${MLPERF_EXT_WHEEL_SITE:-$PWD/.wheel-site}  # in the repository (ignored), beside nothing of the host's
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "${found[@]}"
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .
