@@ -71,7 +71,7 @@ def demo_report(workdir: Path, console: Console) -> Path:
 
     console.rule("report")
     if not (Path(workdir) / HOST_PLATFORM_FILE).is_file():
-        console.print("Measuring this host's GEMM and memory ceilings for level 0 (platforms detect --quick)...")
+        console.print("Measuring this host's kernel (GEMM, convolution) and memory ceilings for level 0 (platforms detect --quick)...")
         write_host_platform(measure(quick=True), workdir)
     out = Path(workdir) / "report.html"
     size = write_atomic(out, render(collect(Path(workdir), ReportOptions())))

@@ -18,18 +18,19 @@ bf16       AMX-BF16: 1024; AVX512-BF16 (vdpbf16ps): 2 × 32 × 2 = 128
 int8       AMX-INT8: 2048; AVX512-VNNI (vpdpbusd): 2 × 64 × 2 = 256; AVX-VNNI: 128; AVX2: 64
 =========  ===================================================================
 
-Measured: the GEMM kernels of the level-1 kernel sweep (``tiers.micro.kernels``: one-node ONNX models
-timed through the project's own backends at their compute boundary) in every precision (fp32, fp16, bf16,
-int8, int4) on ONNX Runtime and OpenVINO, each with all threads on one stream and with one stream per
+Measured: the GEMM and convolution kernels of the level-1 kernel sweep (``tiers.micro.kernels``: one-node
+ONNX models timed through the project's own backends at their compute boundary) in every precision (fp32,
+fp16, bf16, int8, int4) on ONNX Runtime and OpenVINO, each with all threads on one stream and with one stream per
 thread (a runtime's kernels do not scale alike: ORT's MatMulInteger ran 1.8x faster as two one-thread
 streams than with two threads on one); the ceiling of a datatype is the fastest execution over the
 shapes, runtimes and stream counts among the kernels that really executed in it, as the runtime reports
 it (ORT's profiler kernels, OpenVINO's runtime model). A ceiling is a maximum, so it is the best run, as
-STREAM reports its best: the median is a level-1 figure. A GEMM that ran in another precision (an fp16
+STREAM reports its best: the median is a level-1 figure. A kernel that ran in another precision (an fp16
 model upcast to fp32, a bf16/fp16 hint the CPU cannot honour, int4 weights under an int8 or fp32
 computation) is listed with what ran and why, and gives no ceiling. ``--quick`` times the shapes at which
-the kernel libraries peak (``kernels.GEMM_QUICK``) for less time; the full detect adds DeepBench's default
-GEMM list and times every kernel longer. A test holds the zoo's models to these ceilings
+the kernel libraries peak (``kernels.GEMM_QUICK``, ``kernels.CONV_QUICK``: a CNN's deep 3x3 convolutions,
+which ran faster than any GEMM in fp32 and bf16 on a 2-core EPYC) for less time; the full detect adds
+DeepBench's default GEMM list and times every kernel longer. A test holds the zoo's models to these ceilings
 (tests/tiers/level0/test_ceilings_hold.py), and benchmarks/ceilings_hold.py prints every ratio. Memory bandwidth: a
 STREAM-like triad ``a = b + s·c`` over float64 arrays far larger than the last-level cache, one slice
 per thread, counted as STREAM does: 3 × 8 bytes per element (the write-allocate read of ``a`` is not
@@ -69,14 +70,14 @@ class HostSpec:
     simd: list[str]
     ops_per_cycle: dict[str, int]
     nominal_peak_tops: dict[str, float]
-    logical_cpus: int = 0  # usable logical CPUs (sched_getaffinity): the threads the GEMMs run on
+    logical_cpus: int = 0  # usable logical CPUs (sched_getaffinity): the threads the kernels run on
     cores_source: str = ""
     notes: list[str] = field(default_factory=list)  # why a nominal number is absent or approximate
 
 
 @dataclass
-class GemmResult:
-    """One GEMM of the kernel sweep as the host file records it."""
+class KernelCeiling:
+    """One kernel (a GEMM or a convolution) of the kernel sweep as the host file records it."""
 
     runtime: str
     dtype: str  # the precision asked
@@ -86,18 +87,19 @@ class GemmResult:
     ran_as: str = ""  # what executed, read back from the runtime
     form: str = ""  # the kernel's formulation, e.g. "QDQ MatMul", "MatMulInteger"
     streams: int = 1  # concurrent executions, the threads shared among them
+    kind: str = "gemm"  # "gemm" or "conv"
 
 
 @dataclass
 class HostCeilings:
     spec: HostSpec
-    gemm: list[GemmResult] = field(default_factory=list)
+    kernels: list[KernelCeiling] = field(default_factory=list)
     triad_gbs: float | None = None
     triad_bytes: int = 0
 
     def measured_peak_tops(self) -> dict[str, float]:
         best: dict[str, float] = {}
-        for g in self.gemm:
+        for g in self.kernels:
             if g.tops:
                 best[g.dtype] = max(best.get(g.dtype, 0.0), g.tops)
         return best
@@ -162,20 +164,20 @@ def detect() -> HostSpec:
                      host.cpu_flags(), host.cpu_simd_features())
 
 
-def gemm_ceilings(shapes: Sequence | None = None, threads: int | None = None, budget_s: float = 0.3,
-                  runtimes: Sequence[str] | None = None, precisions: Sequence[str] | None = None,
-                  streams: Sequence[int] = (1,)) -> list[GemmResult]:
-    """The kernel sweep's GEMMs (default: its default GEMM list) as host-file rows; a runtime that is not
-    installed is one row (dtype "-") with the reason."""
+def kernel_ceilings(shapes: Sequence | None = None, threads: int | None = None, budget_s: float = 0.3,
+                    runtimes: Sequence[str] | None = None, precisions: Sequence[str] | None = None,
+                    streams: Sequence[int] = (1,)) -> list[KernelCeiling]:
+    """The kernel sweep's GEMMs and convolutions (default: its default GEMM list) as host-file rows; a runtime
+    that is not installed is one row (dtype "-") with the reason."""
     from tiers.micro import kernels  # level 1's sweep: imported only when measuring
 
     result = kernels.sweep(kernels.GEMM_DEFAULT if shapes is None else shapes,
                            kernels.RUNTIMES if runtimes is None else runtimes,
                            kernels.PRECISIONS if precisions is None else precisions, threads, budget_s,
                            streams=streams)
-    rows = [GemmResult(r.runtime, r.precision, r.shape, r.ceiling_tops, r.reason, r.executed, r.form, r.streams)
-            for r in result.results if r.kind == "gemm"]
-    rows += [GemmResult(runtime, "-", "", None, why) for runtime, why in result.unavailable.items()]
+    rows = [KernelCeiling(r.runtime, r.precision, r.shape, r.ceiling_tops, r.reason, r.executed, r.form, r.streams,
+                          r.kind) for r in result.results]
+    rows += [KernelCeiling(runtime, "-", "", None, why) for runtime, why in result.unavailable.items()]
     return rows
 
 
@@ -208,15 +210,21 @@ def triad_bandwidth(n_elements: int, threads: int, repeats: int = 3) -> float:
     return best
 
 
-def measure(quick: bool = True, threads: int | None = None) -> HostCeilings:
-    """Detect the host and measure GEMM and triad ceilings (quick: about ten seconds in all on 2 cores)."""
-    from tiers.micro import kernels
+def ceiling_shapes(quick: bool) -> tuple:
+    """The kernels a ceiling is taken over: the GEMMs and convolutions at which the kernel libraries peak, and
+    for the full detect DeepBench's default GEMMs too."""
+    from tiers.micro import kernels  # level 1's sweep: imported only when measuring
 
+    peak = kernels.GEMM_QUICK + kernels.CONV_QUICK
+    return peak if quick else tuple(dict.fromkeys(peak + kernels.GEMM_DEFAULT))
+
+
+def measure(quick: bool = True, threads: int | None = None) -> HostCeilings:
+    """Detect the host and measure kernel and triad ceilings (quick: about 25 seconds in all on 2 cores)."""
     spec = detect()
     threads = threads or spec.logical_cpus or spec.cores
     res = HostCeilings(spec)
-    shapes = kernels.GEMM_QUICK if quick else tuple(dict.fromkeys(kernels.GEMM_QUICK + kernels.GEMM_DEFAULT))
-    res.gemm = gemm_ceilings(shapes, threads, 0.15 if quick else 0.5, streams=(1, threads) if threads > 1 else (1,))
+    res.kernels = kernel_ceilings(ceiling_shapes(quick), threads, 0.15 if quick else 0.5, streams=(1, threads) if threads > 1 else (1,))
     # 0.8 GB (quick) or 1.6 GB in all: above the LLC a VM reports (up to hundreds of MB)
     res.triad_bytes = 3 * 8 * ((1 << 25) if quick else (1 << 26))
     res.triad_gbs = triad_bandwidth(res.triad_bytes // 24, threads, repeats=2 if quick else 5)
@@ -234,8 +242,8 @@ def host_platform_entry(c: HostCeilings) -> dict:
     """
     measured = {k: round(v, 4) for k, v in c.measured_peak_tops().items() if round(v, 4) > 0}
     if not measured:
-        errors = "; ".join(f"{g.runtime} {g.dtype}: {g.error}" for g in c.gemm if g.error)[:300] or "none ran"
-        raise ConfigError(f"no GEMM ran on this host ({errors}), so there are no measured ceilings to write; "
+        errors = "; ".join(f"{g.runtime} {g.dtype}: {g.error}" for g in c.kernels if g.error)[:300] or "none ran"
+        raise ConfigError(f"no kernel ran on this host ({errors}), so there are no measured ceilings to write; "
                           "fix: check that onnxruntime (pip install onnxruntime) runs on this CPU and retry "
                           "'mlperf-ext platforms detect'")
     if not c.triad_gbs or round(c.triad_gbs, 2) <= 0:
@@ -258,14 +266,14 @@ def host_platform_entry(c: HostCeilings) -> dict:
                             "clock_mhz": c.spec.clock_mhz, "ops_per_cycle": c.spec.ops_per_cycle,
                             "formula": "cores x clock_GHz x ops_per_cycle / 1000 (TOP/s)",
                             **({"notes": notes} if notes else {})},
-        "measured_with": {"gemm": [{"runtime": g.runtime, "dtype": g.dtype, "shape": g.shape,
-                                    **({"form": g.form} if g.form else {}), "streams": g.streams,
-                                    "tops": None if g.tops is None else round(g.tops, 4),
-                                    **({"ran_as": g.ran_as} if g.ran_as else {}),
-                                    **({"error": g.error} if g.error else {})} for g in c.gemm],
+        "measured_with": {"kernels": [{"kind": g.kind, "runtime": g.runtime, "dtype": g.dtype, "shape": g.shape,
+                                       **({"form": g.form} if g.form else {}), "streams": g.streams,
+                                       "tops": None if g.tops is None else round(g.tops, 4),
+                                       **({"ran_as": g.ran_as} if g.ran_as else {}),
+                                       **({"error": g.error} if g.error else {})} for g in c.kernels],
                           "triad": {"bytes_per_iteration": c.triad_bytes, "gbs": bandwidth}},
         "source": "mlperf-ext platforms detect: nominal from CPU flags (docs/level0.md), measured on this machine: "
-                  "GEMM kernels of tiers.micro.kernels (DeepBench shapes), STREAM-like triad",
+                  "GEMM and convolution kernels of tiers.micro.kernels, STREAM-like triad",
     }
 
 

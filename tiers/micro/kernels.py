@@ -162,6 +162,12 @@ _CEILING = "mlperf-ext ceiling shape"
 #: best was one of these, up to 10 % above DeepBench's larger GEMMs (docs/level0.md).
 GEMM_QUICK = (GemmShape(512, 512, 512, f"{_CEILING}: operands resident in L2"), GemmShape(1024, 700, 512, _SERVER),
               GemmShape(2048, 256, 2048, f"{_CEILING}: the zoo MLP's 2048-wide layer at batch 256"))
+#: `platforms detect`'s convolutions: the zoo ResNet-50's two deepest 3x3 convolutions at batch 4 (the deployment
+#: the ceilings test runs it at). A convolution is a kernel a CNN executes as much as a GEMM is: in one
+#: `detect --quick` on a 2-core EPYC (2026-12-07) the 7x7x512 one ran 8 % above every quick GEMM in fp32 and 6 %
+#: in bf16, so ceilings from GEMMs alone were not the host's best (CI saw ResNet-50 bf16 above them).
+CONV_QUICK = (ConvShape(14, 14, 256, 4, 256, 3, 3, 1, 1, 1, 1, f"{_CEILING}: ResNet-50's 14x14 3x3 at batch 4"),
+              ConvShape(7, 7, 512, 4, 512, 3, 3, 1, 1, 1, 1, f"{_CEILING}: ResNet-50's 7x7 3x3 at batch 4"))
 #: default GEMMs: compute-bound (the first two), a GEMV at batch 1 and a 4-row GEMM on 79 MB of fp32 weights
 GEMM_DEFAULT = (
     GemmShape(1024, 700, 512, _SERVER),

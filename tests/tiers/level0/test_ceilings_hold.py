@@ -3,10 +3,12 @@ executed. If one does, the ceiling was not the host's best and every efficiency 
 the test fails (efficiency above 100 % is a detected bug, never a figure).
 
 The ceilings are the ones `mlperf-ext platforms detect --quick` stores (written, then read back through the
-catalog as level 0 reads them); the models are the zoo's ResNet-50 in fp32 and int8 (GEMM-bound
-convolutions that oneDNN and MLAS run near their peak), at batch 4 as one stream per thread (the deployment
-at which both runtimes ran them fastest on a 2-core EPYC: benchmarks/ceilings_hold.py), and in bf16 through
-OpenVINO where the CPU has native bf16 kernels. A model's achieved ops/s is its compute throughput at that
+catalog as level 0 reads them), taken over GEMMs and over ResNet-50's deep 3x3 convolutions; the models are
+the zoo's ResNet-50 in fp32 and int8 (GEMM-bound convolutions that oneDNN and MLAS run near their peak), at
+batch 4 as one stream per thread (the deployment at which both runtimes ran them fastest on a 2-core EPYC:
+benchmarks/ceilings_hold.py), and in bf16 through OpenVINO where the CPU has native bf16 kernels. The
+whole network also runs its stem, 1x1 convolutions, pooling and classifier, so it should stay below its
+best convolution: a model above the ceiling means the ceiling was not the host's best. A model's achieved ops/s is its compute throughput at that
 deployment (the median of three windows) times level 0's ops per sample."""
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def test_no_zoo_model_computes_above_the_stored_ceiling(backend_name, variant, e
     achieved = timing.throughput * ops / 1e12
     # two measurements of one peak differ by their noise: the model's own windows' spread (at least 1 %, the rule of
     # the rows' system-above-compute flag) is the tolerance; a ceiling that is not the host's best is off by more
-    # (CI once saw a GEMM-bound ResNet-50 0.6 % above a bf16 ceiling measured seconds apart)
+    # (CI once saw a GEMM-bound ResNet-50 0.6 % above a bf16 ceiling measured seconds apart; then 1.2 % above a
+    # GEMM-only one, which is why the ceilings now include ResNet-50's own deep 3x3 convolutions)
     tolerance = max(timing.spread, MIN_TOLERANCE)
     assert achieved <= stored_ceilings[dtype] * (1 + tolerance), (
         f"{path.stem} on {backend_name} (threads {threads}, streams {streams}) computes {achieved:.4f} TOP/s in "

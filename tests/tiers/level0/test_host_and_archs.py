@@ -1,4 +1,4 @@
-"""Host ceilings (real ONNX Runtime / OpenVINO GEMMs from the kernel sweep, numpy triad) and the standard
+"""Host ceilings (real ONNX Runtime / OpenVINO GEMMs and convolutions from the kernel sweep, numpy triad) and the standard
 architectures."""
 
 from __future__ import annotations
@@ -11,21 +11,25 @@ from mlperf_ext.errors import ConfigError
 from tiers.level0 import cli
 from tiers.level0.graph import analyze
 from tiers.level0.host_ceilings import (
-    GemmResult,
     HostCeilings,
+    KernelCeiling,
+    ceiling_shapes,
     detect,
-    gemm_ceilings,
     host_platform_entry,
     host_spec,
+    kernel_ceilings,
     physical_cores,
     triad_bandwidth,
     write_host_platform,
 )
 from tiers.level0.platforms import HOST_PLATFORM_FILE, load_catalog, parse_platform
-from tiers.micro.kernels import GemmShape
+from tiers.micro import kernels
+from tiers.micro.kernels import ConvShape, GemmShape
 
 #: a tiny GEMM (M=64 N=16 K=64): the ceilings' code path in milliseconds
 TINY = [GemmShape(64, 16, 64, "test")]
+#: a tiny 3x3 convolution (8x8x16 -> 16 at batch 2)
+TINY_CONV = ConvShape(8, 8, 16, 2, 16, 3, 3, 1, 1, 1, 1, "test")
 
 
 def test_detect_reads_this_host():
@@ -72,8 +76,8 @@ def _ceilings(spec, gemm):
 
 def test_measured_mode_holds_only_measured_peaks(tmp_path):
     spec = host_spec("test cpu", 4, 4, 2000.0, {"avx512f", "amx_bf16", "amx_int8"}, [])
-    c = _ceilings(spec, [GemmResult("onnxruntime", "fp32", "M=64 N=64 K=64", 0.2),
-                         GemmResult("openvino", "bf16", "M=64 N=64 K=64", None, "executed fp32, not bf16", "fp32")])
+    c = _ceilings(spec, [KernelCeiling("onnxruntime", "fp32", "M=64 N=64 K=64", 0.2),
+                         KernelCeiling("openvino", "bf16", "M=64 N=64 K=64", None, "executed fp32, not bf16", "fp32")])
     write_host_platform(c, tmp_path)
     host = load_catalog(workdir=tmp_path).get("host")
     assert host.point("measured").peak_tops == {"fp32": 0.2}  # no nominal bf16/int8 inherited
@@ -82,16 +86,16 @@ def test_measured_mode_holds_only_measured_peaks(tmp_path):
 
 def test_no_clock_means_no_nominal_mode_and_the_reason_is_stored(tmp_path):
     spec = host_spec("test cpu", 4, 4, None, {"avx512f"}, [])
-    entry = host_platform_entry(_ceilings(spec, [GemmResult("onnxruntime", "fp32", "M=64 N=64 K=64", 0.2)]))
+    entry = host_platform_entry(_ceilings(spec, [KernelCeiling("onnxruntime", "fp32", "M=64 N=64 K=64", 0.2)]))
     assert list(entry["modes"]) == ["measured"] and entry["peak_tops"] == {"fp32": 0.2}
     assert any("clock not readable" in n for n in entry["nominal_formula"]["notes"])
     parse_platform(entry, "generated")
 
 
-def test_no_gemm_result_raises_before_writing(tmp_path):
+def test_no_kernel_result_raises_before_writing(tmp_path):
     spec = host_spec("test cpu", 4, 4, 2000.0, {"avx512f"}, [])
-    c = _ceilings(spec, [GemmResult("onnxruntime", "fp32", "M=64 N=64 K=64", None, "NOT_IMPLEMENTED")])
-    with pytest.raises(ConfigError, match="no GEMM ran.*NOT_IMPLEMENTED.*fix:"):
+    c = _ceilings(spec, [KernelCeiling("onnxruntime", "fp32", "M=64 N=64 K=64", None, "NOT_IMPLEMENTED")])
+    with pytest.raises(ConfigError, match="no kernel ran.*NOT_IMPLEMENTED.*fix:"):
         write_host_platform(c, tmp_path)
     assert not (tmp_path / HOST_PLATFORM_FILE).exists()
 
@@ -103,7 +107,7 @@ def test_openvino_records_a_ceiling_only_in_the_type_it_ran(dtype):
     ov = pytest.importorskip("openvino")
     native = {"bf16": "BF16", "fp16": "FP16", "int8": "INT8"}[dtype] in ov.Core().get_property(
         "CPU", "OPTIMIZATION_CAPABILITIES")
-    (r,) = gemm_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["openvino"], precisions=[dtype])
+    (r,) = kernel_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["openvino"], precisions=[dtype])
     if native:
         assert r.tops and r.tops > 0, r.error
         assert r.ran_as == dtype and not r.error
@@ -115,37 +119,41 @@ def test_a_gemm_that_ran_in_another_precision_gives_no_ceiling():
     """ONNX Runtime's CPU provider runs an fp16 MatMul through casts to fp32 where it has no fp16 kernel: the
     row then names what ran, and fp16 gets no ceiling; int4 weights never make an int4 ceiling unless int4
     arithmetic ran."""
-    rows = gemm_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["onnxruntime"], precisions=["fp16", "int4"])
+    rows = kernel_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["onnxruntime"], precisions=["fp16", "int4"])
     assert {r.dtype for r in rows} == {"fp16", "int4"}
     for r in rows:
         assert r.ran_as, r.error  # both load and run on ORT's CPU provider
         assert (r.tops is not None) == (r.ran_as == r.dtype), r
         if r.tops is None:
             assert f"not {r.dtype}" in r.error
-    c = _ceilings(detect(), rows + [GemmResult("onnxruntime", "fp32", "M=64 N=64 K=64", 0.1)])
+    c = _ceilings(detect(), rows + [KernelCeiling("onnxruntime", "fp32", "M=64 N=64 K=64", 0.1)])
     assert set(c.measured_peak_tops()) == {"fp32"} | {r.dtype for r in rows if r.tops is not None}
 
 
 def test_a_missing_runtime_is_one_row_with_the_reason():
-    rows = gemm_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["no-such-runtime"], precisions=["fp32"])
+    rows = kernel_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["no-such-runtime"], precisions=["fp32"])
     assert [(r.runtime, r.dtype, r.tops) for r in rows] == [("no-such-runtime", "-", None)]
     assert "fix:" in rows[0].error
 
 
 def test_short_measurements_and_host_platform_file(tmp_path, capsys):
     spec = detect()
-    gemm = gemm_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["onnxruntime"], precisions=["fp32", "int8"])
-    c = HostCeilings(spec, gemm, triad_bandwidth(1 << 20, 1, repeats=1), 3 * 8 << 20)
-    assert {g.form for g in c.gemm} == {"MatMul", "QDQ MatMul", "MatMulInteger"}
-    assert all(g.tops and g.tops > 0 and g.ran_as == g.dtype for g in c.gemm) and c.triad_gbs > 0
+    rows = kernel_ceilings([*TINY, TINY_CONV], threads=1, budget_s=0.01, runtimes=["onnxruntime"],
+                           precisions=["fp32", "int8"])
+    c = HostCeilings(spec, rows, triad_bandwidth(1 << 20, 1, repeats=1), 3 * 8 << 20)
+    assert {(g.kind, g.form) for g in c.kernels} == {("gemm", "MatMul"), ("gemm", "QDQ MatMul"),
+                                                      ("gemm", "MatMulInteger"), ("conv", "Conv"), ("conv", "QDQ Conv")}
+    assert all(g.tops and g.tops > 0 and g.ran_as == g.dtype for g in c.kernels) and c.triad_gbs > 0
     entry = host_platform_entry(c)
     parse_platform(entry, "generated")  # the written file is valid catalog data
-    assert entry["measured_with"]["gemm"][0]["shape"] == "M=64 N=16 K=64"
+    written = entry["measured_with"]["kernels"]
+    assert [(k["kind"], k["shape"]) for k in written[:1]] == [("gemm", "M=64 N=16 K=64")]
+    assert {k["kind"] for k in written} == {"gemm", "conv"}
     write_host_platform(c, tmp_path)
     host = load_catalog(workdir=tmp_path).get("host")
-    best_int8 = max(g.tops for g in c.gemm if g.dtype == "int8")
     measured = host.point("measured").peak_tops  # the host file keeps 4 decimals of TOP/s
-    assert measured["fp32"] == round(c.measured_peak_tops()["fp32"], 4) and measured["int8"] == round(best_int8, 4)
+    for dtype in ("fp32", "int8"):  # the fastest kernel of either kind is the ceiling
+        assert measured[dtype] == round(max(g.tops for g in c.kernels if g.dtype == dtype), 4)
     p = argparse.ArgumentParser()
     cli.register(p.add_subparsers(dest="command"))
     args = p.parse_args(["platforms", "show", "host", "--workdir", str(tmp_path)])
@@ -154,9 +162,21 @@ def test_short_measurements_and_host_platform_file(tmp_path, capsys):
     assert "nominal" in out and "measured" in out and "ops_per_cycle" in out
 
 
+@pytest.mark.parametrize("quick", [True, False])
+def test_detect_times_convolutions_beside_gemms(quick):
+    """A CNN's convolutions may run faster than any GEMM (they did in fp32 and bf16 on a 2-core EPYC), so the
+    ceilings `platforms detect` stores are taken over both kinds, quick and full; the full set holds the quick
+    one and DeepBench's default GEMMs, each shape once."""
+    shapes = ceiling_shapes(quick)
+    assert {s.kind for s in shapes} == {"gemm", "conv"}
+    assert set(kernels.GEMM_QUICK + kernels.CONV_QUICK) <= set(shapes)
+    assert len({s.slug for s in shapes}) == len(shapes)
+    assert quick or set(kernels.GEMM_DEFAULT) <= set(shapes)
+
+
 def test_openvino_gemm_small():
     pytest.importorskip("openvino")
-    (r,) = gemm_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["openvino"], precisions=["fp32"])
+    (r,) = kernel_ceilings(TINY, threads=1, budget_s=0.01, runtimes=["openvino"], precisions=["fp32"])
     assert r.tops and r.tops > 0 and r.ran_as == "fp32", r.error
 
 
