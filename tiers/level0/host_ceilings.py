@@ -164,15 +164,14 @@ def detect() -> HostSpec:
                      host.cpu_flags(), host.cpu_simd_features())
 
 
-def kernel_ceilings(shapes: Sequence | None = None, threads: int | None = None, budget_s: float = 0.3,
+def kernel_ceilings(shapes: Sequence, threads: int | None = None, budget_s: float = 0.3,
                     runtimes: Sequence[str] | None = None, precisions: Sequence[str] | None = None,
                     streams: Sequence[int] = (1,)) -> list[KernelCeiling]:
-    """The kernel sweep's GEMMs and convolutions (default: its default GEMM list) as host-file rows; a runtime
-    that is not installed is one row (dtype "-") with the reason."""
+    """The kernel sweep's GEMMs and convolutions of `shapes` as host-file rows; a runtime that is not installed
+    is one row (dtype "-") with the reason."""
     from tiers.micro import kernels  # level 1's sweep: imported only when measuring
 
-    result = kernels.sweep(kernels.GEMM_DEFAULT if shapes is None else shapes,
-                           kernels.RUNTIMES if runtimes is None else runtimes,
+    result = kernels.sweep(shapes, kernels.RUNTIMES if runtimes is None else runtimes,
                            kernels.PRECISIONS if precisions is None else precisions, threads, budget_s,
                            streams=streams)
     rows = [KernelCeiling(r.runtime, r.precision, r.shape, r.ceiling_tops, r.reason, r.executed, r.form, r.streams,
