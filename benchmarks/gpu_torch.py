@@ -357,24 +357,24 @@ def run(rep: Report, budget: Budget, args) -> None:
     rep.put("torch", "device", {"device": args.device, "gpu": args.gpu_name, "platform": args.platform})
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     models, datasets = prepare(rep, args.work, args.torch_samples, args.models)
+
+    def optional(section: str, what: str, run_section, *section_args) -> None:
+        """A section --torch-skip may leave out: run it, or record that it was left out."""
+        if section in args.skip:
+            rep.skip(what, "--torch-skip")
+        else:
+            run_section(rep, budget, *section_args)
+
     # model by model, each with all of its sections: the MLP (first, and fast) gives every kind of figure even
     # if ResNet-50 then runs out of budget
     for name, model in models.items():
-        offline = scenario_section(rep, budget, name, model, datasets[name], args, env)
-        native_section(rep, budget, name, model, datasets[name], offline, args)
-        if "power" in args.skip:
-            rep.skip(f"torch power {name}", "--torch-skip")
-        else:
-            power_section(rep, budget, name, model, datasets[name], args, env)
+        dataset = datasets[name]
+        offline = scenario_section(rep, budget, name, model, dataset, args, env)
+        native_section(rep, budget, name, model, dataset, offline, args)
+        optional("power", f"torch power {name}", power_section, name, model, dataset, args, env)
         if name == "mlp":
-            if "capacity" in args.skip:
-                rep.skip("torch capacity", "--torch-skip")
-            else:
-                capacity_section(rep, budget, model, datasets[name], args, env)
-    if "efficiency" in args.skip:
-        rep.skip("torch efficiency", "--torch-skip")
-    else:
-        efficiency_section(rep, budget, args, env)
+            optional("capacity", "torch capacity", capacity_section, model, dataset, args, env)
+    optional("efficiency", "torch efficiency", efficiency_section, args, env)
 
 
 def main(argv: list[str] | None = None) -> int:
